@@ -1,0 +1,297 @@
+"""The small typed objects that cross module boundaries.
+
+``video`` makes :class:`Frames`, ``decouple`` makes :class:`Clue`, ``assign`` (through the
+pipeline) makes :class:`Plan`, and a model adapter makes :class:`Answer`. Each can be
+printed, and the ones without pixels round-trip through JSON exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import FramesError
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds as the answer prompt writes them: two decimals and an ``s`` (``12.50s``)."""
+    return f"{seconds:.2f}s"
+
+
+def time_instruction(duration: float, timestamps: Sequence[float]) -> str:
+    """The sentence that tells the model how long the video is and when its frames were taken.
+
+    Args:
+        duration: length of the whole video in seconds.
+        timestamps: presentation time in seconds of each frame the model will see, in order.
+    """
+    times = ", ".join(format_seconds(t) for t in timestamps)
+    return (
+        f"The video lasts for {format_seconds(duration)}, and {len(timestamps)} frames are "
+        f"uniformly sampled from it. These frames are located at {times}. "
+        "Please answer the following questions related to this video."
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Frames:
+    """Frames decoded from one video.
+
+    Attributes:
+        pixels: uint8 RGB array ``[T, H, W, 3]``.
+        indices: ``[T]`` frame numbers in the file (0-based, decoding order of presentation).
+        timestamps: ``[T]`` presentation times in seconds.
+        duration: length of the whole video in seconds.
+        fps: average frame rate of the stream in frames per second.
+        path: the file they came from, if any.
+    """
+
+    pixels: np.ndarray
+    indices: np.ndarray
+    timestamps: np.ndarray
+    duration: float
+    fps: float
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        pixels = self.pixels
+        if not isinstance(pixels, np.ndarray):
+            raise FramesError(f"Frames.pixels must be a numpy array, got {type(pixels).__name__}")
+        if pixels.dtype != np.uint8:
+            raise FramesError(f"Frames.pixels must be uint8 RGB, got dtype {pixels.dtype}")
+        if pixels.ndim != 4 or pixels.shape[-1] != 3:
+            raise FramesError(f"Frames.pixels must have shape [T, H, W, 3], got {tuple(pixels.shape)}")
+        if pixels.shape[0] == 0 or pixels.shape[1] == 0 or pixels.shape[2] == 0:
+            raise FramesError(f"Frames.pixels is empty: shape {tuple(pixels.shape)}")
+        indices = np.asarray(self.indices, dtype=np.int64).reshape(-1)
+        timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
+        if len(indices) != len(pixels) or len(timestamps) != len(pixels):
+            raise FramesError(
+                f"Frames has {len(pixels)} pixel frames but {len(indices)} indices and "
+                f"{len(timestamps)} timestamps"
+            )
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "timestamps", timestamps)
+        object.__setattr__(self, "duration", float(self.duration))
+        object.__setattr__(self, "fps", float(self.fps))
+
+    @classmethod
+    def from_arrays(
+        cls,
+        pixels: np.ndarray,
+        fps: float = 1.0,
+        indices: Sequence[int] | None = None,
+        duration: float | None = None,
+        path: str | None = None,
+    ) -> "Frames":
+        """Frames from an array alone (tests, images): frame k at ``indices[k] / fps`` seconds."""
+        pixels = np.asarray(pixels)
+        n = len(pixels)
+        idx = np.arange(n) if indices is None else np.asarray(indices)
+        ts = idx / float(fps)
+        dur = (int(idx.max()) + 1) / float(fps) if duration is None and n else (duration or 0.0)
+        return cls(pixels=pixels, indices=idx, timestamps=ts, duration=dur, fps=fps, path=path)
+
+    def __len__(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"Frames(T={len(self)}, size={self.pixels.shape[2]}x{self.pixels.shape[1]}, "
+            f"duration={self.duration:.2f}s, fps={self.fps:.3f}, path={self.path!r})"
+        )
+
+    def select(self, keep: Sequence[int]) -> "Frames":
+        """The frames at positions ``keep`` (positions in this object, not file frame numbers)."""
+        keep = np.asarray(list(keep), dtype=np.int64)
+        return Frames(
+            pixels=self.pixels[keep],
+            indices=self.indices[keep],
+            timestamps=self.timestamps[keep],
+            duration=self.duration,
+            fps=self.fps,
+            path=self.path,
+        )
+
+    def time_prompt(self, keep: Sequence[int] | None = None) -> str:
+        """The time instruction for these frames, or only for positions ``keep``."""
+        ts = self.timestamps if keep is None else self.timestamps[np.asarray(list(keep), dtype=np.int64)]
+        return time_instruction(self.duration, [float(t) for t in ts])
+
+
+@dataclass(frozen=True)
+class Clue:
+    """What the query decoupling step found worth looking for.
+
+    Attributes:
+        objects: the things to look for in each frame (entities, or events in the event mode), or
+            ``None`` when the question needs no specific thing (the scorer then asks whether the
+            frame holds enough to answer).
+        reasoning: the raw text the model wrote, kept for reports.
+        mode: ``"entity"`` (the paper's default) or ``"event"``.
+    """
+
+    objects: tuple[str, ...] | None
+    reasoning: str = ""
+    mode: str = "entity"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objects": None if self.objects is None else list(self.objects),
+            "reasoning": self.reasoning,
+            "mode": self.mode,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Clue":
+        objects = data.get("objects")
+        return cls(
+            objects=None if objects is None else tuple(str(o) for o in objects),
+            reasoning=str(data.get("reasoning", "")),
+            mode=str(data.get("mode", "entity")),
+        )
+
+
+@dataclass
+class Plan:
+    """Which frames the model sees and with how many tokens each.
+
+    One entry per *sampled* frame in every list; a frame whose grid is ``(0, 0)`` was dropped.
+
+    Attributes:
+        indices: frame numbers in the file.
+        timestamps: presentation times in seconds.
+        scores: relevance scores in [0, 1] from the scorer.
+        weights: normalised weights (sum to 1).
+        grids: token grid ``(h, w)`` given to each frame; ``(0, 0)`` means dropped.
+        budget: the total visual token budget the grids were made for (tokens).
+        native: the model's native feature grid ``(H, W)`` the grids are resized from.
+        method: the resize method (``bilinear``, ``adaptive_pool``, ``linspace``, ``merge``).
+        duration: length of the video in seconds.
+        clue: the decoupling result the scores came from, if any.
+        video: the video path, if any.
+        question: the user's question.
+    """
+
+    indices: list[int]
+    timestamps: list[float]
+    scores: list[float]
+    weights: list[float]
+    grids: list[tuple[int, int]]
+    budget: int
+    native: tuple[int, int]
+    method: str = "bilinear"
+    duration: float = 0.0
+    clue: Clue | None = None
+    video: str | None = None
+    question: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.indices = [int(i) for i in self.indices]
+        self.timestamps = [float(t) for t in self.timestamps]
+        self.scores = [float(s) for s in self.scores]
+        self.weights = [float(w) for w in self.weights]
+        self.grids = [(int(h), int(w)) for h, w in self.grids]
+        self.native = (int(self.native[0]), int(self.native[1]))
+        self.budget = int(self.budget)
+        self.duration = float(self.duration)
+        n = len(self.indices)
+        for name in ("timestamps", "scores", "weights", "grids"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Plan.{name} has {len(getattr(self, name))} entries, expected {n}")
+
+    @property
+    def keep(self) -> list[int]:
+        """Positions (into the sampled frames) of the frames that got at least one token."""
+        return [i for i, (h, w) in enumerate(self.grids) if h * w > 0]
+
+    @property
+    def kept_grids(self) -> list[tuple[int, int]]:
+        return [self.grids[i] for i in self.keep]
+
+    @property
+    def kept_timestamps(self) -> list[float]:
+        return [self.timestamps[i] for i in self.keep]
+
+    @property
+    def tokens(self) -> int:
+        """Visual feature tokens in the plan (no newline tokens)."""
+        return sum(h * w for h, w in self.grids)
+
+    def time_prompt(self) -> str:
+        """The time instruction for the kept frames only."""
+        return time_instruction(self.duration, self.kept_timestamps)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["grids"] = [list(g) for g in self.grids]
+        data["native"] = list(self.native)
+        data["clue"] = None if self.clue is None else self.clue.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+        data = dict(data)
+        clue = data.pop("clue", None)
+        data["grids"] = [tuple(g) for g in data["grids"]]
+        data["native"] = tuple(data["native"])
+        return cls(clue=None if clue is None else Clue.from_dict(clue), **data)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        return cls.from_dict(json.loads(text))
+
+    def summary(self) -> dict[str, Any]:
+        """A few numbers for logs and result stores."""
+        return {
+            "sampled": len(self.indices),
+            "kept": len(self.keep),
+            "tokens": self.tokens,
+            "budget": self.budget,
+            "objects": None if self.clue is None or self.clue.objects is None else list(self.clue.objects),
+        }
+
+
+@dataclass
+class Answer:
+    """The model's answer to one question about one video.
+
+    Attributes:
+        text: the generated text.
+        plan: the token plan the answer was made with (``None`` in the baseline mode).
+        timings: seconds spent per stage (``decode``, ``decouple``, ``score``, ``encode``, ``generate``).
+        choice: the option letter extracted from ``text`` when the question had options.
+    """
+
+    text: str
+    plan: Plan | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    choice: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "choice": self.choice,
+            "timings": dict(self.timings),
+            "plan": None if self.plan is None else self.plan.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Answer":
+        plan = data.get("plan")
+        return cls(
+            text=data["text"],
+            plan=None if plan is None else Plan.from_dict(plan),
+            timings=dict(data.get("timings", {})),
+            choice=data.get("choice"),
+        )
+
+
+__all__ = ["Frames", "Clue", "Plan", "Answer", "time_instruction", "format_seconds"]

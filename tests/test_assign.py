@@ -1,0 +1,290 @@
+"""The token-assignment core: weights, grids, resizing, counting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quota.assign import (
+    allocate_grids,
+    frame_weights,
+    grid_for_tokens,
+    linspace_positions,
+    merge_tokens,
+    resize_frames,
+    token_count,
+)
+from quota.errors import BudgetError
+
+scores_st = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=200)
+budget_st = st.integers(1, 40000)
+native_st = st.tuples(st.integers(1, 30), st.integers(1, 30))
+
+
+# ---------------------------------------------------------------- weights
+def test_weights_follow_the_paper_formula():
+    s = np.array([0.1, 0.5, 0.9])
+    raw = (100 * s) ** 2
+    np.testing.assert_allclose(frame_weights(s), raw / raw.sum(), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(frame_weights(s, scale=1.0, power=1.0), s / s.sum())
+    assert frame_weights(s).dtype == np.float64
+
+
+def test_all_zero_scores_give_uniform_weights():
+    np.testing.assert_array_equal(frame_weights([0.0] * 8), np.full(8, 1 / 8))
+
+
+@pytest.mark.parametrize("bad", [[], [0.5, float("nan")], [1.5], [-0.1, 0.2], [float("inf")]])
+def test_bad_scores_raise_value_error(bad):
+    with pytest.raises(ValueError):
+        frame_weights(bad)
+
+
+@given(scores_st)
+def test_weights_sum_to_one(scores):
+    w = frame_weights(scores)
+    assert w.shape == (len(scores),)
+    assert abs(w.sum() - 1.0) < 1e-9
+    assert np.all(w >= 0)
+
+
+# ---------------------------------------------------------------- grids: exact cases
+def test_paper_equal_scores_64_frames_give_14x14():
+    assert allocate_grids(frame_weights([0.7] * 64)) == [(14, 14)] * 64
+
+
+def test_paper_equal_scores_96_frames_give_11x11():
+    # 12544 / 96 = 130.67 -> 130 tokens -> floor(sqrt) = 11; 12*11 = 132 > 130
+    assert allocate_grids(frame_weights([0.3] * 96)) == [(11, 11)] * 96
+
+
+def test_grid_rule_hand_checked():
+    assert grid_for_tokens(0) == (0, 0)
+    assert grid_for_tokens(1) == (1, 1)
+    assert grid_for_tokens(2) == (2, 1)
+    assert grid_for_tokens(5) == (2, 2)
+    assert grid_for_tokens(6) == (3, 2)
+    assert grid_for_tokens(196) == (14, 14)
+    assert grid_for_tokens(209) == (14, 14)
+    assert grid_for_tokens(210) == (15, 14)
+
+
+def test_paper_drops_frames_with_zero_tokens():
+    grids = allocate_grids([1000.0, 1.0, 0.0], budget=100)
+    assert grids[2] == (0, 0)
+    assert grids[1] == (0, 0)  # floor(100 * 1/1001) = 0
+    assert grids[0] == (10, 9)  # floor(100 * 1000/1001) = 99 -> 9 + 1 rows
+
+
+def test_paper_uncapped_can_exceed_native_and_cap_redistributes():
+    w = [10.0, 1.0, 1.0, 1.0]
+    free = allocate_grids(w, budget=2000, native=(27, 27))
+    assert free[0][0] * free[0][1] > 729
+    capped = allocate_grids(w, budget=2000, native=(27, 27), cap=True)
+    assert capped[0] == (27, 27)
+    # the rest, (2000 - 729) / 3 = 423.67 each -> 423 -> 20x20 + a row? 21*20 = 420 <= 423
+    assert capped[1:] == [(21, 20)] * 3
+
+
+def test_cap_repeats_until_no_frame_exceeds():
+    # one pass would cap frame 0 only; redistributing then pushes frame 1 over the cap as well
+    w = [100.0, 30.0, 1.0, 1.0]
+    grids = allocate_grids(w, budget=1000, native=(10, 10), cap=True)
+    assert grids[0] == (10, 10) and grids[1] == (10, 10)
+    assert all(h * w <= 100 for h, w in grids)
+
+
+def test_exact_mode_spends_the_leftover():
+    w = frame_weights(np.random.default_rng(0).random(160))
+    paper = allocate_grids(w, mode="paper")
+    exact = allocate_grids(w, mode="exact")
+    assert token_count(paper) < 12544
+    assert token_count(exact) == 12544
+    assert all(e[0] * e[1] >= p[0] * p[1] for p, e in zip(paper, exact))
+
+
+def test_exact_mode_is_limited_by_native_grids():
+    grids = allocate_grids([1.0] * 4, budget=10000, native=(5, 5), mode="exact")
+    assert grids == [(5, 5)] * 4
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(weights=[]), dict(weights=[-1.0]), dict(weights=[0.0, 0.0]), dict(weights=[1.0], budget=0),
+     dict(weights=[1.0], mode="fancy"), dict(weights=[1.0], native=(0, 3)), dict(weights=[float("nan")])],
+)
+def test_bad_allocation_inputs_raise(kwargs):
+    with pytest.raises(ValueError):
+        allocate_grids(**kwargs)
+
+
+# ---------------------------------------------------------------- grids: properties
+@settings(max_examples=150, deadline=None)
+@given(scores_st, budget_st, native_st, st.booleans(), st.sampled_from(["paper", "exact"]))
+def test_grid_properties(scores, budget, native, cap, mode):
+    weights = frame_weights(scores)
+    grids = allocate_grids(weights, budget=budget, native=native, cap=cap, mode=mode)
+    assert len(grids) == len(scores)
+    assert token_count(grids) <= budget
+    for h, w in grids:
+        assert (h == 0) == (w == 0)
+        assert 0 <= h - w <= 1  # near square, never wider than tall
+    if cap or mode == "exact":
+        assert all(h * w <= native[0] * native[1] for h, w in grids)
+    # a higher score never gets a smaller grid
+    order = np.argsort(scores, kind="stable")
+    sizes = np.array([h * w for h, w in grids])
+    s = np.asarray(scores)
+    for a, b in zip(order[:-1], order[1:]):
+        if s[b] > s[a]:
+            assert sizes[b] >= sizes[a]
+    # uniform scores give equal grids (in paper mode; exact mode may hand the leftover to some)
+    if mode == "paper" and len(set(scores)) == 1:
+        assert len(set(grids)) == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.01, 1.0), min_size=1, max_size=100), budget_st)
+def test_grids_follow_frame_order(scores, budget):
+    """Reversing the frames reverses the grids: allocation is per frame, order preserved."""
+    w = frame_weights(scores)
+    assert allocate_grids(w[::-1], budget=budget) == allocate_grids(w, budget=budget)[::-1]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=100), budget_st, native_st)
+def test_exact_never_uses_less_than_paper(scores, budget, native):
+    w = frame_weights(scores)
+    paper = allocate_grids(w, budget=budget, native=native, cap=True)
+    exact = allocate_grids(w, budget=budget, native=native, mode="exact")
+    assert token_count(paper) <= token_count(exact) <= budget
+
+
+# ---------------------------------------------------------------- resizing
+def _features(t=6, h=7, w=7, c=5, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(t, h, w, c, generator=g).to(dtype)
+
+
+GRIDS = [(3, 3), (0, 0), (7, 7), (9, 8), (1, 1), (3, 3)]
+
+
+def _reference_loop(x, grids):
+    out = []
+    for i, (h, w) in enumerate(grids):
+        if h * w == 0:
+            continue
+        frame = x[i].permute(2, 0, 1).unsqueeze(0)
+        out.append(F.interpolate(frame, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bilinear_is_bit_identical_to_per_frame_interpolate(dtype, workers):
+    x = _features(dtype=dtype)
+    ours = resize_frames(x, GRIDS, "bilinear", num_workers=workers)
+    ref = _reference_loop(x, GRIDS)
+    assert len(ours) == 5
+    for a, b, (h, w) in zip(ours, ref, [g for g in GRIDS if g[0]]):
+        assert a.shape == (h, w, 5) and a.dtype == dtype
+        assert torch.equal(a, b)
+
+
+def test_bilinear_on_contiguous_channels_first_input_matches_too():
+    x = _features(c=16)
+    # a [T, H, W, C] view of a channels-first tensor: still bit-identical
+    y = x.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
+    for a, b in zip(resize_frames(y, GRIDS), _reference_loop(x, GRIDS)):
+        assert torch.equal(a, b)
+
+
+def test_adaptive_pool_matches_torch():
+    x = _features()
+    grids = [(3, 3), (0, 0), (7, 7), (2, 1), (1, 1), (4, 3)]
+    out = resize_frames(x, grids, "adaptive_pool")
+    kept = [i for i, g in enumerate(grids) if g[0]]
+    for o, i in zip(out, kept):
+        ref = F.adaptive_avg_pool2d(x[i].permute(2, 0, 1), grids[i]).permute(1, 2, 0)
+        assert torch.equal(o, ref)
+
+
+def test_linspace_picks_evenly_spaced_tokens():
+    x = _features(t=2)
+    out = resize_frames(x, [(3, 2), (1, 1)], "linspace")
+    assert out[0].shape == (6, 5) and out[1].shape == (1, 5)
+    flat = x[0].reshape(49, 5)
+    expected = flat[[0, 9, 19, 28, 38, 48]]
+    assert torch.equal(out[0], expected)
+    assert linspace_positions(49, 49).tolist() == list(range(49))
+
+
+def test_merge_returns_target_count_and_preserves_mass():
+    x = _features(t=1, h=6, w=6, c=8)[0].reshape(36, 8)
+    for target in (36, 35, 20, 9, 1):
+        merged = merge_tokens(x, target)
+        assert merged.shape == (target, 8)
+    one = merge_tokens(x, 1)
+    torch.testing.assert_close(one[0], x.mean(0), rtol=1e-5, atol=1e-6)
+    assert torch.equal(merge_tokens(x, 36), x)
+
+
+def test_merge_joins_duplicates_first():
+    base = torch.eye(4)
+    # A = positions 0, 2, 4 and B = 1, 3, 5: the pairs (0, 1) and (4, 5) point the same way
+    x = torch.stack([base[0], base[0] * 2, base[1], base[2], base[3], base[3]])
+    merged = merge_tokens(x, 4)
+    assert merged.shape == (4, 4)
+    # the two identical-direction pairs were merged; the distinct ones survive untouched
+    assert any(torch.allclose(m, base[0] * 1.5) for m in merged)
+    assert any(torch.allclose(m, base[3]) for m in merged)
+    assert any(torch.allclose(m, base[1]) for m in merged)
+    assert any(torch.allclose(m, base[2]) for m in merged)
+    # order of first appearance: the merged (0, 1) pair comes first
+    assert torch.allclose(merged[0], base[0] * 1.5)
+
+
+def test_merge_cannot_grow():
+    with pytest.raises(BudgetError):
+        resize_frames(_features(t=1), [(8, 8)], "merge")
+
+
+def test_resize_rejects_mismatched_inputs():
+    with pytest.raises(BudgetError):
+        resize_frames(_features(t=3), [(1, 1)])
+    with pytest.raises(BudgetError):
+        resize_frames(torch.zeros(3, 4, 5), [(1, 1)] * 3)
+    with pytest.raises(ValueError):
+        resize_frames(_features(t=1), [(1, 1)], "nearest")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=1, max_size=8))
+def test_resize_output_shapes_in_frame_order(raw):
+    grids = [(h, w) if h and w else (0, 0) for h, w in raw]
+    x = _features(t=len(grids), h=6, w=6, c=3)
+    out = resize_frames(x, grids)
+    kept = [g for g in grids if g[0]]
+    assert [tuple(o.shape) for o in out] == [(h, w, 3) for h, w in kept]
+
+
+# ---------------------------------------------------------------- counting
+def test_token_count_policies():
+    grids = [(14, 14), (0, 0), (3, 2)]
+    assert token_count(grids) == 196 + 6
+    assert token_count(grids, "row") == 196 + 6 + 14 + 3
+    assert token_count(grids, "frame") == 196 + 6 + 2
+    assert token_count(grids, "video") == 196 + 6 + 1
+    assert token_count([(0, 0)], "video") == 0
+    with pytest.raises(ValueError):
+        token_count(grids, "page")
+
+
+def test_paper_budget_is_64_pooled_frames():
+    assert token_count([(14, 14)] * 64) == 12544 == 64 * math.ceil(27 / 2) ** 2
