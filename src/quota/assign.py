@@ -66,10 +66,15 @@ def frame_weights(scores: Sequence[float] | np.ndarray, scale: float = 100.0, po
         raise ValueError(f"scores must lie in [0, 1]; position {int(bad[0])} holds {s[bad[0]]!r}")
     if not (scale > 0 and power > 0):
         raise ValueError(f"scale and power must be positive, got scale={scale!r}, power={power!r}")
+    if not np.any(s > 0):
+        return np.full(s.size, 1.0 / s.size)
     raw = np.power(scale * s, power)
     total = raw.sum()
-    if total <= 0.0 or not np.isfinite(total):
-        return np.full(s.size, 1.0 / s.size)
+    if not (total > 0.0 and np.isfinite(total)):
+        # Under- or overflow of the paper's formula with extreme scores: the same weights, computed
+        # relative to the largest score (scale cancels out of the normalised ratio).
+        raw = np.power(s / s.max(), power)
+        total = raw.sum()
     return raw / total
 
 

@@ -131,18 +131,22 @@ class Clue:
             ``None`` when the question needs no specific thing (the scorer then asks whether the
             frame holds enough to answer).
         reasoning: the raw text the model wrote, kept for reports.
-        mode: ``"entity"`` (the paper's default) or ``"event"``.
+        mode: ``"entity"`` (the paper's default), ``"event"``, or ``"none"`` (no decoupling ran).
+        question: the user's question the clue was made for (the scorer falls back to it when
+            ``objects`` is ``None``).
     """
 
     objects: tuple[str, ...] | None
     reasoning: str = ""
     mode: str = "entity"
+    question: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "objects": None if self.objects is None else list(self.objects),
             "reasoning": self.reasoning,
             "mode": self.mode,
+            "question": self.question,
         }
 
     @classmethod
@@ -152,6 +156,7 @@ class Clue:
             objects=None if objects is None else tuple(str(o) for o in objects),
             reasoning=str(data.get("reasoning", "")),
             mode=str(data.get("mode", "entity")),
+            question=str(data.get("question", "")),
         )
 
 

@@ -1,0 +1,740 @@
+"""Query decoupling: from a question to the things worth looking for in each frame.
+
+QuoTA first asks the base video-language model, with text only, what a question needs to be found
+in the video. This module holds the three parts of that step:
+
+* :func:`build_decouple_prompt` writes a three-step chain-of-thought prompt (need anything? which?
+  keep only concrete ones) with worked examples, in an entity-centric (default) or event-centric form.
+* :func:`parse_clue` turns whatever text the model wrote into a :class:`~quota.types.Clue`. It never
+  evaluates the text: a small hand-written scanner reads lists, quoted strings and bare words, and
+  everything it returns is bounded (:data:`MAX_OBJECTS` items of at most :data:`MAX_OBJECT_CHARS`
+  characters) and filtered.
+* :func:`scoring_question` writes the two-option question (:data:`YES_LETTER` yes /
+  :data:`NO_LETTER` no) that the scorer asks about every frame.
+
+:class:`Decoupler` wires a text-in, text-out callable (normally the base model without video) to the
+prompt and the parser. See ``docs/decouple.md`` for the grammar the parser accepts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from .config import DECOUPLE_MODES
+from .errors import ConfigError, ModelError
+from .types import Clue
+
+logger = logging.getLogger(__name__)
+
+#: Most objects (or events) a clue keeps; later ones are dropped.
+MAX_OBJECTS = 16
+#: Most characters in one object (or event) name.
+MAX_OBJECT_CHARS = 64
+#: Most characters of raw model text kept in ``Clue.reasoning`` and read by the parser.
+MAX_REASONING_CHARS = 20_000
+#: Option letter of the "yes" answer in the scoring question (its probability is the frame score).
+YES_LETTER = "A"
+#: Option letter of the "no" answer in the scoring question.
+NO_LETTER = "B"
+
+#: Modes that have a prompt (``"none"`` means no chain of thought at all).
+PROMPT_MODES = ("entity", "event")
+
+# Most words in an unquoted (bare) item: longer runs are taken for prose, not names.
+_MAX_BARE_WORDS = {"entity": 4, "event": 8}
+# Words that mark an unquoted item as a sentence rather than a name.
+_PROSE_WORDS = frozenset(
+    "i we you me my our your think believe should would could might must need needs answer question "
+    "because therefore so".split()
+)
+_PROSE_WORDS_ENTITY = _PROSE_WORDS | frozenset("is are was were be been does do did has have".split())
+# Raw items and bracket lists scanned before the scanner stops (keeps hostile input cheap).
+_MAX_RAW_ITEMS = 256
+_MAX_LIST_CANDIDATES = 32
+
+# The line that separates our prompt from the model's answer; text before its last occurrence is
+# an echo of the prompt and is skipped by the parser.
+PROMPT_SENTINEL = "Now it is your turn."
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt
+# --------------------------------------------------------------------------------------------
+
+_ENTITY_INTRO = """\
+You are getting ready to answer a question about a long video. Before anyone watches it, decide what \
+is worth searching for in its frames. You cannot see the video: work from the question, and its \
+options if there are any, alone.
+
+Think in three steps and write each one on its own line.
+Step 1: Does answering the question depend on spotting particular physical things in the video? \
+Write yes or no.
+Step 2: If yes, list the things that would have to be spotted. If no, write null.
+Step 3: From the Step 2 list keep only concrete physical entities: people, animals, objects, \
+vehicles, buildings, places, visible text. Remove words about the recording itself (video, clip, \
+scene, frame) and remove colours, positions, numbers or actions that stand on their own. Write what \
+is left as a JSON list of short strings, or null if nothing is left.
+
+End with the Step 3 line, for instance Step 3: ["cat", "sofa"] or Step 3: null, and write nothing \
+after it.
+
+Worked examples:
+
+Example 1
+Question: What colour is the umbrella that the woman holds while she crosses the bridge?
+Step 1: yes
+Step 2: ["woman", "umbrella", "bridge", "colour"]
+Step 3: ["woman", "umbrella", "bridge"]
+
+Example 2
+Question: Which word best describes the overall atmosphere of the video?
+Options:
+A. tense
+B. joyful
+C. calm
+D. gloomy
+Step 1: no
+Step 2: null
+Step 3: null
+
+Example 3
+Question: How many times does the dog jump over the wooden fence in the park?
+Step 1: yes
+Step 2: ["dog", "wooden fence", "park", "jumping", "number of jumps"]
+Step 3: ["dog", "wooden fence", "park"]
+"""
+
+_EVENT_INTRO = """\
+You are getting ready to answer a question about a long video. Before anyone watches it, decide which \
+moments are worth searching for in its frames. You cannot see the video: work from the question, and \
+its options if there are any, alone.
+
+Think in three steps and write each one on its own line.
+Step 1: Does answering the question depend on spotting particular events or actions in the video? \
+Write yes or no.
+Step 2: If yes, list the events or actions that would have to be spotted. If no, write null.
+Step 3: From the Step 2 list keep only events a camera could capture: someone or something doing \
+something visible. Remove events about the recording itself (the video starting, a scene cut) and \
+abstract ideas such as reasons or feelings. Write each kept event as a short phrase of at most eight \
+words, as a JSON list of strings, or null if nothing is left.
+
+End with the Step 3 line, for instance Step 3: ["a man opening a door"] or Step 3: null, and write \
+nothing after it.
+
+Worked examples:
+
+Example 1
+Question: What does the chef do right after cracking the eggs?
+Step 1: yes
+Step 2: ["chef cracking eggs", "whatever the chef does next"]
+Step 3: ["chef cracking eggs into a bowl"]
+
+Example 2
+Question: Why did the crowd start cheering?
+Options:
+A. a goal was scored
+B. the band came on stage
+C. fireworks went off
+Step 1: yes
+Step 2: ["crowd cheering", "goal being scored", "band walking on stage", "fireworks going off", \
+"the reason"]
+Step 3: ["crowd cheering", "goal being scored", "band walking on stage", "fireworks going off"]
+
+Example 3
+Question: What is this video mainly about?
+Step 1: no
+Step 2: null
+Step 3: null
+"""
+
+_INTROS = {"entity": _ENTITY_INTRO, "event": _EVENT_INTRO}
+
+_OPTION_LABEL = re.compile(r"^\s*\(?[A-Za-z]\s*[.):]\s")
+
+
+def _check_mode(mode: str, allowed: Sequence[str] = DECOUPLE_MODES) -> str:
+    if mode not in allowed:
+        raise ConfigError(f"decoupling mode {mode!r} is not one of {', '.join(allowed)}")
+    return mode
+
+
+def _check_question(question: Any) -> str:
+    if not isinstance(question, str):
+        raise ConfigError(
+            f"the question must be a string, got {type(question).__name__}; pass the question text"
+        )
+    return question.strip()
+
+
+def format_options(options: Sequence[str] | Mapping[str, str] | None) -> list[str]:
+    """Options as prompt lines ``"A. text"``.
+
+    Options that already start with a letter label (``"A. cat"``, ``"(B) dog"``) are kept as they
+    are; others are labelled A, B, C ... in order. A mapping is read as ``{letter: text}``.
+    """
+    if options is None:
+        return []
+    if isinstance(options, str):
+        raise ConfigError("options must be a list of strings (one per option), not a single string")
+    if isinstance(options, Mapping):
+        return [f"{str(k).strip()}. {str(v).strip()}" for k, v in options.items()]
+    lines = []
+    for k, opt in enumerate(options):
+        text = " ".join(str(opt).split())
+        if _OPTION_LABEL.match(text + " "):
+            lines.append(text)
+        else:
+            label = chr(ord("A") + k) if k < 26 else str(k + 1)
+            lines.append(f"{label}. {text}")
+    return lines
+
+
+def build_decouple_prompt(
+    question: str,
+    options: Sequence[str] | Mapping[str, str] | None = None,
+    mode: str = "entity",
+) -> str:
+    """The chain-of-thought prompt that asks the model what to look for.
+
+    Args:
+        question: the user's question about the video.
+        options: the answer options of a multiple-choice question, if any.
+        mode: ``"entity"`` (physical things, the paper's default) or ``"event"`` (events and actions).
+
+    Returns:
+        The prompt text. The model is asked to end with a line ``Step 3: [...]`` or ``Step 3: null``,
+        which :func:`parse_clue` reads.
+    """
+    _check_mode(mode, PROMPT_MODES)
+    q = _check_question(question)
+    parts = [_INTROS[mode], PROMPT_SENTINEL, f"Question: {q}"]
+    lines = format_options(options)
+    if lines:
+        parts.append("Options:\n" + "\n".join(lines))
+    parts.append("Write Step 1, Step 2 and Step 3 now.")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+
+_NULL_WORDS = frozenset({"null", "none", "nil", "n/a", "na", "nothing", "empty", "no"})
+_STRONG_NULL = re.compile(r"^\W*(?:null|none|nil|n\s*/\s*a|nothing)\b", re.IGNORECASE)
+_WEAK_NULL = re.compile(r"^\W*no\b", re.IGNORECASE)
+_YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+# Words that name the recording or nothing in particular: never worth searching for.
+_GENERIC = frozenset(
+    """video videos clip clips frame frames scene scenes image images footage shot shots picture
+    pictures movie film recording recordings content visual visuals thing things object objects item
+    items entity entities something anything everything stuff question answer answers option options
+    time moment moments timestamp part segment segments sequence null none nil n/a na nothing empty
+    unknown other others etc""".split()
+)
+_GENERIC_EVENT = _GENERIC | frozenset("event events action actions activity activities happening".split())
+_COLOURS = frozenset(
+    """red orange yellow green blue purple violet pink brown black white gray grey silver gold golden
+    beige cyan magenta turquoise colour color colours colors dark light bright""".split()
+)
+_POSITIONS = frozenset(
+    """left right top bottom center centre middle front back behind above below background foreground
+    beginning end start ending position positions location side sides corner upper lower near far
+    inside outside first last next previous number count amount size shape""".split()
+)
+_FILLER = frozenset(
+    "a an the this that these those some any of in on at to from with and or its their his her".split()
+)
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
+# Characters no object name needs; an item holding one is taken for code or markup and dropped.
+_FORBIDDEN = re.compile(r"[_()\[\]{}<>=;$`\\|@^~*\"]")
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+_BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+(.*\S)\s*$")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+_LABEL = re.compile(r"^[^\W\d][\w \t'/-]{0,40}:\s*")
+
+_STEP_WORDS = {"1": 1, "2": 2, "3": 3, "one": 1, "two": 2, "three": 3}
+_MARKER = re.compile(
+    r"\bstep[ \t]*(?P<n>[123]|one|two|three)\b(?:[^:\n\[\]]{0,40}?:|[ \t]*[-–—.)]|[ \t]*$)"
+    r"|\bfinal(?:[ \t]+(?:answer|list|objects|entities|events|result))?[ \t]*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+_STOP_LINE = re.compile(r"^[ \t>#*]*(?:question\s*:|example\b)", re.IGNORECASE | re.MULTILINE)
+_SENTINEL = re.compile(re.escape(PROMPT_SENTINEL), re.IGNORECASE)
+_FENCE = re.compile(r"^[ \t]*```[^\n]*$", re.MULTILINE)
+
+_OPEN_QUOTES = {'"': '"', "'": "'", "“": "”\"", "‘": "’'", "”": "”\"", "’": "’'"}
+_CLOSE_FOLLOWERS = ",]\n\r\"'“”‘’"
+
+
+@dataclass
+class _Item:
+    text: str
+    quoted: bool
+
+
+@dataclass
+class _Section:
+    """What one section of model text says: ``kind`` is ``"null"``, ``"list"`` or ``"none"``."""
+
+    kind: str
+    items: list[_Item]
+    complete: bool = True
+
+
+def _coerce_text(text: Any) -> str:
+    if text is None:
+        return ""
+    if isinstance(text, str):
+        return text
+    if isinstance(text, (bytes, bytearray)):
+        return bytes(text[: 4 * MAX_REASONING_CHARS]).decode("utf-8", errors="replace")
+    if isinstance(text, (list, tuple)):
+        return _coerce_text(text[0]) if text else ""
+    return str(text)
+
+
+def _read_escape(s: str, j: int) -> tuple[str, int]:
+    """Decode the backslash escape at ``s[j]``; returns the text and the index after it."""
+    if j + 1 >= len(s):
+        return "", j + 1
+    c = s[j + 1]
+    if c in "nrt":
+        return " ", j + 2
+    if c == "u":
+        digits = s[j + 2 : j + 6]
+        if len(digits) == 4 and all(ch in "0123456789abcdefABCDEF" for ch in digits):
+            code = int(digits, 16)
+            return ("" if 0xD800 <= code <= 0xDFFF else chr(code)), j + 6
+        return "", j + 2
+    return c, j + 2
+
+
+def _scan_quoted(s: str, i: int) -> tuple[str | None, int]:
+    """Read the quoted string opening at ``s[i]``.
+
+    A closing quote counts only when followed (after spaces) by a separator, a bracket, another
+    quote or the end, so apostrophes inside single-quoted names survive (``'driver's seat'``).
+    Returns ``(None, index)`` for a string cut off by a line break or the end of the text.
+    """
+    closers = _OPEN_QUOTES[s[i]]
+    n = len(s)
+    j = i + 1
+    buf: list[str] = []
+    while j < n:
+        c = s[j]
+        if c == "\\":
+            piece, j = _read_escape(s, j)
+            buf.append(piece)
+            continue
+        if c in "\n\r":
+            return None, j
+        if c in closers:
+            k = j + 1
+            while k < n and s[k] in " \t":
+                k += 1
+            if k >= n or s[k] in _CLOSE_FOLLOWERS:
+                return "".join(buf), j + 1
+        buf.append(c)
+        j += 1
+        if len(buf) > 4 * MAX_OBJECT_CHARS + 256:
+            # Far too long for a name: skip to the end of the line without keeping it.
+            while j < n and s[j] not in "\n\r":
+                j += 1
+            return None, j
+    return None, n
+
+
+def _scan_list(s: str, i: int) -> tuple[list[_Item], bool, int]:
+    """Read the bracketed list opening at ``s[i] == "["``.
+
+    Nested brackets are flattened. Returns the raw items, whether the closing bracket was found,
+    and the index after the list.
+    """
+    n = len(s)
+    items: list[_Item] = []
+    j = i + 1
+    depth = 1
+    while j < n and len(items) < _MAX_RAW_ITEMS:
+        c = s[j]
+        if c in " \t\r\n,":
+            j += 1
+        elif c == "]":
+            depth -= 1
+            j += 1
+            if depth == 0:
+                return items, True, j
+        elif c == "[":
+            depth += 1
+            j += 1
+        elif c in _OPEN_QUOTES:
+            text, j = _scan_quoted(s, j)
+            if text is not None:
+                items.append(_Item(text, True))
+        else:
+            k = j
+            while k < n and s[k] not in ",]\n\r":
+                k += 1
+            items.append(_Item(s[j:k], False))
+            j = k
+    return items, False, j
+
+
+def _clean_item(item: _Item, mode: str) -> str | None:
+    """One raw item as an object name, or ``None`` when it is not worth looking for."""
+    text = " ".join(item.text.split())
+    text = text.strip(" \t*`'\"“”‘’")
+    text = re.sub(r"^(?:[-•+]|\d{1,2}[.)])\s+", "", text)
+    text = text.rstrip(" .,;:!?")
+    if len(text) < 2:
+        return None
+    if item.quoted:
+        if len(text) > MAX_OBJECT_CHARS:
+            cut = text[:MAX_OBJECT_CHARS]
+            space = cut.rfind(" ")
+            text = (cut[:space] if space >= MAX_OBJECT_CHARS // 2 else cut).rstrip(" .,;:!?-")
+    else:
+        if len(text) > MAX_OBJECT_CHARS or len(text.split()) > _MAX_BARE_WORDS[mode]:
+            return None
+        prose = _PROSE_WORDS_ENTITY if mode == "entity" else _PROSE_WORDS
+        if any(w.strip(".,'’!?:").lower() in prose for w in text.split()):
+            return None
+    if _FORBIDDEN.search(text) or not _HAS_LETTER.search(text):
+        return None
+    words = [w.strip(".,'’!?:/-").lower() for w in text.split()]
+    words = [w for w in words if w]
+    if not words or words[0] in ("no", "not", "none", "without"):
+        return None
+    if mode == "entity":
+        text = _ARTICLE.sub("", text)
+        ignorable = _GENERIC | _COLOURS | _POSITIONS | _FILLER
+    else:
+        ignorable = _GENERIC_EVENT | _FILLER
+    if all(w in ignorable for w in words) or len(text) < 2:
+        return None
+    return text
+
+
+def _clean_items(items: Sequence[_Item], mode: str) -> list[str]:
+    """Clean, deduplicate (case-insensitively, first kept) and bound a list of raw items."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        text = _clean_item(item, mode)
+        if text is None:
+            continue
+        key = text.casefold()
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(text)
+        if len(out) >= MAX_OBJECTS:
+            break
+    return out
+
+
+def _first_line(s: str) -> str:
+    for line in s.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _bare_items(line: str) -> list[_Item]:
+    """Items of one unbracketed line: ``dog, cat`` / ``Objects: dog; cat.`` / ``("dog", "cat")``."""
+    line = _LABEL.sub("", line.strip(), count=1)
+    end = _SENTENCE_END.search(line)
+    if end:
+        line = line[: end.start()]
+    line = line.strip()
+    if len(line) >= 2 and line[0] in "({" and line[-1] in ")}":
+        line = line[1:-1]
+    parts = re.split(r"[,;]", line)
+    if len(parts) > 1:  # "a, b and c": the last part holds two names
+        parts[-1:] = re.split(r"\s+and\s+", parts[-1], maxsplit=1)
+    out = []
+    for part in parts[:_MAX_RAW_ITEMS]:
+        part = part.strip()
+        part = re.sub(r"^(?:and|or)\s+", "", part, flags=re.IGNORECASE)
+        quoted = len(part) >= 2 and part[0] in _OPEN_QUOTES and part[-1] in _OPEN_QUOTES[part[0]]
+        out.append(_Item(part[1:-1] if quoted else part, quoted))
+    return out
+
+
+def _parse_section(s: str, mode: str, whole_text: bool = False) -> _Section:
+    """Read one section of model text (what follows a ``Step N:`` marker, or the whole text)."""
+    s = s.strip().lstrip(":-–— \t")
+    if not s:
+        return _Section("none", [])
+    if _STRONG_NULL.match(s):
+        return _Section("null", [])
+    # Bracketed lists: the first that gives a usable item wins; lists that give none mean null.
+    saw_list = False
+    all_closed = True
+    start = s.find("[")
+    candidates = 0
+    while start != -1 and candidates < _MAX_LIST_CANDIDATES:
+        candidates += 1
+        raw, closed, end = _scan_list(s, start)
+        if any(it.quoted for it in raw):
+            raw = [it for it in raw if it.quoted]
+        items = _clean_items(raw, mode)
+        saw_list = True
+        all_closed = all_closed and closed
+        if items:
+            return _Section("list", [_Item(t, True) for t in items], complete=closed)
+        start = s.find("[", max(end, start + 1))
+    if saw_list:
+        return _Section("null", [], complete=all_closed)
+    if _WEAK_NULL.match(s):
+        return _Section("null", [])
+    bullets = [m.group(1) for line in s.splitlines() if (m := _BULLET.match(line))]
+    if bullets:
+        items = _clean_items([_Item(b, False) for b in bullets[:_MAX_RAW_ITEMS]], mode)
+        if items:
+            return _Section("list", [_Item(t, True) for t in items])
+    lines = [line for line in s.splitlines() if line.strip()]
+    if whole_text and len(lines) != 1:
+        return _Section("none", [])
+    items = _clean_items(_bare_items(_first_line(s)), mode)
+    if items:
+        return _Section("list", [_Item(t, True) for t in items])
+    return _Section("none", [])
+
+
+def _normalise(text: str) -> str:
+    """Drop the prompt echo, code fences and bold markers; unify line breaks."""
+    last = None
+    for last in _SENTINEL.finditer(text):
+        pass
+    if last is not None:
+        text = text[last.end() :]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _FENCE.sub("", text)
+    return text.replace("**", "")
+
+
+def _sections(text: str) -> dict[int, str]:
+    """The text after the first ``Step 3`` (or ``Final:``) marker and the steps before it.
+
+    Returns ``{step: section text}``. Text after a ``Question:`` / ``Example`` line that follows the
+    first marker is ignored (models sometimes go on to invent another example).
+    """
+    first = _MARKER.search(text)
+    if first is None:
+        return {}
+    stop = _STOP_LINE.search(text, first.end())
+    if stop is not None:
+        text = text[: stop.start()]
+    marks = []
+    for m in _MARKER.finditer(text):
+        n = m.group("n")
+        marks.append((m.start(), m.end(), _STEP_WORDS[n.lower()] if n else 3))
+    found: dict[int, str] = {}
+    for k, (_, end, step) in enumerate(marks):
+        nxt = marks[k + 1][0] if k + 1 < len(marks) else len(text)
+        if step == 3:
+            found[3] = text[end:nxt]
+            break
+        found[step] = text[end:nxt]  # the latest step 1 / step 2 before the first step 3
+    return found
+
+
+def parse_clue(text: Any, mode: str = "entity") -> Clue:
+    """Turn any model output into a :class:`Clue`, without ever evaluating it.
+
+    Reading order: the ``Step 3`` list (or ``Final:``); when Step 3 is missing, unreadable, or a list
+    cut off before its closing bracket while Step 2 holds a complete one, the ``Step 2`` list (filtered
+    here the way Step 3 should have been); a ``Step 1: no`` with no Step 3 means no objects; text
+    with no step markers is read as one section (first useful bracket list, bullet lines, or a single
+    bare comma-separated line). ``null``/``none``/``[]`` mean no objects.
+
+    Args:
+        text: the model's output (normally a string; ``None``, bytes and lists are tolerated).
+        mode: ``"entity"``, ``"event"`` or ``"none"``. Entity mode also drops colours, positions
+            and words about the recording (video, frame, scene ...) that stand alone.
+
+    Returns:
+        ``Clue(objects, reasoning, mode)`` with at most :data:`MAX_OBJECTS` objects of at most
+        :data:`MAX_OBJECT_CHARS` characters, deduplicated case-insensitively (first kept), or
+        ``objects=None`` when the text names nothing usable. ``reasoning`` is the raw text, cut to
+        :data:`MAX_REASONING_CHARS` characters.
+    """
+    _check_mode(mode)
+    raw = _coerce_text(text)[:MAX_REASONING_CHARS]
+    if mode == "none":
+        return Clue(objects=None, reasoning=raw, mode="none")
+    body = _normalise(raw)
+    sections = _sections(body)
+    result: _Section
+    if not sections:
+        result = _parse_section(body, mode, whole_text=True)
+    else:
+        step3 = _parse_section(sections[3], mode) if 3 in sections else _Section("none", [])
+        step2 = _parse_section(sections[2], mode) if 2 in sections else _Section("none", [])
+        said_no = 1 in sections and (m := _YES_NO.match(sections[1].strip())) is not None and (
+            m.group(1).lower() == "no"
+        )
+        if step3.kind == "list" and not step3.complete and step2.kind == "list" and step2.complete:
+            result = step2
+        elif step3.kind != "none":
+            result = step3
+        elif said_no:
+            result = _Section("null", [])
+        else:
+            result = step2
+    if result.kind != "list" or not result.items:
+        return Clue(objects=None, reasoning=raw, mode=mode)
+    objects = tuple(it.text for it in result.items[:MAX_OBJECTS])
+    return Clue(objects=objects, reasoning=raw, mode=mode)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring question
+# --------------------------------------------------------------------------------------------
+
+_ANSWER_LINE = f"Reply with the letter {YES_LETTER} or {NO_LETTER} only."
+
+
+def scoring_question(clue: Clue | None, question: str | None = None) -> str:
+    """The two-option question the scorer asks about every frame.
+
+    With objects: does this frame contain any of them (event mode: show any of the events)?
+    Without (``clue`` is ``None`` or has no objects): does this frame hold enough to answer the
+    original question? Option :data:`YES_LETTER` is yes, :data:`NO_LETTER` is no; the frame score
+    is the probability of :data:`YES_LETTER`.
+
+    Args:
+        clue: the decoupling result, or ``None``.
+        question: the user's question; ``None`` uses ``clue.question`` (set by :class:`Decoupler`).
+    """
+    if question is None:
+        question = getattr(clue, "question", None) if clue is not None else None
+        if not question:
+            raise ConfigError(
+                "scoring_question needs the user's question: pass it, or a Clue made by Decoupler"
+            )
+    q = _check_question(question)
+    objects = None if clue is None else clue.objects
+    options = f"{YES_LETTER}. Yes\n{NO_LETTER}. No"
+    if objects:
+        sep = "; " if any("," in o for o in objects) else ", "
+        listed = sep.join(objects)
+        if clue is not None and clue.mode == "event":
+            ask = f"Does this frame show any of the following taking place: {listed}?"
+        else:
+            ask = f"Does this frame contain any of the following: {listed}?"
+        return f"{ask}\n{options}\n{_ANSWER_LINE}"
+    return (
+        f"Here is a question about a video: {q}\n"
+        "Does this single frame hold enough information to help answer that question?\n"
+        f"{options}\n{_ANSWER_LINE}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Decoupler
+# --------------------------------------------------------------------------------------------
+
+
+def _accepts_max_new_tokens(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "max_new_tokens" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+class Decoupler:
+    """Runs the chain-of-thought prompt through a text model and parses the answer into a Clue.
+
+    Args:
+        generate_text: any callable ``prompt -> text`` (normally the base model, text only). When it
+            takes a ``max_new_tokens`` keyword (or ``**kwargs``), ``max_new_tokens`` is passed on.
+        mode: ``"entity"`` (default, the paper's), ``"event"``, or ``"none"`` (no chain of thought:
+            every call returns ``Clue(objects=None, mode="none")`` without calling the model).
+        max_new_tokens: most tokens the model may write for the chain of thought.
+        strict: if true, an exception from ``generate_text`` is raised as :class:`ModelError`. If
+            false (default), it is logged as a warning and the call returns ``Clue(objects=None)``
+            with the error text in ``reasoning``, so one failed decoupling costs a sample its
+            objects rather than the sample itself.
+    """
+
+    def __init__(
+        self,
+        generate_text: Callable[[str], Any],
+        mode: str = "entity",
+        max_new_tokens: int = 256,
+        strict: bool = False,
+    ) -> None:
+        if not callable(generate_text):
+            raise ConfigError(
+                f"generate_text must be a callable prompt -> text, got {type(generate_text).__name__}"
+            )
+        self.mode = _check_mode(mode)
+        if int(max_new_tokens) < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {max_new_tokens!r}")
+        self.generate_text = generate_text
+        self.max_new_tokens = int(max_new_tokens)
+        self.strict = bool(strict)
+        self._pass_tokens = _accepts_max_new_tokens(generate_text)
+
+    @classmethod
+    def from_config(cls, generate_text: Callable[[str], Any], config: Any, strict: bool = False) -> "Decoupler":
+        """A decoupler with the mode and token limit of a :class:`~quota.config.QuotaConfig`."""
+        return cls(generate_text, mode=config.decouple, max_new_tokens=config.decouple_max_new_tokens,
+                   strict=strict)
+
+    def prompt(self, question: str, options: Sequence[str] | Mapping[str, str] | None = None) -> str:
+        """The prompt this decoupler would send (mode ``"none"`` has none: :class:`ConfigError`)."""
+        return build_decouple_prompt(question, options, mode=self.mode)
+
+    def __call__(self, question: str, options: Sequence[str] | Mapping[str, str] | None = None) -> Clue:
+        """Decouple one question; see the class docstring for what happens on model failure.
+
+        The returned Clue carries the (stripped) question in ``Clue.question``.
+        """
+        q = _check_question(question)
+        if self.mode == "none":
+            return Clue(objects=None, reasoning="", mode="none", question=q)
+        prompt = build_decouple_prompt(question, options, mode=self.mode)
+        try:
+            if self._pass_tokens:
+                out = self.generate_text(prompt, max_new_tokens=self.max_new_tokens)
+            else:
+                out = self.generate_text(prompt)
+        except Exception as exc:  # the model is outside our control; see `strict`
+            message = f"decoupling model failed ({type(exc).__name__}: {exc})"
+            if self.strict:
+                raise ModelError(
+                    f"{message}; check that the text generator works on its own, or construct the "
+                    "Decoupler with strict=False to fall back to scoring without objects"
+                ) from exc
+            logger.warning("%s; scoring this question without objects", message)
+            return Clue(
+                objects=None, reasoning=f"[{message}]"[:MAX_REASONING_CHARS], mode=self.mode, question=q
+            )
+        text = _coerce_text(out)
+        if text.startswith(prompt):
+            text = text[len(prompt) :]
+        return replace(parse_clue(text, mode=self.mode), question=q)
+
+
+__all__ = [
+    "MAX_OBJECTS",
+    "MAX_OBJECT_CHARS",
+    "MAX_REASONING_CHARS",
+    "YES_LETTER",
+    "NO_LETTER",
+    "PROMPT_MODES",
+    "PROMPT_SENTINEL",
+    "build_decouple_prompt",
+    "format_options",
+    "parse_clue",
+    "scoring_question",
+    "Decoupler",
+]

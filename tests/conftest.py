@@ -1,0 +1,76 @@
+"""Shared pytest setup for quota's tests.
+
+At import: no network for Hugging Face libraries, and a small torch thread count (the test machines are
+shared 2-core boxes; ``QUOTA_TEST_THREADS`` overrides it).
+
+Fixtures are grouped by topic below; add new ones under a heading of their own.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must happen before transformers / huggingface_hub are imported anywhere: they read these at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("QUOTA_TEST_THREADS", min(2, os.cpu_count() or 1))))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiny real models (quota.testing.tiny_models)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Folder holding this session's tiny checkpoints.
+
+    ``$QUOTA_TINY_CACHE`` when set (kept between runs), else a session temporary folder, which is also
+    exported as ``$QUOTA_TINY_CACHE`` for the session so library code calling
+    :func:`quota.testing.tiny_model_cache` shares the same checkpoints instead of building its own.
+    """
+    from quota.testing.tiny_models import CACHE_ENV
+
+    preset = os.environ.get(CACHE_ENV)
+    if preset:
+        yield Path(preset)
+        return
+    root = tmp_path_factory.mktemp("tiny_models")
+    os.environ[CACHE_ENV] = str(root)
+    try:
+        yield root
+    finally:
+        os.environ.pop(CACHE_ENV, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight Qwen2-VL (model, processor, tokenizer, chat template)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("qwen2_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight Qwen2.5-VL."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_ov(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight LLaVA-OneVision (SigLIP 84x84 / patch 14 + Qwen2)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("llava_onevision")

@@ -1,0 +1,476 @@
+"""Tests of quota.decouple: prompt, parser, scoring question and Decoupler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from quota.config import get_config
+from quota.decouple import (
+    MAX_OBJECT_CHARS,
+    MAX_OBJECTS,
+    MAX_REASONING_CHARS,
+    NO_LETTER,
+    PROMPT_SENTINEL,
+    YES_LETTER,
+    Decoupler,
+    build_decouple_prompt,
+    format_options,
+    parse_clue,
+    scoring_question,
+)
+from quota.errors import ConfigError, ModelError, QuotaError
+from quota.types import Clue
+
+CORPUS = json.loads((Path(__file__).parent / "data" / "clue_corpus.json").read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------ corpus
+
+
+def test_corpus_is_large_and_varied():
+    assert len(CORPUS) >= 40
+    names = [e["name"] for e in CORPUS]
+    assert len(names) == len(set(names))
+    assert sum(e["name"].startswith("hostile") for e in CORPUS) >= 8
+    assert sum(e["name"].startswith("truncated") for e in CORPUS) >= 4
+    assert any(e["mode"] == "event" for e in CORPUS)
+    assert any("__import__('os').system(" in e["text"] for e in CORPUS)
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[e["name"] for e in CORPUS])
+def test_corpus_entry(entry):
+    clue = parse_clue(entry["text"], mode=entry["mode"])
+    expected = None if entry["objects"] is None else tuple(entry["objects"])
+    assert clue.objects == expected
+    assert clue.mode == entry["mode"]
+    assert clue.reasoning == entry["text"][:MAX_REASONING_CHARS]
+    if clue.objects is not None:
+        assert 1 <= len(clue.objects) <= MAX_OBJECTS
+        assert all(0 < len(o) <= MAX_OBJECT_CHARS and o == o.strip() for o in clue.objects)
+
+
+# ------------------------------------------------------------------ parser details
+
+
+def test_hostile_text_is_never_executed(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    calls = []
+    monkeypatch.setattr(os, "system", lambda *a, **k: calls.append(a) or 0)
+    hostile = [
+        f"__import__('os').system('touch {marker}')",
+        f"Step 3: [__import__('os').system('touch {marker}')]",
+        f"Step 3: [\"dog\", open('{marker}', 'w').write('x')]",
+        f"Final: {{__import__('pathlib').Path('{marker}').touch()}}",
+        f"[exec(\"open('{marker}','w')\")]",
+    ]
+    for text in hostile:
+        clue = parse_clue(text)
+        assert clue.objects in (None, ("dog",))
+        assert clue.reasoning == text
+    assert calls == []
+    assert not marker.exists()
+
+
+def test_quoted_item_over_limit_is_cut_at_a_word():
+    name = "very long name of a thing " * 4  # 104 characters
+    clue = parse_clue(f'Step 3: ["{name}", "cup"]')
+    assert clue.objects is not None and len(clue.objects) == 2
+    first = clue.objects[0]
+    assert len(first) <= MAX_OBJECT_CHARS
+    assert name.startswith(first) and not first.endswith(" ")
+    assert clue.objects[1] == "cup"
+
+
+def test_bare_prose_items_are_dropped():
+    assert parse_clue("Step 3: we should look for whatever the man is holding in his hand").objects is None
+
+
+def test_reasoning_is_bounded_and_raw():
+    text = 'Step 3: ["dog"]\n' + "x" * (3 * MAX_REASONING_CHARS)
+    clue = parse_clue(text)
+    assert clue.objects == ("dog",)
+    assert len(clue.reasoning) == MAX_REASONING_CHARS
+    assert clue.reasoning == text[:MAX_REASONING_CHARS]
+
+
+def test_non_string_inputs():
+    assert parse_clue(None).objects is None
+    assert parse_clue(b'Step 3: ["dog"]').objects == ("dog",)
+    assert parse_clue(['Step 3: ["cat"]', "ignored"]).objects == ("cat",)
+    assert parse_clue([]).objects is None
+
+
+def test_mode_none_never_reads_objects():
+    clue = parse_clue('Step 3: ["dog"]', mode="none")
+    assert clue == Clue(objects=None, reasoning='Step 3: ["dog"]', mode="none")
+
+
+def test_unknown_mode_is_config_error():
+    with pytest.raises(ConfigError, match="objects"):
+        parse_clue("x", mode="objects")
+
+
+def test_entity_and_event_filters_differ():
+    text = 'Step 3: ["the red car", "left", "a man running"]'
+    assert parse_clue(text, mode="entity").objects == ("red car", "man running")
+    assert parse_clue(text, mode="event").objects == ("the red car", "left", "a man running")
+
+
+def test_whole_prompt_echo_is_skipped():
+    prompt = build_decouple_prompt("What is the boy eating?")
+    clue = parse_clue(prompt + '\nStep 1: yes\nStep 2: ["boy", "sandwich"]\nStep 3: ["sandwich"]')
+    assert clue.objects == ("sandwich",)
+    # A chat transcript that wraps the prompt is handled the same way.
+    clue = parse_clue(f"user\n{prompt}\nassistant\nStep 1: no\nStep 2: null\nStep 3: null")
+    assert clue.objects is None
+
+
+def test_clue_round_trips_through_json():
+    clue = parse_clue('Step 3: ["dog", "caf\\u00e9"]')
+    assert Clue.from_dict(json.loads(json.dumps(clue.to_dict()))) == clue
+
+
+# ------------------------------------------------------------------ fuzzing
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "[", "]", "[[", "]]", '"', "'", "“", "”", "‘", "’", ",", ", ", ";", ":", " ", "\n", "\\", "\\u00",
+        "\\u12", "(", ")", "{", "}", "Step 1:", "Step 2:", "Step 3:", "step three:", "Final:", "STEP 3 -",
+        "yes", "no", "null", "None", "[]", "dog", "red car", "video", "the ", "a ", "left", "```", "**",
+        "- ", "1. ", "Question:", "Example 9", PROMPT_SENTINEL, "__import__('os').system('ls')", "eval(",
+        "and ", "x" * 70, "word " * 20, "Ünïcödé", "\x00", "\t",
+    ]
+)
+_LISTISH = st.builds(
+    lambda items, q, open_, close: open_ + ", ".join(f"{q}{i}{q}" for i in items) + close,
+    st.lists(st.text(max_size=80), max_size=40),
+    st.sampled_from(['"', "'", "", "“"]),
+    st.sampled_from(["[", "Step 3: [", "Step 2: (", "", "Final: ["]),
+    st.sampled_from(["]", "", "]]", ")"]),
+)
+_ANY_TEXT = st.one_of(
+    st.text(max_size=400),
+    st.lists(_FRAGMENTS, max_size=60).map("".join),
+    _LISTISH,
+    st.lists(st.one_of(_FRAGMENTS, st.text(max_size=20)), max_size=40).map("".join),
+)
+
+
+def _check_limits(clue: Clue, mode: str) -> None:
+    assert isinstance(clue, Clue)
+    assert clue.mode == mode
+    assert isinstance(clue.reasoning, str) and len(clue.reasoning) <= MAX_REASONING_CHARS
+    if clue.objects is not None:
+        assert isinstance(clue.objects, tuple)
+        assert 1 <= len(clue.objects) <= MAX_OBJECTS
+        keys = [o.casefold() for o in clue.objects]
+        assert len(keys) == len(set(keys))
+        for o in clue.objects:
+            assert isinstance(o, str) and 0 < len(o) <= MAX_OBJECT_CHARS
+            assert o == o.strip()
+            assert "(" not in o and "__" not in o
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_ANY_TEXT, mode=st.sampled_from(["entity", "event", "none"]))
+def test_fuzz_parse_never_raises_and_respects_limits(text, mode):
+    _check_limits(parse_clue(text, mode=mode), mode)
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=st.lists(st.text(min_size=1, max_size=200), min_size=0, max_size=60))
+def test_fuzz_json_lists(items):
+    clue = parse_clue("Step 3: " + json.dumps(items))
+    _check_limits(clue, "entity")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    items=st.lists(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=3, max_size=12).filter(
+            lambda w: w not in {"and", "the", "not", "none", "null", "nil", "empty", "nothing"}
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_fuzz_clean_lists_come_back_in_order(items):
+    from quota.decouple import _clean_item, _Item
+
+    clue = parse_clue("Step 3: " + json.dumps(items))
+    expected = []
+    for w in items:
+        kept = _clean_item(_Item(w, True), "entity")
+        if kept is not None and kept.casefold() not in {e.casefold() for e in expected}:
+            expected.append(kept)
+    expected = tuple(expected[:MAX_OBJECTS]) or None
+    assert clue.objects == expected
+
+
+def test_long_hostile_inputs_terminate():
+    for text in ["[" * 30000, '["' * 15000, "- " + " " * 25000 + "x", "Step 3: " + "dog, " * 6000, "\\" * 30000]:
+        _check_limits(parse_clue(text), "entity")
+
+
+# ------------------------------------------------------------------ prompt
+
+
+def test_prompt_embeds_question_and_options():
+    q = "What does the girl put into the red basket?"
+    p = build_decouple_prompt(q, ["apples", "oranges", "C. bread", "(D) milk"])
+    assert q in p
+    assert "A. apples" in p and "B. oranges" in p and "C. bread" in p and "(D) milk" in p
+    assert p.index(PROMPT_SENTINEL) < p.index(q)
+    for step in ("Step 1", "Step 2", "Step 3"):
+        assert step in p
+    assert "null" in p
+
+
+def test_prompt_without_options_has_no_options_block_after_the_question():
+    p = build_decouple_prompt("Where is the cat?")
+    tail = p[p.index(PROMPT_SENTINEL):]
+    assert "Options:" not in tail
+    assert "Question: Where is the cat?" in tail
+
+
+def test_prompt_options_as_mapping():
+    assert format_options({"A": "yes", "B": "no"}) == ["A. yes", "B. no"]
+    assert "B. no" in build_decouple_prompt("Is it raining?", {"A": "yes", "B": "no"})
+
+
+def test_prompt_modes_differ():
+    entity = build_decouple_prompt("Why did the crowd cheer?")
+    event = build_decouple_prompt("Why did the crowd cheer?", mode="event")
+    assert entity != event
+    assert "physical" in entity and "events" in event
+    assert entity == build_decouple_prompt("Why did the crowd cheer?", mode="entity")
+
+
+def test_prompt_examples_parse_back_to_their_step3():
+    # The worked examples in the prompt follow the grammar the parser reads.
+    for mode in ("entity", "event"):
+        p = build_decouple_prompt("q", mode=mode)
+        examples = p[: p.index(PROMPT_SENTINEL)].split("\nExample ")[1:]
+        assert len(examples) == 3
+        for ex in examples:
+            step3 = ex[ex.index("Step 3:"):].splitlines()[0]
+            expected = json.loads(step3.split(":", 1)[1])
+            clue = parse_clue(ex, mode=mode)
+            if expected is None:
+                assert clue.objects is None
+            else:
+                got = parse_clue(step3, mode=mode).objects
+                assert clue.objects == got and got is not None and len(got) == len(expected)
+
+
+def test_prompt_bad_input():
+    with pytest.raises(ConfigError):
+        build_decouple_prompt("q", mode="none")
+    with pytest.raises(ConfigError):
+        build_decouple_prompt("q", mode="objects")
+    with pytest.raises(ConfigError, match="string"):
+        build_decouple_prompt(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="list"):
+        build_decouple_prompt("q", options="A. yes B. no")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ scoring question
+
+
+def test_scoring_question_with_objects():
+    clue = Clue(objects=("dog", "red ball"))
+    q = scoring_question(clue, "What does the dog fetch?")
+    assert "dog, red ball" in q
+    assert f"{YES_LETTER}. Yes" in q and f"{NO_LETTER}. No" in q
+    assert q.index(f"{YES_LETTER}. Yes") < q.index(f"{NO_LETTER}. No")
+    assert "What does the dog fetch?" not in q
+    assert q.rstrip().endswith("only.")
+    assert "letter" in q.splitlines()[-1]
+
+
+def test_scoring_question_event_mode_differs():
+    entity = scoring_question(Clue(objects=("man jumping",), mode="entity"), "q")
+    event = scoring_question(Clue(objects=("man jumping",), mode="event"), "q")
+    assert entity != event and "man jumping" in event and "taking place" in event
+
+
+def test_scoring_question_without_objects_asks_about_the_question():
+    question = "What is the overall mood of the video?"
+    for clue in (None, Clue(objects=None), Clue(objects=None, mode="none"), Clue(objects=())):
+        q = scoring_question(clue, question)
+        assert question in q
+        assert "enough" in q
+        assert f"{YES_LETTER}. Yes\n{NO_LETTER}. No" in q
+        assert q.splitlines()[-1] == f"Reply with the letter {YES_LETTER} or {NO_LETTER} only."
+
+
+def test_scoring_question_objects_with_commas_use_semicolons():
+    q = scoring_question(Clue(objects=("salt, pepper", "bowl")), "q")
+    assert "salt, pepper; bowl" in q
+
+
+def test_scoring_question_needs_a_question():
+    with pytest.raises(ConfigError, match="question"):
+        scoring_question(Clue(objects=None))
+    with pytest.raises(ConfigError, match="question"):
+        scoring_question(None)
+    with_q = Clue(objects=None, question="Who wins the race?")
+    assert "Who wins the race?" in scoring_question(with_q)
+    assert "Who loses?" in scoring_question(with_q, "Who loses?")
+
+
+def test_letters():
+    assert (YES_LETTER, NO_LETTER) == ("A", "B")
+
+
+# ------------------------------------------------------------------ Decoupler
+
+
+def test_decoupler_runs_the_prompt_through_the_callable():
+    seen = []
+
+    def generate(prompt: str) -> str:
+        seen.append(prompt)
+        return 'Step 1: yes\nStep 2: ["girl", "basket", "red"]\nStep 3: ["girl", "basket"]'
+
+    d = Decoupler(generate)
+    clue = d("What does the girl put into the red basket?", ["apples", "bread"])
+    assert clue.objects == ("girl", "basket") and clue.mode == "entity"
+    assert clue.question == "What does the girl put into the red basket?"
+    assert seen == [build_decouple_prompt("What does the girl put into the red basket?", ["apples", "bread"])]
+    assert d.prompt("What does the girl put into the red basket?", ["apples", "bread"]) == seen[0]
+
+
+def test_decoupler_passes_max_new_tokens_when_accepted():
+    got = {}
+
+    def generate(prompt: str, max_new_tokens: int = 1) -> str:
+        got["n"] = max_new_tokens
+        return "Step 3: null"
+
+    def generate_kwargs(prompt: str, **kwargs) -> str:
+        got["kw"] = kwargs
+        return 'Step 3: ["x-ray machine"]'
+
+    assert Decoupler(generate, max_new_tokens=77)("q").objects is None
+    assert got["n"] == 77
+    assert Decoupler(generate_kwargs, max_new_tokens=12)("q").objects == ("x-ray machine",)
+    assert got["kw"] == {"max_new_tokens": 12}
+    # Builtins and callables without the keyword get the prompt alone.
+    assert Decoupler(str.upper)("q").objects is None
+
+
+def test_decoupler_strips_exact_prompt_echo():
+    def echo(prompt: str) -> str:
+        return prompt + '\nStep 1: yes\nStep 2: ["kite"]\nStep 3: ["kite"]'
+
+    assert Decoupler(echo)("What is flying?").objects == ("kite",)
+
+
+def test_decoupler_event_mode():
+    seen = []
+
+    def generate(prompt: str) -> str:
+        seen.append(prompt)
+        return 'Step 3: ["a man opening a door"]'
+
+    clue = Decoupler(generate, mode="event")("What happens after he enters?")
+    assert clue == Clue(
+        objects=("a man opening a door",),
+        reasoning='Step 3: ["a man opening a door"]',
+        mode="event",
+        question="What happens after he enters?",
+    )
+    assert seen[0] == build_decouple_prompt("What happens after he enters?", mode="event")
+
+
+def test_decoupler_mode_none_never_calls_the_model():
+    def boom(prompt: str) -> str:
+        raise AssertionError("must not be called")
+
+    clue = Decoupler(boom, mode="none")("  What is happening? ")
+    assert clue == Clue(objects=None, reasoning="", mode="none", question="What is happening?")
+    # The scorer can then build its question from the clue alone.
+    assert scoring_question(clue) == scoring_question(None, "What is happening?")
+
+
+def test_decoupler_failure_falls_back_with_warning(caplog):
+    def broken(prompt: str) -> str:
+        raise RuntimeError("CUDA out of memory")
+
+    with caplog.at_level(logging.WARNING, logger="quota.decouple"):
+        clue = Decoupler(broken)("Where is the cat?")
+    assert clue.objects is None and clue.mode == "entity" and clue.question == "Where is the cat?"
+    assert "RuntimeError" in clue.reasoning and "CUDA out of memory" in clue.reasoning
+    assert any("CUDA out of memory" in r.getMessage() for r in caplog.records)
+
+
+def test_decoupler_strict_raises_model_error():
+    def broken(prompt: str) -> str:
+        raise RuntimeError("tokenizer missing")
+
+    with pytest.raises(ModelError, match="tokenizer missing") as info:
+        Decoupler(broken, strict=True)("Where is the cat?")
+    assert isinstance(info.value, QuotaError)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_decoupler_odd_outputs():
+    assert Decoupler(lambda p: None)("q").objects is None
+    assert Decoupler(lambda p: ['Step 3: ["cat"]'])("q").objects == ("cat",)
+    assert Decoupler(lambda p: 42)("q").objects is None
+    assert Decoupler(lambda p: "__import__('os').system('rm -rf /')")("q").objects is None
+
+
+def test_decoupler_bad_construction_and_input():
+    with pytest.raises(ConfigError):
+        Decoupler("not callable")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        Decoupler(str, mode="objects")
+    with pytest.raises(ConfigError):
+        Decoupler(str, max_new_tokens=0)
+    # A bad question is the caller's bug: raised, not swallowed by the fallback.
+    with pytest.raises(ConfigError):
+        Decoupler(lambda p: "null")(123)  # type: ignore[arg-type]
+
+
+def test_decoupler_from_config():
+    cfg = get_config("paper", decouple="event", decouple_max_new_tokens=99)
+    d = Decoupler.from_config(lambda p: "null", cfg)
+    assert d.mode == "event" and d.max_new_tokens == 99
+    d = Decoupler.from_config(lambda p: "null", get_config("paper"))
+    assert d.mode == "entity"
+
+
+def test_decoupler_keyboard_interrupt_propagates():
+    def interrupted(prompt: str) -> str:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Decoupler(interrupted)("q")
+
+
+def test_no_eval_in_module_source():
+    import ast
+
+    import quota.decouple as mod
+
+    tree = ast.parse(Path(mod.__file__).read_text(encoding="utf-8"))
+    banned = {"eval", "exec", "compile", "__import__", "literal_eval"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else None
+            attr = func.attr if isinstance(func, ast.Attribute) else None
+            assert name not in banned, f"{name}() called at line {node.lineno}"
+            assert attr not in {"literal_eval", "__import__"}, f"{attr}() called at line {node.lineno}"
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = {a.name for a in node.names} | {getattr(node, "module", None) or ""}
+            assert not names & {"ast", "pickle", "marshal", "subprocess"}
