@@ -42,6 +42,9 @@ class QuotaConfig:
         max_new_tokens: tokens generated for an answer.
         decouple_max_new_tokens: tokens generated for the chain of thought.
         time_prompt: put the video length and frame times into the answer prompt (paper: on).
+        baseline_frames: uniform frames the baseline mode (no QuoTA) gives the model (paper: 64).
+        decode_max_side: scale frames while decoding so the longest side is at most this many
+            pixels (``None``: full size, as the paper; the processors resize afterwards anyway).
     """
 
     base_frames: int = 96
@@ -62,6 +65,8 @@ class QuotaConfig:
     max_new_tokens: int = 64
     decouple_max_new_tokens: int = 256
     time_prompt: bool = True
+    baseline_frames: int = 64
+    decode_max_side: int | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -75,7 +80,7 @@ class QuotaConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-        for name in ("base_frames", "budget", "scorer_batch_size", "max_new_tokens"):
+        for name in ("base_frames", "budget", "scorer_batch_size", "max_new_tokens", "baseline_frames"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.frames_per_hour < 0:

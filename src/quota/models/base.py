@@ -1,0 +1,205 @@
+"""What every base-model adapter offers the pipeline.
+
+An adapter wraps one loaded Hugging Face video-language model and its processor. It
+
+* encodes frames to features on the model's native grid, ``[T, H, W, C]``, stopping before any
+  fixed pooling the model would apply (:meth:`VideoLMAdapter.encode`);
+* builds the model inputs for frames whose features were resized to grids of different sizes,
+  with the right number of placeholder tokens, newline tokens and positions
+  (:meth:`VideoLMAdapter.build_inputs`), and generates from them greedily
+  (:meth:`VideoLMAdapter.generate`);
+* runs the model's own, unmodified video path for the baseline (:meth:`VideoLMAdapter.generate_baseline`);
+* generates text without any video, for the query decoupling step (:meth:`VideoLMAdapter.generate_text`).
+
+No file of any model library is patched: everything goes through public model methods and the
+``inputs_embeds`` / pre-computed-features arguments of stock ``transformers``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from ..assign import Grid
+from ..errors import BudgetError
+from ..types import Frames
+from .loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
+
+
+@dataclass
+class ModelInputs:
+    """Inputs for one forward pass or generation of a base model.
+
+    Attributes:
+        kwargs: keyword arguments for ``model(...)`` / ``model.generate(...)`` (``input_ids`` or
+            ``inputs_embeds``, ``attention_mask``, and family-specific extras), batch size 1.
+        visual_tokens: positions in the sequence that hold visual features or newline tokens.
+        prompt: the text the placeholders were put into (for logs and tests).
+    """
+
+    kwargs: dict[str, Any]
+    visual_tokens: int
+    prompt: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VideoLMAdapter(ABC):
+    """Base class of the per-family adapters. Subclasses set the class attributes below."""
+
+    #: Family name (``"llava_onevision"``, ``"qwen2_vl"``).
+    family: ClassVar[str]
+    #: ``config.model_type`` values this adapter handles.
+    model_types: ClassVar[tuple[str, ...]]
+    #: The newline policy of the family's own video path (used when the config says ``"auto"``).
+    default_newline: ClassVar[str]
+    #: The ``transformers`` model class to load.
+    model_class_name: ClassVar[str]
+
+    def __init__(self, model: Any, processor: Any, *, model_id: str = "", encode_batch_size: int = 32) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.model_id = model_id
+        self.encode_batch_size = int(encode_batch_size)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        trust_remote_code: bool = False,
+        **kwargs: Any,
+    ) -> "VideoLMAdapter":
+        """Load model and processor from a hub id or a local checkpoint folder."""
+        import transformers
+
+        dev = resolve_device(device)
+        processor = load_processor(model_id, trust_remote_code=trust_remote_code)
+        model_class = getattr(transformers, cls.model_class_name)
+        model = load_model(model_class, model_id, device=dev, dtype=resolve_dtype(dtype, dev),
+                           trust_remote_code=trust_remote_code)
+        return cls(model, processor, model_id=str(model_id), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ------------------------------------------------------------------ the family-specific part
+    @abstractmethod
+    def encode(self, frames: Frames) -> torch.Tensor:
+        """Features of every frame on the model's native grid, ``[T, H, W, C]`` (C = LM hidden size)."""
+
+    @abstractmethod
+    def build_inputs(
+        self,
+        prompt: str,
+        features: Sequence[torch.Tensor],
+        grids: Sequence[Grid],
+        *,
+        newline: str = "auto",
+        frame_labels: Sequence[str] | None = None,
+    ) -> ModelInputs:
+        """Model inputs for the kept frames' resized features and the prompt text.
+
+        Args:
+            prompt: the user turn's text (time instruction, question, options).
+            features: one tensor per kept frame, ``[h, w, C]`` or ``[h·w, C]``.
+            grids: the ``(h, w)`` grid of each kept frame (same order as ``features``).
+            newline: newline token policy (``"auto"`` = the family's own).
+            frame_labels: optional short text before each frame (for example its time).
+        """
+
+    @abstractmethod
+    def baseline_inputs(self, frames: Frames, prompt: str) -> ModelInputs:
+        """Inputs of the model's own, unmodified video path for these frames (the baseline)."""
+
+    # ------------------------------------------------------------------ shared
+    def resolve_newline(self, newline: str) -> str:
+        return self.default_newline if newline in (None, "auto") else newline
+
+    def chat_text(self, content: list[dict[str, Any]]) -> str:
+        """One user turn rendered with the checkpoint's chat template, ready for the answer."""
+        messages = [{"role": "user", "content": content}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompt: str,
+        features: Sequence[torch.Tensor],
+        grids: Sequence[Grid],
+        *,
+        newline: str = "auto",
+        frame_labels: Sequence[str] | None = None,
+        max_new_tokens: int = 64,
+    ) -> str:
+        """Greedy answer from resized per-frame features."""
+        if len(features) != len(grids):
+            raise BudgetError(f"{len(features)} feature tensors for {len(grids)} grids")
+        inputs = self.build_inputs(prompt, features, grids, newline=newline, frame_labels=frame_labels)
+        return self._generate(inputs, max_new_tokens)
+
+    @torch.inference_mode()
+    def generate_baseline(self, frames: Frames, prompt: str, *, max_new_tokens: int = 64) -> str:
+        """Greedy answer through the model's own video path (no QuoTA)."""
+        return self._generate(self.baseline_inputs(frames, prompt), max_new_tokens)
+
+    @torch.inference_mode()
+    def generate_text(self, prompt: str, max_new_tokens: int = 256) -> str:
+        """Greedy text-only answer to ``prompt`` (one user turn, no video)."""
+        text = self.chat_text([{"type": "text", "text": prompt}])
+        enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
+        return self._generate(ModelInputs(kwargs=dict(enc), visual_tokens=0, prompt=text), max_new_tokens)
+
+    @torch.inference_mode()
+    def logits(self, inputs: ModelInputs) -> torch.Tensor:
+        """Next-token logits at every position, ``[1, L, V]`` (tests and diagnostics)."""
+        return self.model(**inputs.kwargs).logits
+
+    def _generate(self, inputs: ModelInputs, max_new_tokens: int) -> str:
+        kwargs = dict(inputs.kwargs)
+        prompt_len = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else 0
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id
+        out = self.model.generate(
+            **kwargs,
+            max_new_tokens=int(max_new_tokens),
+            do_sample=False,
+            num_beams=1,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=pad_id,
+        )
+        new_tokens = out[0, prompt_len:] if out.shape[1] > prompt_len else out[0, :0]
+        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+def flatten_frame_features(features: Sequence[torch.Tensor], grids: Sequence[Grid]) -> list[torch.Tensor]:
+    """Each kept frame's features as ``[h·w, C]`` rows in row-major order, checked against its grid."""
+    flat = []
+    for k, (feat, (h, w)) in enumerate(zip(features, grids)):
+        rows = feat.reshape(-1, feat.shape[-1])
+        if rows.shape[0] != h * w:
+            raise BudgetError(f"frame {k}: {rows.shape[0]} feature tokens for a {h}x{w} grid")
+        flat.append(rows)
+    return flat
+
+
+def model_type_of(model_id: str, *, trust_remote_code: bool = False) -> str:
+    """``config.model_type`` of a checkpoint (loads the config only)."""
+    return str(load_config(model_id, trust_remote_code=trust_remote_code).model_type)
+
+
+__all__ = ["VideoLMAdapter", "ModelInputs", "flatten_frame_features", "model_type_of"]

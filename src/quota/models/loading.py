@@ -1,0 +1,107 @@
+"""Loading Hugging Face checkpoints with clear errors: ids, folders, devices and dtypes.
+
+Shared by the base-model adapters and the scorers. A model id is either a local folder or a Hugging
+Face hub id; nothing here downloads unless the hub is reachable and the id is not local.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ModelNotFoundError, ProcessorNotFoundError, UnsupportedModelError
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` picks CUDA when available, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None``/``"auto"``: bfloat16 on CUDA, float32 elsewhere (bfloat16 matmuls are slow on most CPUs)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise UnsupportedModelError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))}") from None
+
+
+def _looks_local(model_id: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else (``./x``, ``/a/b``, ``a/b/c``) is a path."""
+    return model_id.startswith((".", "~", "/")) or model_id.count("/") > 1 or (os.sep != "/" and os.sep in model_id)
+
+
+def load_config(model_id: str | os.PathLike[str], *, trust_remote_code: bool = False) -> Any:
+    """The checkpoint's config, or :class:`ModelNotFoundError` naming what is missing."""
+    from transformers import AutoConfig
+
+    model_id = str(model_id)
+    path = Path(model_id).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelNotFoundError(f"model path {model_id!r} is a file; give the checkpoint folder")
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"model folder {model_id!r} has no config.json: not a transformers checkpoint")
+    elif _looks_local(model_id):
+        raise ModelNotFoundError(f"model folder {model_id!r} does not exist")
+    try:
+        return AutoConfig.from_pretrained(str(path) if path.exists() else model_id, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"cannot load the model config of {model_id!r}: not a local folder, and not a hub id that can be "
+            f"fetched here (offline, misspelt, or gated). Give a local checkpoint folder or check the id. ({exc})"
+        ) from None
+
+
+def load_processor(model_id: str | os.PathLike[str], *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+    """The checkpoint's processor (tokenizer + image/video processors), or :class:`ProcessorNotFoundError`."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(str(model_id), trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ProcessorNotFoundError(
+            f"{model_id!r} has no usable processor/tokenizer files (tokenizer, preprocessor_config.json, "
+            f"chat template): save the processor next to the weights with processor.save_pretrained. ({exc})"
+        ) from None
+    if not hasattr(processor, "tokenizer") or getattr(processor, "chat_template", None) is None and getattr(
+        processor.tokenizer, "chat_template", None
+    ) is None:
+        raise ProcessorNotFoundError(
+            f"{model_id!r}: the processor has no tokenizer or no chat template; save the full processor "
+            "(processor.save_pretrained) next to the weights"
+        )
+    return processor
+
+
+def load_model(
+    model_class: Any,
+    model_id: str | os.PathLike[str],
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    trust_remote_code: bool = False,
+) -> Any:
+    """``model_class.from_pretrained`` on ``device`` in ``dtype``, in eval mode."""
+    try:
+        model = model_class.from_pretrained(str(model_id), dtype=dtype, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"cannot load the weights of {model_id!r}: {exc}") from None
+    return model.to(device).eval()
+
+
+__all__ = ["resolve_device", "resolve_dtype", "load_config", "load_processor", "load_model"]
