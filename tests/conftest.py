@@ -74,3 +74,32 @@ def tiny_llava_ov(tiny_model_root: Path) -> Path:
     from quota.testing import tiny_model_cache
 
     return tiny_model_cache("llava_onevision")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiny dual encoders (quota.testing.tiny_clip)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight CLIP (56x56 images, patch 14) with its processor."""
+    from quota.testing.tiny_clip import tiny_clip_cache
+
+    return tiny_clip_cache("clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight SigLIP (56x56 images, patch 14) with its processor."""
+    from quota.testing.tiny_clip import tiny_clip_cache
+
+    return tiny_clip_cache("siglip")
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip2(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight SigLIP 2 (at most 16 patches of 14 px) with its processor."""
+    from quota.testing.tiny_clip import tiny_clip_cache
+
+    return tiny_clip_cache("siglip2")

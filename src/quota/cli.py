@@ -1,0 +1,443 @@
+"""The ``quota`` command line.
+
+    quota ask  VIDEO "QUESTION" [--options "A. ..." "B. ..."] [--json] [--report plan.html]
+    quota plan VIDEO "QUESTION" --out plan.json [--report plan.html|plan.png]
+
+Subcommands are added by small functions ``add_<name>_parser(subparsers)`` listed in :data:`COMMANDS`; each
+creates its parser and sets ``func``, a handler ``(args) -> exit status``. A module named there that does not
+exist (yet) is skipped, so ``quota eval`` appears as soon as ``quota/eval/cli.py`` defines
+``add_eval_parser``. Handlers may reuse :func:`add_model_options` and :func:`load_pipeline`.
+
+Building the parser imports nothing heavy; torch, transformers and the video code load only when a
+command runs. Every :class:`~quota.errors.QuotaError` ends the program with one line on stderr
+(``quota: error: ...``) and exit status 2, as argparse does for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .config import PRESETS, QuotaConfig
+from .errors import ConfigError, QuotaError
+
+PROG = "quota"
+#: Exit status for errors quota reports on purpose (bad input, missing files or models), as argparse uses.
+EXIT_ERROR = 2
+#: The paper's base model (the same default as :data:`quota.pipeline.DEFAULT_BASE`, kept here so building
+#: the parser does not import the pipeline).
+DEFAULT_BASE = "llava-hf/LLaVA-Video-7B-Qwen2-hf"
+REPORT_SUFFIXES = (".html", ".htm", ".png")
+
+#: ``(module, function)`` pairs that add the subcommands, in the order ``quota --help`` lists them. To add a
+#: command (``quota eval``, ``quota report`` ...), define ``add_<name>_parser(subparsers)`` in its own module
+#: and add a line here; a module that does not exist yet is skipped.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("quota.cli", "add_ask_parser"),
+    ("quota.cli", "add_plan_parser"),
+    ("quota.eval.cli", "add_eval_parser"),
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared options
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _config_field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(QuotaConfig)}
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> ``(key, value)`` with the value converted to the type of the :class:`QuotaConfig`
+    field ``key`` (``none``/``null`` for an optional field, ``true``/``false`` for a switch).
+
+    Raises:
+        ConfigError: no ``=``, an unknown field, or a value of the wrong type.
+    """
+    if "=" not in text:
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    key = key.replace("-", "_")
+    types = _config_field_types()
+    if key not in types:
+        raise ConfigError(f"--set {key}: unknown setting; known: {', '.join(sorted(types))}")
+    kind = types[key]
+    low = raw.lower()
+    if "None" in kind and low in ("none", "null", ""):
+        return key, None
+    try:
+        if kind.startswith("bool"):
+            if low in ("1", "true", "yes", "on"):
+                return key, True
+            if low in ("0", "false", "no", "off"):
+                return key, False
+            raise ValueError(raw)
+        if kind.startswith("int"):
+            return key, int(raw)
+        if kind.startswith("float"):
+            return key, float(raw)
+    except ValueError:
+        raise ConfigError(f"--set {key}={raw!r}: expected a value of type {kind}") from None
+    return key, raw
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, plan_only: bool = False) -> None:
+    """The options that choose the models and the settings (``--base``, ``--scorer``, ``--preset``,
+    ``--budget``, ``--frames``, ``--set``, ``--device``, ``--dtype``, ``--trust-remote-code``, ``--quiet``)."""
+    g = parser.add_argument_group("models and settings")
+    base_help = (
+        "base model: Hugging Face id or local checkpoint folder (LLaVA-OneVision / LLaVA-Video, Qwen2-VL, "
+        f"Qwen2.5-VL); it writes the query decoupling and gives the native feature grid. Default: {DEFAULT_BASE}"
+    )
+    if plan_only:
+        base_help += ", or none at all with --scorer uniform"
+    g.add_argument("--base", metavar="ID", default=None, help=base_help)
+    g.add_argument("--scorer", metavar="ID", default=None,
+                   help="frame scorer: a Qwen2-VL / Qwen2.5-VL (or CLIP / SigLIP) id or folder, 'base' to "
+                        "reuse the base model, or 'uniform' (no scoring, equal grids). Default: the preset's "
+                        "(paper: Qwen/Qwen2-VL-2B-Instruct)")
+    g.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+                   help="named settings (default: paper, the paper's settings)")
+    g.add_argument("--budget", type=int, metavar="N", default=None,
+                   help="total visual tokens over all frames (paper: 12544)")
+    g.add_argument("--frames", type=int, metavar="N", default=None, dest="base_frames",
+                   help="frames sampled from any video before the per-hour extra (paper: 96)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="any other setting of quota.config.QuotaConfig, e.g. --set resize=adaptive_pool "
+                        "--set allocation=exact (repeatable)")
+    g.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    g.add_argument("--dtype", default=None,
+                   help="model dtype: bfloat16, float16 or float32 (default: bfloat16 on GPU, float32 on CPU)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow checkpoints to run their own code (off unless you ask)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`QuotaConfig` fields the command line changes (``--set`` first, then the named flags)."""
+    overrides: dict[str, Any] = {}
+    for item in getattr(args, "settings", None) or []:
+        key, value = parse_setting(item)
+        overrides[key] = value
+    for name in ("budget", "base_frames"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return overrides
+
+
+def _quiet_libraries() -> None:
+    """Silence transformers' own progress bars and warnings (``--quiet``)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # transformers missing or changed: quiet is best effort
+        pass
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _status(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False) -> Any:
+    """A :class:`~quota.pipeline.QuoTA` from the options of :func:`add_model_options`.
+
+    With ``plan_only`` and ``--scorer uniform`` and no ``--base``, no model is loaded at all.
+    """
+    overrides = config_overrides(args)
+    # Check the settings before loading anything (a typo should not cost a model load).
+    from .config import get_config
+
+    config = get_config(args.preset, **overrides)
+    scorer = args.scorer or config.scorer  # --scorer wins over --set scorer=...
+    overrides.pop("scorer", None)  # from_pretrained takes it as its own argument
+    base = args.base
+    if base is None and not (plan_only and scorer == "uniform"):
+        base = DEFAULT_BASE
+    if args.quiet:
+        _quiet_libraries()
+    from .pipeline import QuoTA
+
+    what = [f"base {base}"] if base else []
+    if scorer not in ("uniform", "base"):
+        what.append(f"scorer {scorer}")
+    if what:
+        _status(args, "loading " + ", ".join(what))
+    start = time.perf_counter()
+    qa = QuoTA.from_pretrained(
+        base=base, scorer=scorer, preset=args.preset, device=args.device, dtype=args.dtype,
+        quiet=args.quiet, trust_remote_code=args.trust_remote_code, **overrides,
+    )
+    if base is not None:
+        _status(args, f"models ready in {time.perf_counter() - start:.1f} s")
+    return qa
+
+
+def check_video(path: str) -> None:
+    """Open ``path`` as a video before any model loads, so a wrong path or a damaged file fails in a
+    moment (the frame index this builds is cached and reused when the frames are read).
+
+    Raises:
+        VideoNotFoundError, VideoDecodeError: as :func:`quota.video.probe`.
+    """
+    from .video import probe
+
+    probe(path)
+
+
+def _check_report_path(path: str | None) -> None:
+    if path is not None and Path(path).suffix.lower() not in REPORT_SUFFIXES:
+        raise ConfigError(f"--report {path!r}: the report format comes from the suffix; use .html or .png")
+
+
+def _write_text(path: str, text: str) -> None:
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise QuotaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_report(args: argparse.Namespace, plan: Any, frames: Any) -> None:
+    from .report import save_report
+
+    try:
+        save_report(plan, args.report, frames=frames)
+    except OSError as exc:
+        raise QuotaError(f"cannot write {args.report}: {exc.strerror or exc}") from None
+    _status(args, f"report written to {args.report}")
+
+
+def plan_json(plan: Any) -> str:
+    """``plan`` as JSON with one top-level field per line (lists stay on their line): easy to read and to
+    diff, and :meth:`Plan.from_json` reads it back exactly."""
+    items = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in plan.to_dict().items()]
+    return "{\n" + ",\n".join(items) + "\n}"
+
+
+def _fmt_clue(clue: Any) -> str:
+    if clue is None or clue.mode == "none":
+        return "no query decoupling"
+    if not clue.objects:
+        return "no specific objects: frames are scored on whether they suffice to answer"
+    return "looking for: " + ", ".join(clue.objects)
+
+
+def _early_stages(args: argparse.Namespace, qa: Any, options: Sequence[str] | None) -> dict[str, float]:
+    """Decode the video and decouple the question ahead of ``qa.plan`` / ``qa.answer``, with a status line
+    after each (the pipeline caches both, so the later call reuses them). Returns seconds per stage."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    frames = qa.load_video(args.video)
+    timings["decode"] = time.perf_counter() - start
+    _status(args, f"decoded {len(frames)} frames of {frames.duration:.1f} s of video in {timings['decode']:.1f} s")
+    if not qa.uniform and qa.config.decouple != "none":
+        _status(args, "decoupling the question")
+    start = time.perf_counter()
+    clue = qa.decouple(args.question, options)
+    timings["decouple"] = time.perf_counter() - start
+    _status(args, _fmt_clue(clue))
+    return timings
+
+
+def _plan_line(plan: Any) -> str:
+    objects = None if plan.clue is None else plan.clue.objects
+    looked = f"; looked for: {', '.join(objects)}" if objects else ""
+    return (f"{len(plan.keep)} of {len(plan.indices)} frames kept, {plan.tokens:,} of {plan.budget:,} "
+            f"tokens{looked}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# quota ask
+# ---------------------------------------------------------------------------------------------------------
+
+
+def add_ask_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "ask", help="answer a question about a video",
+        description="Answer a question about a video with QuoTA: sample frames, find what the question is "
+                    "about, score every frame for it, give relevant frames more visual tokens, answer.",
+    )
+    p.add_argument("video", help="video file")
+    p.add_argument("question", help="the question (quote it)")
+    p.add_argument("--options", nargs="+", metavar="OPTION", default=None,
+                   help='multiple-choice options, e.g. --options "A. a cup" "B. a book" (bare texts are '
+                        "lettered in order); the chosen letter is printed too")
+    p.add_argument("--baseline", action="store_true",
+                   help="skip QuoTA: the model's own uniform sampling (the paper's baseline), for comparison")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: text, choice, plan, timings, question, options, video")
+    p.add_argument("--report", metavar="FILE", default=None,
+                   help="also draw the token plan to FILE (.html or .png)")
+    add_model_options(p)
+    p.set_defaults(func=run_ask)
+    return p
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    _check_report_path(args.report)
+    if not args.question.strip():
+        raise ConfigError("the question must be a non-empty string")
+    if args.baseline and args.report:
+        raise ConfigError("--report needs a token plan, and --baseline makes none; drop one of them")
+    check_video(args.video)
+    qa = load_pipeline(args)
+    early: dict[str, float] = {}
+    if not args.baseline:
+        early = _early_stages(args, qa, args.options)
+        start = time.perf_counter()
+        qa.plan(args.video, args.question, options=args.options)  # scores are cached for the answer
+        early["score"] = time.perf_counter() - start
+    _status(args, "answering")
+    answer = qa.answer(args.video, args.question, options=args.options, baseline=args.baseline)
+    for stage, seconds in early.items():  # the stages run ahead count in the answer's timings
+        answer.timings[stage] = answer.timings.get(stage, 0.0) + seconds
+    if early:
+        answer.timings["total"] = answer.timings.get("total", 0.0) + sum(early.values())
+    if answer.plan is not None:
+        _status(args, _plan_line(answer.plan) + f"; {answer.timings.get('total', 0.0):.1f} s in all")
+    if args.report:
+        _write_report(args, answer.plan, qa.last_frames)
+    if args.json:
+        data = answer.to_dict()
+        data.update(question=args.question, options=args.options, video=str(args.video))
+        print(json.dumps(data))
+    else:
+        text = answer.text.strip()
+        if answer.choice and not text.startswith(answer.choice):
+            print(f"{answer.choice}: {text}")
+        else:
+            print(text)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# quota plan
+# ---------------------------------------------------------------------------------------------------------
+
+
+def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "plan", help="show which frames get how many tokens, without answering",
+        description="Sample frames, decouple the question and score the frames, then write the token plan "
+                    "as JSON (quota.types.Plan.to_json). No answer is generated.",
+    )
+    p.add_argument("video", help="video file")
+    p.add_argument("question", help="the question (quote it)")
+    p.add_argument("--options", nargs="+", metavar="OPTION", default=None,
+                   help="multiple-choice options (they inform the query decoupling)")
+    p.add_argument("-o", "--out", metavar="FILE", default=None,
+                   help="write the plan JSON here (default: print it)")
+    p.add_argument("--report", metavar="FILE", default=None,
+                   help="also draw the plan to FILE (.html: page with chart, thumbnails and table; .png: picture)")
+    add_model_options(p, plan_only=True)
+    p.set_defaults(func=run_plan)
+    return p
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    _check_report_path(args.report)
+    if not args.question.strip():
+        raise ConfigError("the question must be a non-empty string")
+    check_video(args.video)
+    qa = load_pipeline(args, plan_only=True)
+    _early_stages(args, qa, args.options)
+    plan = qa.plan(args.video, args.question, options=args.options)
+    _status(args, _plan_line(plan))
+    text = plan_json(plan)
+    if args.out and args.out != "-":
+        _write_text(args.out, text + "\n")
+        _status(args, f"plan written to {args.out}")
+    else:
+        print(text)
+    if args.report:
+        _write_report(args, plan, qa.last_frames)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The program
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _registrars() -> list[Callable[[Any], Any]]:
+    out = []
+    for module_name, func_name in COMMANDS:
+        try:
+            # this module itself, also when it runs as ``python -m quota.cli`` (named __main__ then)
+            module = sys.modules[__name__] if module_name == "quota.cli" else importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # Skip a command whose module is not written yet; a broken import inside it still fails loudly.
+            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                continue
+            raise
+        func = getattr(module, func_name, None)
+        if func is not None:
+            out.append(func)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``quota`` argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="QuoTA: query-oriented visual token assignment for long-video question answering.",
+        epilog="Run 'quota COMMAND --help' for the options of one command. Docs: docs/cli.md",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for register in _registrars():
+        register(subparsers)
+    return parser
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split()) or "failed"
+
+
+def _safe_streams() -> None:
+    """Never die on printing: model text can hold characters the terminal's encoding lacks."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``quota`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    _safe_streams()
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit with status 2 here
+    try:
+        return int(args.func(args) or 0)
+    except QuotaError as exc:
+        print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader of our output went away (``quota plan ... | head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

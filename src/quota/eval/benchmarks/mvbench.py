@@ -1,0 +1,84 @@
+"""MVBench (Li et al., 2024): 20 short-video tasks of 200 questions each, reported per task.
+
+Published annotation: the folder ``json`` of the Hugging Face dataset ``OpenGVLab/MVBench``, one file
+per task (``action_sequence.json`` ...). Rows: ``video`` (path inside the task's video folder),
+``question``, ``candidates`` (option texts), ``answer`` (the correct option's text) and, for the tasks
+asked about a part of a longer video, ``start`` / ``end`` in seconds.
+Videos: the dataset's ``video`` folder, where every task has its own sub-folder (table below). The
+pre-cut clips lmms-eval prepares (``star/Charades_segment`` ...) are found too; their bounds are
+then dropped since the clip already is the part asked about.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from ._base import Item, Skip, make_item
+from ._files import annotation_files, as_list, first, iter_with_source, text
+
+NAME = "mvbench"
+FIELDS = ("task",)
+
+# task -> (sub-folders of the published release, pre-cut sub-folders, asked about [start, end], frame folders)
+TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool, bool]] = {
+    "action_sequence": (("star/Charades_v1_480",), ("star/Charades_segment",), True, False),
+    "action_prediction": (("star/Charades_v1_480",), ("star/Charades_segment",), True, False),
+    "action_antonym": (("ssv2_video", "ssv2_video_mp4"), (), False, False),
+    "fine_grained_action": (("Moments_in_Time_Raw/videos",), (), False, False),
+    "unexpected_action": (("FunQA_test/test",), (), False, False),
+    "object_existence": (("clevrer/video_validation",), (), False, False),
+    "object_interaction": (("star/Charades_v1_480",), ("star/Charades_segment",), True, False),
+    "object_shuffle": (("perception/videos",), (), False, False),
+    "moving_direction": (("clevrer/video_validation",), (), False, False),
+    "action_localization": (("sta/sta_video",), ("sta/sta_video_segment",), True, False),
+    "scene_transition": (("scene_qa/video",), (), False, False),
+    "action_count": (("perception/videos",), (), False, False),
+    "moving_count": (("clevrer/video_validation",), (), False, False),
+    "moving_attribute": (("clevrer/video_validation",), (), False, False),
+    "state_change": (("perception/videos",), (), False, False),
+    "fine_grained_pose": (("nturgbd", "nturgbd_convert"), (), False, False),
+    "character_order": (("perception/videos",), (), False, False),
+    "egocentric_navigation": (("vlnqa",), (), False, False),
+    "episodic_reasoning": (("tvqa/frames_fps3_hq",), ("tvqa/video_fps3_hq_segment",), True, True),
+    "counterfactual_inference": (("clevrer/video_validation",), (), False, False),
+}
+
+
+def _prefixes(folders: tuple[str, ...]) -> list[str]:
+    """Each folder as given, below ``video/`` (the dataset root was passed) and below ``data0613/``."""
+    out: list[str] = []
+    for folder in folders:
+        out += [folder, f"video/{folder}", f"data0613/{folder}"]
+    return out
+
+
+def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
+    for path, n, row in iter_with_source(annotation_files(annotations)):
+        task = path.stem
+        plain, cut, bounded, frames = TASKS.get(task, ((), (), False, False))
+        cut_prefixes = _prefixes(cut)
+        # a known task looks only in its own folders (clevrer and perception reuse file names)
+        prefixes = tuple(_prefixes(plain) + cut_prefixes) if task in TASKS else ("",)
+        start = end = None
+        if bounded and first(row, "start") is not None and first(row, "end") is not None:
+            try:
+                start, end = float(row["start"]), float(row["end"])
+            except (TypeError, ValueError):
+                yield Skip(f"{path.name} row {n}: start/end {row.get('start')!r}/{row.get('end')!r} are not numbers")
+                continue
+        yield make_item(
+            id=text(first(row, "question_id", "id", default=f"{task}-{n}")),
+            video=text(first(row, "video", "video_path")),
+            question=first(row, "question", default=""),
+            options=as_list(first(row, "candidates", "options")),
+            answer=first(row, "answer"),
+            fields={"task": task},
+            where=f"{path.name} row {n}",
+            numbers_are_indices=False,
+            prefixes=prefixes,
+            start=start,
+            end=end,
+            cut=frozenset(cut_prefixes),
+            allow_dir=frames,
+        )

@@ -1,0 +1,519 @@
+"""The ``quota`` model of lmms-eval: QuoTA around a Hugging Face video LVLM, run by lmms-eval's tasks.
+
+    pip install "quota[lmms-eval]"
+    lmms-eval --model quota \\
+        --model_args base=llava-hf/LLaVA-Video-7B-Qwen2-hf,scorer=Qwen/Qwen2-VL-2B-Instruct,preset=paper \\
+        --tasks videomme --batch_size 1 --output_path results/ --log_samples
+
+lmms-eval finds the class through our ``lmms_eval.models`` entry point (see :mod:`quota.integrations`).
+Each ``generate_until`` request carries ``(context, gen_kwargs, doc_to_visual, doc_id, task, split)``; the
+video comes from ``doc_to_visual(doc)`` and the whole context (question, options and the task's
+instruction) is passed to :meth:`quota.pipeline.QuoTA.answer` as the question, without separate options.
+
+``model_args`` (``key=value`` pairs, comma separated):
+
+- ``base`` (alias ``pretrained``): base model id or folder (default: LLaVA-Video-7B-Qwen2, as the paper).
+- ``scorer``: scorer id or folder, ``base`` or ``uniform`` (default: the preset's, Qwen2-VL-2B-Instruct).
+- ``preset``: a :data:`quota.config.PRESETS` name (default ``paper``).
+- ``device``, ``dtype``: where and how the models run (default: CUDA + bfloat16 when available).
+- ``baseline``: ``true`` answers without QuoTA (the base model on ``baseline_frames`` uniform frames).
+- ``trust_remote_code``: passed to ``from_pretrained`` (default ``false``).
+- ``image_fps``: frame rate assumed for tasks that give frame images instead of a video (default 1.0).
+- ``skip_bad_videos``: a missing or undecodable video gives an empty answer and a warning instead of
+  ending the run (default ``true``).
+- ``plan_log``: a JSON-lines file that receives each sample's token plan and stage timings.
+- ``quiet``: no progress bars inside the pipeline (default ``true``; the request bar stays).
+- any :class:`~quota.config.QuotaConfig` field (``budget=6272``, ``resize=adaptive_pool``,
+  ``max_frames=none`` ...), converted to the field's type.
+
+Generation follows the task's ``gen_kwargs``: ``max_new_tokens`` (unless ``max_new_tokens`` is given in
+``model_args``, which wins) and ``until`` (the text is cut at the first stop string). Decoding is always
+greedy; sampling options are ignored with a warning. ``loglikelihood`` and multi-round generation are not
+supported (video multiple-choice tasks use ``generate_until``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+try:
+    from lmms_eval.api.instance import Instance
+    from lmms_eval.api.model import lmms
+except ImportError as _exc:  # pragma: no cover - only without lmms-eval
+    raise ImportError(
+        "quota's lmms-eval model needs the lmms-eval package: pip install 'quota[lmms-eval]'"
+    ) from _exc
+
+from loguru import logger as eval_logger
+from tqdm import tqdm
+
+from ..config import QuotaConfig, get_config
+from ..errors import ConfigError, VideoError
+from ..types import Frames
+
+#: File name endings taken as frame images when a task gives images (or a folder of them) for a video.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: Sampling options of lmms-eval ``gen_kwargs`` that quota cannot honour (it decodes greedily).
+_SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "num_beams")
+_NONE_WORDS = ("none", "null", "")
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(QuotaConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(QuotaConfig)}
+
+
+def _allows_none(kind: Any) -> bool:
+    return type(None) in typing.get_args(kind)
+
+
+def _base_type(kind: Any) -> Any:
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if args else kind
+
+
+def coerce_flag(name: str, value: Any) -> bool:
+    """``value`` as a switch: a bool, ``0``/``1``, or ``true/false/yes/no/on/off`` (any case).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS + _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    raise ConfigError(f"lmms-eval model_args {name}={value!r}: expected true or false")
+
+
+def coerce_setting(name: str, value: Any) -> Any:
+    """One ``model_args`` value converted to the type of the :class:`QuotaConfig` field ``name``.
+
+    lmms-eval has already turned ``true``/``false`` into bools and numbers into ints or floats; strings
+    are converted here (``none``/``null`` give ``None`` where the field allows it).
+
+    Raises:
+        ConfigError: an unknown field, or a value that does not fit the field's type.
+    """
+    types = _field_types()
+    if name not in types:
+        raise ConfigError(f"lmms-eval model_args: unknown setting {name!r}; QuotaConfig fields are "
+                          f"{', '.join(sorted(types))}")
+    kind = types[name]
+    base = _base_type(kind)
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+        if _allows_none(kind):
+            return None
+        raise ConfigError(f"lmms-eval model_args {name}: a value is required (it cannot be none)")
+    bad = ConfigError(f"lmms-eval model_args {name}={value!r}: expected a value of type {base.__name__}")
+    if base is bool:
+        return coerce_flag(name, value)
+    if base is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise bad
+            return int(value)
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise bad from None
+        if not number.is_integer():
+            raise bad
+        return int(number)
+    if base is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    return str(value)
+
+
+def config_overrides(settings: dict[str, Any]) -> dict[str, Any]:
+    """``model_args`` naming :class:`QuotaConfig` fields, converted with :func:`coerce_setting`."""
+    return {name: coerce_setting(name, value) for name, value in settings.items()}
+
+
+def cut_at_stop(text: str, until: str | Sequence[str] | None) -> str:
+    """``text`` up to the earliest occurrence of any stop string in ``until`` (empty strings ignored)."""
+    if until is None:
+        return text
+    stops = [until] if isinstance(until, str) else list(until)
+    cut = len(text)
+    for stop in stops:
+        if isinstance(stop, str) and stop:
+            pos = text.find(stop)
+            if pos != -1:
+                cut = min(cut, pos)
+    return text[:cut]
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The frame images directly inside ``folder``, in natural order (``2.jpg`` before ``10.jpg``)."""
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not files:
+        raise VideoError(f"the folder holds no frame images ({', '.join(IMAGE_EXTENSIONS)})", folder)
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _is_pathlike(item: Any) -> bool:
+    return isinstance(item, (str, os.PathLike))
+
+
+def _is_image_path(item: Any) -> bool:
+    return _is_pathlike(item) and os.fspath(item).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _is_pil(item: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        return False
+    return isinstance(item, Image.Image)
+
+
+def flatten_visuals(visuals: Any) -> list[Any]:
+    """What ``doc_to_visual`` returned, as a flat list (nested lists flattened, ``None`` entries dropped)."""
+    if visuals is None:
+        return []
+    if not isinstance(visuals, (list, tuple)):
+        return [visuals]
+    flat: list[Any] = []
+    for item in visuals:
+        flat.extend(flatten_visuals(item))
+    return flat
+
+
+def frames_from_images(
+    images: Sequence[Any],
+    fps: float,
+    *,
+    n: int | None = None,
+    sampling: dict[str, Any] | None = None,
+    path: str | None = None,
+) -> Frames:
+    """:class:`Frames` from a sequence of frame images (PIL images or image paths), in the given order.
+
+    The frames to keep are chosen as from a video of ``len(images)`` frames at ``fps`` frames per second:
+    ``n`` uniform frames when ``n`` is given, else the paper's rule with ``sampling``
+    (``base``, ``per_hour``, ``max_frames``; see :func:`quota.video.sample_indices`). Only the kept
+    images are read. Images of another size than the first kept one are resized to it.
+
+    Returns:
+        frames with ``pixels`` ``[T, H, W, 3]`` uint8, timestamps ``index / fps`` seconds and duration
+        ``len(images) / fps`` seconds.
+    """
+    from PIL import Image
+
+    from ..video import sample_indices, uniform_indices
+
+    total = len(images)
+    if total == 0:
+        raise VideoError("no frame images were given", path)
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ConfigError(f"image_fps must be a finite number > 0, got {fps!r}")
+    keep = uniform_indices(total, n) if n is not None else sample_indices(total, fps, **(sampling or {}))
+    arrays: list[np.ndarray] = []
+    size: tuple[int, int] | None = None
+    for i in keep:
+        item = images[i]
+        try:
+            image = item if isinstance(item, Image.Image) else Image.open(os.fspath(item))
+            image = image.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise VideoError(f"cannot read frame image: {exc}", item if _is_pathlike(item) else path) from None
+        if size is None:
+            size = image.size
+        elif image.size != size:
+            image = image.resize(size, Image.BILINEAR)
+        arrays.append(np.asarray(image, dtype=np.uint8))
+    return Frames.from_arrays(np.stack(arrays), fps=float(fps), indices=keep, duration=total / float(fps),
+                              path=path)
+
+
+def choose_device(device: Any, world_size: int, local_rank: int) -> Any:
+    """The device for this process: with several processes, ``cuda`` (or nothing) becomes
+    ``cuda:<local rank>``; ``auto`` means the pipeline's own choice (CUDA when available)."""
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        device = None
+    if world_size > 1 and (device is None or str(device) == "cuda"):
+        return f"cuda:{local_rank}"
+    return device
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The lmms-eval model
+# ---------------------------------------------------------------------------------------------------------
+
+
+class QuotaLMM(lmms):
+    """QuoTA as an lmms-eval "simple" model (``--model quota``).
+
+    One process handles its shard of the requests (lmms-eval splits them by ``RANK``/``WORLD_SIZE``
+    under ``accelerate launch`` or ``torchrun``); each process loads its own models on
+    ``cuda:<LOCAL_RANK>``. Requests run one at a time, in lmms-eval's order; questions about the same
+    video in a row reuse its decoded frames, vision features and scores.
+    """
+
+    is_simple = True
+
+    def __init__(
+        self,
+        base: str | None = None,
+        scorer: str | None = None,
+        preset: str = "paper",
+        device: str | None = None,
+        dtype: str | None = None,
+        baseline: Any = False,
+        trust_remote_code: Any = False,
+        quiet: Any = True,
+        image_fps: Any = 1.0,
+        skip_bad_videos: Any = True,
+        plan_log: str | None = None,
+        pretrained: str | None = None,
+        batch_size: Any = 1,
+        max_batch_size: Any = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__()
+        from ..pipeline import DEFAULT_BASE, QuoTA
+
+        if base is not None and pretrained is not None and str(base) != str(pretrained):
+            raise ConfigError(f"lmms-eval model_args: base={base!r} and pretrained={pretrained!r} disagree; give one")
+        base = base if base is not None else pretrained
+        if base is None or str(base).strip() == "":
+            base = DEFAULT_BASE
+        if scorer is not None:
+            scorer = str(scorer)
+        self.baseline = coerce_flag("baseline", baseline)
+        self.quiet = coerce_flag("quiet", quiet)
+        self.skip_bad_videos = coerce_flag("skip_bad_videos", skip_bad_videos)
+        try:
+            self.image_fps = float(image_fps)
+        except (TypeError, ValueError):
+            raise ConfigError(f"lmms-eval model_args image_fps={image_fps!r}: expected a number") from None
+        if not (self.image_fps > 0 and np.isfinite(self.image_fps)):
+            raise ConfigError(f"lmms-eval model_args image_fps={image_fps!r}: must be > 0")
+        if str(batch_size) not in ("1", "auto") and not str(batch_size).startswith("auto"):
+            eval_logger.warning(f"quota answers one request at a time; batch_size={batch_size} is ignored")
+
+        overrides = config_overrides(settings)
+        self._explicit_max_new_tokens = "max_new_tokens" in overrides
+        get_config(preset, **overrides)  # check the settings before any model loads
+
+        self._rank = _env_int("RANK", 0)
+        self._world_size = max(1, _env_int("WORLD_SIZE", 1))
+        local_rank = _env_int("LOCAL_RANK", 0)
+        device = choose_device(device, self._world_size, local_rank)
+
+        self._qa = QuoTA.from_pretrained(
+            base=str(base), scorer=scorer, preset=preset, device=device, dtype=dtype, quiet=self.quiet,
+            trust_remote_code=coerce_flag("trust_remote_code", trust_remote_code), **overrides,
+        )
+        self._config: QuotaConfig = self._qa.config
+        self.model_name = str(base)
+        self.plan_log = self._rank_path(plan_log) if plan_log else None
+        self._folder_frames: tuple[Any, Frames] | None = None
+        self._warned_sampling = False
+
+    # ------------------------------------------------------------------ properties lmms-eval reads
+    @property
+    def pipeline(self) -> Any:
+        """The :class:`~quota.pipeline.QuoTA` that answers the requests."""
+        return self._qa
+
+    @property
+    def config(self) -> QuotaConfig:
+        """The settings in use (``max_new_tokens`` may change per task, following its ``gen_kwargs``)."""
+        return self._config
+
+    @property
+    def device(self) -> Any:
+        import torch
+
+        adapter = getattr(self._qa, "adapter", None)
+        return adapter.device if adapter is not None else torch.device("cpu")
+
+    # ------------------------------------------------------------------ requests
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        raise NotImplementedError(
+            "the quota model does not score continuations (loglikelihood): QuoTA answers by generating. "
+            "Use a generate_until task (the video multiple-choice tasks, e.g. videomme, mlvu_dev, "
+            "longvideobench_val_v, mvbench, nextqa_mc_test, are)."
+        )
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        raise NotImplementedError(
+            "the quota model does not support multi-round generation (generate_until_multi_round); "
+            "use single-turn generate_until tasks"
+        )
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """One answer per request: QuoTA on the request's video with its context as the question."""
+        answers: list[str] = []
+        bar = tqdm(total=len(requests), disable=self.rank != 0, desc="QuoTA answering")
+        for request in requests:
+            answers.append(self._answer_request(request))
+            bar.update(1)
+        bar.close()
+        return answers
+
+    def _answer_request(self, request: Instance) -> str:
+        args = request.args
+        if len(args) != 6:
+            raise ConfigError(
+                f"quota: a generate_until request should carry (context, gen_kwargs, doc_to_visual, doc_id, "
+                f"task, split); got {len(args)} arguments from task {getattr(request, 'task_name', '?')!r}"
+            )
+        context, gen_kwargs, doc_to_visual, doc_id, task, split = args
+        gen_kwargs = dict(gen_kwargs or {})
+        self._set_max_new_tokens(gen_kwargs)
+        self._warn_sampling(gen_kwargs)
+        doc = self.task_dict[task][split][doc_id]
+        visuals = doc_to_visual(doc) if callable(doc_to_visual) else doc_to_visual
+        try:
+            video = self._video_input(visuals, task)
+            answer = self._qa.answer(video, context, options=None, baseline=self.baseline)
+        except VideoError as exc:
+            if not self.skip_bad_videos:
+                raise
+            eval_logger.warning(f"quota: {task} doc {doc_id}: {exc}; answering with an empty string")
+            self._log_plan(task, split, doc_id, None, error=str(exc))
+            return ""
+        text = cut_at_stop(answer.text, gen_kwargs.get("until")).strip()
+        self._log_plan(task, split, doc_id, answer, text=text)
+        return text
+
+    def _set_max_new_tokens(self, gen_kwargs: dict[str, Any]) -> None:
+        wanted = self._config.max_new_tokens
+        if not self._explicit_max_new_tokens and gen_kwargs.get("max_new_tokens") is not None:
+            wanted = coerce_setting("max_new_tokens", gen_kwargs["max_new_tokens"])
+        if self._qa.config.max_new_tokens != wanted:
+            self._qa.config = self._qa.config.replace(max_new_tokens=wanted)
+
+    def _warn_sampling(self, gen_kwargs: dict[str, Any]) -> None:
+        sampling = (
+            bool(gen_kwargs.get("do_sample"))
+            or float(gen_kwargs.get("temperature") or 0) > 0
+            or int(gen_kwargs.get("num_beams") or 1) > 1
+        )
+        if sampling and not self._warned_sampling:
+            self._warned_sampling = True
+            eval_logger.warning(
+                "quota decodes greedily; the task's sampling / beam options "
+                f"({', '.join(k for k in _SAMPLING_KEYS if k in gen_kwargs)}) are ignored"
+            )
+
+    def _video_input(self, visuals: Any, task: str) -> str | Frames:
+        """A video path, or :class:`Frames` built from frame images, for what ``doc_to_visual`` gave."""
+        items = flatten_visuals(visuals)
+        if not items:
+            raise ConfigError(f"quota: task {task!r} gave no video for a request; QuoTA answers questions about videos")
+        cfg = self._qa.config
+        n = cfg.baseline_frames if self.baseline else None
+        sampling = {"base": cfg.base_frames, "per_hour": cfg.frames_per_hour, "max_frames": cfg.max_frames}
+        if len(items) == 1 and _is_pathlike(items[0]):
+            path = os.fspath(items[0])
+            if not os.path.isdir(path):
+                return path
+            key = (os.path.abspath(path), os.stat(path).st_mtime_ns, n, tuple(sorted(sampling.items())),
+                   self.image_fps)
+            if self._folder_frames is None or self._folder_frames[0] != key:
+                self._folder_frames = None
+                frames = frames_from_images(image_files(path), self.image_fps, n=n, sampling=sampling, path=path)
+                self._folder_frames = (key, frames)
+            return self._folder_frames[1]
+        if all(_is_image_path(i) for i in items) or all(_is_pil(i) for i in items):
+            return frames_from_images(items, self.image_fps, n=n, sampling=sampling)
+        kinds = sorted({type(i).__name__ for i in items})
+        raise ConfigError(
+            f"quota: task {task!r} gave {len(items)} visuals of type {', '.join(kinds)}; expected one video path, "
+            "a folder of frame images, or a list of frame images"
+        )
+
+    # ------------------------------------------------------------------ plan log
+    def _rank_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        if self._world_size > 1:
+            p = p.with_name(f"{p.stem}.rank{self._rank}{p.suffix}")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def _log_plan(self, task: str, split: str, doc_id: Any, answer: Any, *, text: str = "",
+                  error: str | None = None) -> None:
+        if self.plan_log is None:
+            return
+        record: dict[str, Any] = {"task": task, "split": split, "doc_id": doc_id, "baseline": self.baseline}
+        if answer is not None:
+            record.update(text=text, raw_text=answer.text, timings=dict(answer.timings),
+                          plan=None if answer.plan is None else answer.plan.to_dict())
+        if error is not None:
+            record["error"] = error
+        with open(self.plan_log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, default=_jsonable) + "\n")
+
+    # ------------------------------------------------------------------ clean-up
+    def clean(self) -> None:
+        """Free the models (lmms-eval calls this once every request has run)."""
+        self._qa = None
+        self._folder_frames = None
+        gc.collect()
+        super().clean()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Iterable):
+        return list(value)
+    return str(value)
+
+
+__all__ = [
+    "QuotaLMM",
+    "IMAGE_EXTENSIONS",
+    "coerce_flag",
+    "coerce_setting",
+    "config_overrides",
+    "cut_at_stop",
+    "flatten_visuals",
+    "frames_from_images",
+    "image_files",
+    "choose_device",
+]

@@ -1,0 +1,506 @@
+"""A :class:`~quota.types.Plan` drawn for people.
+
+Three views of one plan:
+
+* the relevance score of every sampled frame over time (dropped frames drawn hollow);
+* the tokens each frame got (bars; a dropped frame is a grey cross at 0);
+* thumbnails of the frames with the most tokens, each with its time, grid and score, and the token grid
+  drawn over the picture (only when the decoded :class:`~quota.types.Frames` are given).
+
+:func:`render_png` makes one PNG picture of all three (matplotlib, Agg backend, no window and no global
+pyplot state). :func:`render_html` makes one self-contained HTML file: the chart as an inlined PNG, a
+strip of thumbnails, the clue, and a table of every frame. Every piece of text that comes from the user
+or a model (question, objects, reasoning, paths) is escaped. :func:`save_report` picks the format from
+the file suffix.
+
+Times are in seconds; "tokens" are visual feature tokens (``h * w`` per frame, no newline tokens).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, FramesError
+from .types import Frames, Plan
+
+#: Thumbnails shown in the PNG (the frames with the most tokens).
+PNG_THUMBNAILS = 8
+#: Thumbnails shown in the HTML strip.
+HTML_THUMBNAILS = 16
+#: Longest side of a thumbnail in the HTML strip, in pixels.
+HTML_THUMB_SIDE = 192
+
+_SCORE_COLOR = "#d95f02"
+_TOKEN_COLOR = "#1b6ca8"
+_DROP_COLOR = "#9a9a9a"
+_TOP_COLOR = "#e7298a"
+
+__all__ = ["render_png", "render_html", "save_report", "top_frames", "frame_positions"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _tokens(plan: Plan) -> list[int]:
+    return [h * w for h, w in plan.grids]
+
+
+def top_frames(plan: Plan, k: int) -> list[int]:
+    """Positions (into ``plan``'s sampled frames) of the ``k`` kept frames with the most tokens.
+
+    Ties go to the higher score, then the earlier frame. The result is in time order (position order),
+    which reads better in a strip than rank order. Dropped frames are never chosen.
+    """
+    tokens = _tokens(plan)
+    kept = [i for i, t in enumerate(tokens) if t > 0]
+    ranked = sorted(kept, key=lambda i: (-tokens[i], -plan.scores[i], i))
+    return sorted(ranked[: max(int(k), 0)])
+
+
+def frame_positions(plan: Plan, frames: Frames | None) -> dict[int, int]:
+    """Map plan position -> row of ``frames.pixels`` holding that frame.
+
+    ``frames`` are normally the sampled frames in plan order (row ``i`` is plan position ``i``); any
+    other :class:`Frames` is matched by file frame number, and plan frames it lacks get no thumbnail.
+
+    Raises:
+        FramesError: if ``frames`` is not a :class:`Frames`.
+    """
+    if frames is None:
+        return {}
+    if not isinstance(frames, Frames):
+        raise FramesError(f"frames must be a quota.types.Frames, got {type(frames).__name__}")
+    file_idx = [int(i) for i in frames.indices]
+    if file_idx == list(plan.indices):
+        return {i: i for i in range(len(plan.indices))}
+    row_of = {f: r for r, f in enumerate(file_idx)}
+    return {p: row_of[f] for p, f in enumerate(plan.indices) if f in row_of}
+
+
+def _fmt_time(seconds: float) -> str:
+    """``75.5`` -> ``1:15.5``; under a minute ``12.50s``."""
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, sec = divmod(seconds, 60.0)
+    if minutes < 60:
+        return f"{int(minutes)}:{sec:04.1f}"
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{sec:04.1f}"
+
+
+def _objects_text(plan: Plan) -> str:
+    clue = plan.clue
+    if clue is None or clue.mode == "none":
+        return "no query decoupling: frames scored against the question itself"
+    if clue.objects is None:
+        return "no specific objects: frames scored on whether they suffice to answer"
+    label = "events" if clue.mode == "event" else "objects"
+    return f"{label} looked for: " + ", ".join(clue.objects)
+
+
+def _stats_text(plan: Plan) -> str:
+    n = len(plan.indices)
+    kept = len(plan.keep)
+    used = plan.tokens
+    share = f" ({100.0 * used / plan.budget:.1f}%)" if plan.budget > 0 else ""
+    return (
+        f"{kept} of {n} sampled frames kept · {used:,} of {plan.budget:,} tokens{share} · "
+        f"native grid {plan.native[0]}×{plan.native[1]} · resize {plan.method} · video {_fmt_time(plan.duration)}"
+    )
+
+
+def _thumbnail(pixels: np.ndarray, grid: tuple[int, int], max_side: int | None) -> Any:
+    """A PIL image of one frame (uint8 ``[H, W, 3]``), scaled so its longest side is at most ``max_side``,
+    with the frame's ``(h, w)`` token grid drawn over it as thin light lines."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(np.ascontiguousarray(pixels[..., :3]).astype(np.uint8), mode="RGB")
+    if max_side is not None and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    gh, gw = grid
+    # Lines only where cells stay at least 3 pixels apart; denser grids would hide the picture.
+    if gh > 1 and gw > 1 and img.width / gw >= 3 and img.height / gh >= 3:
+        over = Image.new("RGBA", img.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(over)
+        for r in range(1, gh):
+            y = round(r * img.height / gh)
+            draw.line([(0, y), (img.width, y)], fill=(255, 255, 255, 60), width=1)
+        for c in range(1, gw):
+            x = round(c * img.width / gw)
+            draw.line([(x, 0), (x, img.height)], fill=(255, 255, 255, 60), width=1)
+        img = Image.alpha_composite(img.convert("RGBA"), over).convert("RGB")
+    return img
+
+
+def _wrap(text: str, width: int, max_lines: int) -> str:
+    lines = textwrap.wrap(" ".join(str(text).split()), width=width) or [""]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: max(width - 1, 1)].rstrip() + "…"
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The figure
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _bar_width(times: np.ndarray, span: float) -> float:
+    if len(times) > 1:
+        gaps = np.diff(np.sort(times))
+        gaps = gaps[gaps > 0]
+        if len(gaps):
+            return float(np.min(gaps)) * 0.7
+    return max(span, 1.0) * 0.02
+
+
+def _time_axis(ax: Any, t_max: float) -> None:
+    """Label the x axis in seconds for short videos, ``m:ss`` past two minutes, ``h:mm:ss`` past an hour."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    if t_max < 120:
+        ax.set_xlabel("time in the video (s)")
+        return
+    # A round step (in seconds) that gives at most about 12 ticks.
+    steps = [10, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400]
+    step = next((s for s in steps if t_max / s <= 12), steps[-1])
+    ax.xaxis.set_major_locator(MultipleLocator(step))
+    if t_max < 3600:
+        fmt = FuncFormatter(lambda x, _: f"{int(x // 60)}:{int(round(x % 60)):02d}" if x >= 0 else "")
+        ax.set_xlabel("time in the video (m:ss)")
+    else:
+        fmt = FuncFormatter(lambda x, _: f"{int(x // 3600)}:{int(x % 3600 // 60):02d}:{int(round(x % 60)):02d}"
+                            if x >= 0 else "")
+        ax.set_xlabel("time in the video (h:mm:ss)")
+    ax.xaxis.set_major_formatter(fmt)
+
+
+def _legend(ax: Any) -> None:
+    """The axes' legend in one row above its top right corner (next to the panel title, over no data)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
+                  ncol=len(handles), borderaxespad=0.2, handlelength=1.5)
+
+
+def _figure(plan: Plan, frames: Frames | None, thumbnails: int) -> Any:
+    """The matplotlib Figure (Agg canvas attached) for ``plan``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = frame_positions(plan, frames)
+    top = [p for p in top_frames(plan, thumbnails) if p in rows] if thumbnails > 0 else []
+    n_thumbs = len(top)
+
+    thumb_h = 0.0
+    if n_thumbs:
+        cols = max(n_thumbs, 4)
+        aspect = frames.pixels.shape[1] / frames.pixels.shape[2]
+        thumb_h = min(11.0 / cols * aspect + 0.5, 3.2)
+    # Rows: header, scores, tokens, then (with thumbnails) a spacer for the time axis label and the strip.
+    heights = [1.05, 2.1, 2.1] + ([0.05, thumb_h] if n_thumbs else [])
+    bottom = 0.15 if n_thumbs else 0.5  # inches below the last row (room for the time axis label)
+    total = sum(heights) + 0.7 + bottom  # inches: panels, the gaps between them and the margins
+    fig = Figure(figsize=(12, total), dpi=100)
+    FigureCanvasAgg(fig)
+    gs = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.45,
+                          left=0.065, right=0.985, top=1 - 0.12 / total, bottom=bottom / total)
+
+    # Header: question, clue, numbers. parse_math=False: a "$" in a question is text, not math.
+    head = fig.add_subplot(gs[0])
+    head.axis("off")
+    question = plan.question or (plan.clue.question if plan.clue else "") or "(no question)"
+    head.text(0.0, 1.0, _wrap("Q: " + question, 120, 2), va="top", ha="left", fontsize=12,
+              fontweight="bold", parse_math=False, transform=head.transAxes)
+    head.text(0.0, 0.42, _wrap(_objects_text(plan), 150, 1), va="top", ha="left", fontsize=10,
+              color="#333333", parse_math=False, transform=head.transAxes)
+    head.text(0.0, 0.10, _stats_text(plan), va="top", ha="left", fontsize=9.5, color="#555555",
+              parse_math=False, transform=head.transAxes)
+
+    times = np.asarray(plan.timestamps, dtype=np.float64)
+    scores = np.asarray(plan.scores, dtype=np.float64)
+    tokens = np.asarray(_tokens(plan), dtype=np.float64)
+    kept = tokens > 0
+    t_max = max(plan.duration, float(times.max()) if len(times) else 0.0, 1.0)
+    span = t_max
+    xlim = (-0.02 * span, t_max * 1.02)
+
+    ax_s = fig.add_subplot(gs[1])
+    ax_t = fig.add_subplot(gs[2], sharex=ax_s)
+    for ax in (ax_s, ax_t):
+        ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.8)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        for k, p in enumerate(top):
+            ax.axvline(times[p], color=_TOP_COLOR, alpha=0.3, linewidth=1.0, zorder=0,
+                       label="thumbnail below" if k == 0 and ax is ax_s else None)
+
+    # Scores over time.
+    if len(times):
+        order = np.argsort(times, kind="stable")
+        ax_s.plot(times[order], scores[order], color=_SCORE_COLOR, linewidth=1.2, zorder=2)
+        if kept.any():
+            ax_s.scatter(times[kept], scores[kept], s=16, color=_SCORE_COLOR, zorder=3, clip_on=False,
+                         label="kept frame")
+        if (~kept).any():
+            ax_s.scatter(times[~kept], scores[~kept], s=18, facecolors="white", edgecolors=_DROP_COLOR,
+                         linewidths=1.0, zorder=3, clip_on=False, label="dropped frame")
+        _legend(ax_s)
+    else:
+        ax_s.text(0.5, 0.5, "the plan holds no frames", ha="center", va="center", transform=ax_s.transAxes)
+    ax_s.set_ylim(-0.04, 1.06)
+    ax_s.set_ylabel("relevance score")
+    ax_s.set_title("Relevance of each sampled frame to the question", loc="left", fontsize=10)
+    ax_s.tick_params(labelbottom=False)
+
+    # Tokens per frame.
+    width = _bar_width(times, span)
+    top_tokens = float(tokens.max()) if len(tokens) else 0.0
+    if len(times):
+        if kept.any():
+            ax_t.bar(times[kept], tokens[kept], width=width, color=_TOKEN_COLOR, zorder=2, label="tokens")
+        else:
+            ax_t.text(0.5, 0.55, "no frame was given any token (is the budget too small?)", ha="center",
+                      va="center", color="#666666", transform=ax_t.transAxes)
+        if (~kept).any():
+            ax_t.scatter(times[~kept], np.zeros(int((~kept).sum())), marker="x", s=18, color=_DROP_COLOR,
+                         linewidths=1.0, zorder=3, clip_on=False, label="dropped (0 tokens)")
+        native = plan.native[0] * plan.native[1]
+        if native > 0 and kept.any() and top_tokens >= 0.5 * native:
+            ax_t.axhline(native, color="#444444", linestyle="--", linewidth=0.9, zorder=1,
+                         label=f"native grid {plan.native[0]}×{plan.native[1]} = {native}")
+            top_tokens = max(top_tokens, native)
+        _legend(ax_t)
+    ax_t.set_ylim(0, max(top_tokens * 1.08, 1.0))
+    ax_t.set_ylabel("visual tokens")
+    _time_axis(ax_t, t_max)
+    ax_t.set_title("Tokens given to each frame", loc="left", fontsize=10)
+    if len(times):  # room for the half bars at both ends
+        xlim = (min(xlim[0], float(times.min()) - 0.6 * width), max(xlim[1], float(times.max()) + 0.6 * width))
+    ax_t.set_xlim(*xlim)
+
+    # Thumbnails of the frames with the most tokens.
+    if n_thumbs:
+        sub = gs[4].subgridspec(1, max(n_thumbs, 4), wspace=0.08)
+        for k, p in enumerate(top):
+            ax = fig.add_subplot(sub[0, k])
+            ax.imshow(np.asarray(_thumbnail(frames.pixels[rows[p]], plan.grids[p], 320)))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor(_TOP_COLOR)
+            h, w = plan.grids[p]
+            ax.set_title(f"{_fmt_time(plan.timestamps[p])} · {h}×{w}\nscore {plan.scores[p]:.2f}",
+                         fontsize=8.5, parse_math=False)
+    return fig
+
+
+def _figure_png(plan: Plan, frames: Frames | None, thumbnails: int) -> bytes:
+    with warnings.catch_warnings():
+        # Glyphs missing from the default font (CJK questions) draw as boxes; no need to warn per glyph.
+        warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing.*")
+        fig = _figure(plan, frames, thumbnails)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, facecolor="white")
+    return buf.getvalue()
+
+
+def _check_plan(plan: Plan) -> None:
+    if not isinstance(plan, Plan):
+        raise ConfigError(f"expected a quota.types.Plan to draw, got {type(plan).__name__}")
+
+
+def _write(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def render_png(plan: Plan, frames: Frames | None = None, path: str | os.PathLike | None = None, *,
+               thumbnails: int = PNG_THUMBNAILS) -> bytes:
+    """Draw ``plan`` as one PNG picture (about 1200 pixels wide).
+
+    Args:
+        plan: the plan to draw.
+        frames: decoded frames (uint8 ``[T, H, W, 3]``) aligned with ``plan.indices`` (or any frames,
+            matched by frame number); without them the picture has no thumbnails.
+        path: where to write the PNG; ``None`` only returns the bytes.
+        thumbnails: most thumbnails to show (the frames with the most tokens).
+
+    Returns:
+        the PNG file's bytes.
+    """
+    _check_plan(plan)
+    data = _figure_png(plan, frames, thumbnails)
+    if path is not None:
+        _write(path, data)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1240px;
+color:#222;padding:0 16px}
+h1{font-size:1.3em;margin:0 0 4px}
+.q{font-size:1.15em;font-weight:600;margin:12px 0 6px;white-space:pre-wrap}
+.meta{color:#555;font-size:.92em;margin:2px 0}
+.objects span{display:inline-block;background:#eef3fa;border:1px solid #c9d7ea;border-radius:10px;
+padding:1px 9px;margin:2px 4px 2px 0}
+img.chart{width:100%;height:auto;border:1px solid #e3e3e3;margin:12px 0}
+.strip{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0 16px}
+.strip figure{margin:0;text-align:center;font-size:.82em;color:#333}
+.strip img{display:block;border:2px solid #e7298a;border-radius:3px;image-rendering:auto}
+table{border-collapse:collapse;font-size:.88em;font-variant-numeric:tabular-nums}
+th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
+th{background:#f6f6f6;position:sticky;top:0}
+tr.dropped td{color:#aaa}
+tr.top td{background:#fdf0f6}
+details{margin:8px 0}
+pre{white-space:pre-wrap;background:#f8f8f8;padding:8px;border-radius:4px}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _thumb_uri(pixels: np.ndarray, grid: tuple[int, int]) -> str:
+    img = _thumbnail(pixels, grid, HTML_THUMB_SIDE)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return _data_uri(buf.getvalue(), "image/png")
+
+
+def _html(plan: Plan, frames: Frames | None, thumbnails: int) -> str:
+    rows = frame_positions(plan, frames)
+    chart = _data_uri(_figure_png(plan, None, 0), "image/png")
+    top = [p for p in top_frames(plan, thumbnails) if p in rows] if thumbnails > 0 else []
+    top_set = set(top_frames(plan, thumbnails))
+    tokens = _tokens(plan)
+    clue = plan.clue
+    question = plan.question or (clue.question if clue else "")
+
+    out: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>quota plan: {_e(_wrap(question, 80, 1))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>QuoTA token plan</h1>",
+    ]
+    if plan.video:
+        out.append(f'<p class="meta">video: <code>{_e(plan.video)}</code> · {_e(_fmt_time(plan.duration))}</p>')
+    out.append(f'<p class="q">Q: {_e(question or "(no question)")}</p>')
+    if clue is not None and clue.mode != "none" and clue.objects:
+        label = "Events" if clue.mode == "event" else "Objects"
+        chips = "".join(f"<span>{_e(o)}</span>" for o in clue.objects)
+        out.append(f'<p class="objects">{label} looked for: {chips}</p>')
+    else:
+        out.append(f'<p class="meta">{_e(_objects_text(plan))}</p>')
+    out.append(f'<p class="meta">{_e(_stats_text(plan))}</p>')
+    if plan.extra:
+        extras = " · ".join(f"{_e(k)}: {_e(v)}" for k, v in sorted(plan.extra.items(), key=lambda kv: str(kv[0])))
+        out.append(f'<p class="meta">{extras}</p>')
+    if clue is not None and clue.reasoning:
+        out.append(f"<details><summary>Model reasoning (query decoupling)</summary><pre>{_e(clue.reasoning)}</pre>"
+                   "</details>")
+
+    out.append(f'<img class="chart" alt="relevance scores and tokens per frame" src="{chart}">')
+
+    if top:
+        out.append('<h2>Frames with the most tokens</h2><div class="strip">')
+        for p in top:
+            h, w = plan.grids[p]
+            uri = _thumb_uri(frames.pixels[rows[p]], plan.grids[p])
+            caption = f"{_fmt_time(plan.timestamps[p])} · {h}×{w} = {h * w} tokens · score {plan.scores[p]:.2f}"
+            out.append(f'<figure><img src="{uri}" alt="frame {plan.indices[p]}"><figcaption>{_e(caption)}'
+                       "</figcaption></figure>")
+        out.append("</div>")
+
+    out.append("<h2>Every sampled frame</h2>")
+    notes = []
+    if top_set:
+        notes.append(f"highlighted: the {len(top_set)} frames with the most tokens")
+    if len(plan.keep) < len(plan.indices):
+        notes.append("grey: dropped frames (no tokens)")
+    if notes:
+        out.append(f'<p class="meta">{_e("; ".join(notes).capitalize())}.</p>')
+    out.append("<table><thead><tr><th>#</th><th>frame</th><th>time (s)</th><th>score</th><th>weight</th>"
+               "<th>grid</th><th>tokens</th></tr></thead><tbody>")
+    for p in range(len(plan.indices)):
+        h, w = plan.grids[p]
+        cls = "dropped" if tokens[p] == 0 else ("top" if p in top_set else "")
+        cls_attr = f' class="{cls}"' if cls else ""
+        out.append(
+            f"<tr{cls_attr}><td>{p}</td><td>{plan.indices[p]}</td><td>{plan.timestamps[p]:.2f}</td>"
+            f"<td>{plan.scores[p]:.3f}</td><td>{plan.weights[p]:.4f}</td>"
+            f"<td>{h}×{w}</td><td>{tokens[p]}</td></tr>"
+        )
+    out.append(f"</tbody><tfoot><tr><th colspan=\"6\">total (budget {plan.budget:,})</th>"
+               f"<th>{plan.tokens:,}</th></tr></tfoot></table>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def render_html(plan: Plan, frames: Frames | None = None, path: str | os.PathLike | None = None, *,
+                thumbnails: int = HTML_THUMBNAILS) -> str:
+    """``plan`` as one self-contained HTML page: every image is inlined as a base64 data URI.
+
+    The page holds the question, the clue's objects (and the model's reasoning, folded), the numbers of
+    the plan, the chart of :func:`render_png` (without thumbnails), a strip of the ``thumbnails`` frames
+    with the most tokens (when ``frames`` are given), and a table of every sampled frame: position, frame
+    number, time (s), score, weight, grid and tokens. All text is HTML-escaped.
+
+    Args:
+        plan: the plan to show.
+        frames: decoded frames aligned with ``plan.indices`` (see :func:`render_png`); optional.
+        path: where to write the page (UTF-8); ``None`` only returns it.
+        thumbnails: most thumbnails in the strip.
+
+    Returns:
+        the HTML text.
+    """
+    _check_plan(plan)
+    text = _html(plan, frames, thumbnails)
+    if path is not None:
+        _write(path, text.encode("utf-8"))
+    return text
+
+
+def save_report(plan: Plan, path: str | os.PathLike, frames: Frames | None = None) -> Path:
+    """Write a report of ``plan`` to ``path``: a PNG picture for ``.png``, an HTML page for ``.html``/``.htm``.
+
+    Raises:
+        ConfigError: for any other suffix.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        render_png(plan, frames, path)
+    elif suffix in (".html", ".htm"):
+        render_html(plan, frames, path)
+    else:
+        raise ConfigError(f"cannot tell the report format of {str(path)!r} from its suffix; use .png or .html")
+    return path

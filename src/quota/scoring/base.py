@@ -1,0 +1,272 @@
+"""What every frame scorer shares: the protocol, input checks, batching with out-of-memory backoff, and
+small helpers about checkpoints (finding, loading and device/dtype defaults live in
+:mod:`quota.models.loading`, shared with the base-model adapters).
+
+A scorer maps ``(Frames, Clue)`` to one relevance score per frame, a float64 array ``[T]`` in [0, 1].
+Nothing here imports a model class; the model-specific scorers live in :mod:`.lvlm` and :mod:`.clip`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence, TypeVar, runtime_checkable
+
+import numpy as np
+
+from ..errors import ConfigError, FramesError, ModelError
+from ..types import Clue, Frames
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ``config.json`` model types scored by :class:`~quota.scoring.lvlm.LVLMScorer` (yes-probability).
+LVLM_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision")
+#: Of those, the ones whose processor takes a per-image pixel cap (``max_pixels``).
+QWEN_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl")
+#: ``config.json`` model types scored by :class:`~quota.scoring.clip.ClipScorer` (image-text similarity).
+CLIP_FAMILIES: tuple[str, ...] = ("clip", "siglip", "siglip2")
+#: Of those, the ones trained with a sigmoid loss (scores are ``sigmoid(scale * cos + bias)``).
+SIGMOID_FAMILIES: tuple[str, ...] = ("siglip", "siglip2")
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores frames against a clue.
+
+    ``score(frames, clue)`` returns a float64 array ``[T]`` of values in [0, 1], one per frame, in frame
+    order. The same inputs give the same scores (models run in eval mode, no sampling).
+    """
+
+    def score(self, frames: Frames, clue: Clue) -> np.ndarray:  # pragma: no cover - protocol
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def as_frames(frames: Frames | np.ndarray) -> Frames:
+    """``frames`` as :class:`Frames`; a raw uint8 array ``[T, H, W, 3]`` is wrapped (1 frame per second).
+
+    Raises:
+        FramesError: not a Frames or numpy array, wrong dtype or shape, or no frames.
+    """
+    if isinstance(frames, Frames):
+        return frames
+    if isinstance(frames, np.ndarray):
+        return Frames.from_arrays(frames)  # validates dtype, shape and emptiness
+    raise FramesError(
+        f"frames must be quota.types.Frames or a uint8 numpy array [T, H, W, 3], got {type(frames).__name__}"
+    )
+
+
+def check_image(image: Any, position: int) -> np.ndarray:
+    """One frame as a uint8 array ``[H, W, 3]`` (non-empty), or :class:`FramesError` naming its position."""
+    if not isinstance(image, np.ndarray):
+        raise FramesError(f"frame {position}: expected a uint8 numpy array [H, W, 3], got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise FramesError(f"frame {position}: pixels must be uint8 RGB, got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise FramesError(f"frame {position}: expected shape [H, W, 3], got {tuple(image.shape)}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise FramesError(f"frame {position}: empty image of shape {tuple(image.shape)}")
+    return image
+
+
+def check_images(images: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    """A non-empty list of frames, each checked with :func:`check_image` (sizes may differ)."""
+    if isinstance(images, Frames):
+        images = images.pixels
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise FramesError(f"expected frames of shape [T, H, W, 3], got {tuple(images.shape)}")
+        images = list(images)
+    images = list(images)
+    if not images:
+        raise FramesError("no frames to score: the frame list is empty")
+    return [check_image(im, i) for i, im in enumerate(images)]
+
+
+def clue_text(clue: Clue) -> str:
+    """The question a clue carries, or :class:`ConfigError` when it has neither objects nor a question.
+
+    A clue without objects makes the scorer ask whether a frame holds enough to answer the user's question,
+    so that question must be there.
+    """
+    if not isinstance(clue, Clue):
+        raise ConfigError(f"clue must be a quota.types.Clue, got {type(clue).__name__}")
+    if not clue.objects and not clue.question.strip():
+        raise ConfigError(
+            "the clue has no objects and no question, so there is nothing to score frames against; "
+            "set Clue.question to the user's question"
+        )
+    return clue.question
+
+
+def finish_scores(values: Any, count: int) -> np.ndarray:
+    """Scores as float64 ``[count]`` clipped to [0, 1]; NaN means the model produced garbage."""
+    scores = np.asarray(values, dtype=np.float64).reshape(-1)
+    if scores.shape[0] != count:
+        raise ModelError(f"scorer produced {scores.shape[0]} scores for {count} frames")
+    if not np.all(np.isfinite(scores)):
+        raise ModelError(
+            "the scoring model produced non-finite scores (NaN or inf); its weights or dtype may be broken "
+            "(try dtype=torch.float32)"
+        )
+    return np.clip(scores, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batching with out-of-memory backoff
+# ---------------------------------------------------------------------------------------------------------
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for the errors an allocator raises when a batch does not fit (GPU or CPU)."""
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):  # pragma: no cover - very old torch
+        pass
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, RuntimeError):
+        text = str(exc).lower()
+        return "out of memory" in text or "not enough memory" in text
+    return False
+
+
+def release_memory() -> None:
+    """Give cached accelerator memory back after an out-of-memory error."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort only
+        pass
+
+
+def run_batched(
+    count: int,
+    batch_size: int,
+    step: Callable[[int, int], T],
+    *,
+    progress: Any = None,
+    what: str = "frames",
+    hint: str = "",
+) -> tuple[list[T], int]:
+    """Run ``step(start, stop)`` over ``[0, count)`` in batches, halving the batch on out-of-memory.
+
+    A batch that runs out of memory is retried at half its size (``8 -> 4 -> 2 -> 1``); the smaller size is
+    kept for the rest of the run. A single item that still does not fit raises :class:`ModelError`.
+
+    Args:
+        count: number of items.
+        batch_size: items per batch to start with (at least 1).
+        step: called with half-open item ranges; its results are returned in order.
+        progress: an object with ``update(n)`` (a tqdm bar), advanced by each finished batch.
+        what: name of the items, for messages.
+        hint: what the user can do if even one item does not fit, appended to the message.
+
+    Returns:
+        ``(results, batch_size)``: one result per batch, and the batch size in use at the end.
+    """
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
+    size = int(batch_size)
+    results: list[T] = []
+    start = 0
+    while start < count:
+        stop = min(start + size, count)
+        failure: str | None = None
+        try:
+            results.append(step(start, stop))
+        except Exception as exc:  # noqa: BLE001 - filtered just below
+            if not is_out_of_memory(exc):
+                raise
+            failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if failure is not None:
+            # Outside the except block, so the traceback (and the tensors it holds) is already gone.
+            release_memory()
+            if stop - start <= 1:
+                raise ModelError(
+                    f"out of memory while scoring a single one of {count} {what} ({failure}). "
+                    f"{hint}".strip()
+                )
+            size = max(1, (stop - start) // 2)
+            logger.warning("out of memory with %d %s per batch; retrying with %d", stop - start, what, size)
+            continue
+        if progress is not None:
+            progress.update(stop - start)
+        start = stop
+    return results, size
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------------
+
+
+def model_type_of(config: Any) -> str:
+    """The ``model_type`` field of a transformers config (``""`` when missing)."""
+    return str(getattr(config, "model_type", "") or "")
+
+
+def read_model_type(folder: str | os.PathLike[str]) -> str | None:
+    """``model_type`` from ``folder/config.json`` without importing transformers (``None`` if unreadable)."""
+    try:
+        data = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("model_type") if isinstance(data, dict) else None
+    return str(value) if value else None
+
+
+def model_device(model: Any) -> Any:
+    """The device of a model's first parameter (CPU for a model without parameters)."""
+    import torch
+
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: Any) -> Any:
+    """The dtype of a model's first floating-point parameter (float32 if none)."""
+    import torch
+
+    for parameter in model.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32
+
+
+__all__ = [
+    "Scorer",
+    "LVLM_FAMILIES",
+    "QWEN_FAMILIES",
+    "CLIP_FAMILIES",
+    "SIGMOID_FAMILIES",
+    "as_frames",
+    "check_image",
+    "check_images",
+    "clue_text",
+    "finish_scores",
+    "is_out_of_memory",
+    "release_memory",
+    "run_batched",
+    "model_type_of",
+    "read_model_type",
+    "model_device",
+    "model_dtype",
+]

@@ -1,0 +1,478 @@
+"""Frame scoring with a vision-language model: the probability that it answers "yes" about each frame.
+
+For every frame the model gets one chat turn, the frame as an image followed by the two-option scoring
+question of :func:`quota.decouple.scoring_question` (option :data:`~quota.decouple.YES_LETTER` = yes,
+:data:`~quota.decouple.NO_LETTER` = no), rendered by the processor's own chat template with the assistant
+turn opened. The frame's score is the softmax probability, over the whole vocabulary, of the yes letter's
+token as the next token (``normalize="none"``, as in the paper), or that probability renormalised over the
+two letters, ``P(yes) / (P(yes) + P(no))`` (``normalize="pair"``).
+
+Frames are scored in batches. Rows are left-padded, so the last position is every row's real last token,
+and the model is asked for the logits of that position only (``logits_to_keep=1``): the language-model head
+runs on one position per row instead of the whole sequence, which is where most of the memory of a naive
+implementation goes (a 151,936-word vocabulary makes full logits ~0.6 MB per token in float32). A batch
+that runs out of memory is retried at half its size, down to one frame.
+
+:class:`LVLMScorer` works with Qwen2-VL, Qwen2.5-VL and LLaVA-OneVision / LLaVA-Video checkpoints (the
+latter through the processor's image path, which is how ``scorer="base"`` reuses the answering model);
+:class:`QwenVLScorer` is the same with the paper's defaults (Qwen2-VL-2B-Instruct, at most 1280·28·28
+pixels per frame).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from ..config import SCORE_NORMALIZATIONS
+from ..decouple import NO_LETTER, YES_LETTER, scoring_question
+from ..errors import ConfigError, ProcessorNotFoundError, UnsupportedModelError
+from ..types import Clue, Frames
+from .base import (
+    LVLM_FAMILIES,
+    QWEN_FAMILIES,
+    as_frames,
+    check_images,
+    clue_text,
+    finish_scores,
+    model_device,
+    model_dtype,
+    model_type_of,
+    run_batched,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The paper's scoring model.
+DEFAULT_QWEN_SCORER = "Qwen/Qwen2-VL-2B-Instruct"
+#: The paper's cap on pixels per frame for the Qwen-VL scorer (1280 merged tokens of 28x28 pixels).
+DEFAULT_MAX_PIXELS = 1280 * 28 * 28
+#: The paper's frames per scoring forward pass.
+DEFAULT_BATCH_SIZE = 64
+
+
+def letter_token_id(tokenizer: Any, letter: str) -> int:
+    """The id of the single token that spells ``letter`` (as the model writes it first in its answer).
+
+    Raises:
+        UnsupportedModelError: the tokenizer splits the letter into several tokens (or none), so its
+            probability cannot be read from one position.
+    """
+    ids = list(tokenizer.encode(letter, add_special_tokens=False))
+    if len(ids) != 1:
+        raise UnsupportedModelError(
+            f"the tokenizer ({type(tokenizer).__name__}) encodes the option letter {letter!r} as {len(ids)} "
+            f"tokens {ids}; the yes-probability scorer needs it to be one token"
+        )
+    return int(ids[0])
+
+
+def _size_value(size: Any, key: str) -> Any:
+    if size is None:
+        return None
+    if isinstance(size, dict):
+        return size.get(key)
+    return getattr(size, key, None)
+
+
+def qwen_image_kwargs(processor: Any, max_pixels: int | None) -> dict[str, Any]:
+    """Processor keyword arguments that cap a Qwen-VL image at ``max_pixels`` pixels (``{}`` for no cap).
+
+    The Qwen2-VL image processor resizes each image to a multiple of ``patch_size * merge_size`` pixels per
+    side with between ``size["shortest_edge"]`` and ``size["longest_edge"]`` pixels in all (transformers 5
+    names for min_pixels / max_pixels); only the upper bound changes here (and the lower one if it would
+    exceed it).
+    """
+    if max_pixels is None:
+        return {}
+    image_processor = getattr(processor, "image_processor", None)
+    patch = int(getattr(image_processor, "patch_size", 14) or 14)
+    merge = int(getattr(image_processor, "merge_size", 2) or 2)
+    factor = patch * merge
+    if int(max_pixels) < factor * factor:
+        raise ConfigError(
+            f"max_pixels={max_pixels} is below one merged patch ({factor}x{factor} = {factor * factor} pixels); "
+            "use a larger value (the paper uses 1280*28*28)"
+        )
+    size = getattr(image_processor, "size", None)
+    shortest = _size_value(size, "shortest_edge") or factor * factor
+    return {"size": {"shortest_edge": min(int(shortest), int(max_pixels)), "longest_edge": int(max_pixels)}}
+
+
+class LVLMScorer:
+    """Scores frames by a vision-language model's probability of answering yes.
+
+    Args:
+        model_id: Hugging Face id or local folder of a Qwen2-VL, Qwen2.5-VL or LLaVA-OneVision checkpoint.
+        max_pixels: most pixels per frame for Qwen-VL models (``None``: the processor's own setting);
+            ignored for other families, whose processors use fixed tile sizes.
+        batch_size: frames per forward pass to start with (halved on out-of-memory, down to 1).
+        normalize: ``"none"`` P(yes) over the whole vocabulary (the paper), or ``"pair"``
+            P(yes) / (P(yes) + P(no)).
+        dtype: torch dtype or its name; ``None`` means bfloat16 on CUDA and float32 on the CPU.
+        device: torch device; ``None`` means CUDA when available, else the CPU.
+        quiet: no progress bar.
+        trust_remote_code: allow checkpoints that need their own code (off unless asked).
+
+    Raises:
+        ModelNotFoundError: no such id or folder, or no weights in it.
+        ProcessorNotFoundError: the checkpoint has weights but no processor, tokenizer or chat template.
+        UnsupportedModelError: the checkpoint is not of a supported family, or the option letters are not
+            single tokens.
+        ConfigError: a bad option value.
+    """
+
+    #: ``config.json`` model types this class accepts.
+    families: ClassVar[tuple[str, ...]] = LVLM_FAMILIES
+
+    def __init__(
+        self,
+        model_id: str | os.PathLike[str],
+        *,
+        max_pixels: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        normalize: str = "none",
+        dtype: Any = None,
+        device: Any = None,
+        quiet: bool = False,
+        trust_remote_code: bool = False,
+    ) -> None:
+        from ..models.loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
+
+        _check_options(batch_size, normalize)
+        config = load_config(model_id, trust_remote_code=trust_remote_code)
+        family = self._check_family(model_type_of(config), str(model_id))
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        processor = load_processor(model_id, trust_remote_code=trust_remote_code)
+        model = load_model(
+            _model_class(family), model_id, device=torch_device, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+        self._setup(model, processor, family, str(model_id), max_pixels, batch_size, normalize, quiet)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        max_pixels: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        normalize: str = "none",
+        quiet: bool = False,
+        model_id: str | None = None,
+    ) -> "LVLMScorer":
+        """A scorer around an already loaded model and processor (for example the answering model).
+
+        The model is used on its own device and in its own dtype, and is not copied. The processor's
+        tokenizer is switched to left padding (what batched scoring and batched generation both need).
+        """
+        _check_options(batch_size, normalize)
+        config = getattr(model, "config", None)
+        family = cls._check_family(model_type_of(config), model_id or type(model).__name__)
+        name = model_id or str(getattr(config, "_name_or_path", "") or type(model).__name__)
+        obj = cls.__new__(cls)
+        obj._setup(model, processor, family, name, max_pixels, batch_size, normalize, quiet)
+        return obj
+
+    # -----------------------------------------------------------------------------------------------------
+    # Set-up
+    # -----------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def _check_family(cls, family: str, name: str) -> str:
+        if family not in cls.families:
+            raise UnsupportedModelError(
+                f"{name}: model type {family or 'unknown'!r} cannot be used by {cls.__name__}; supported model "
+                f"types: {', '.join(cls.families)}"
+            )
+        return family
+
+    def _setup(
+        self,
+        model: Any,
+        processor: Any,
+        family: str,
+        model_id: str,
+        max_pixels: int | None,
+        batch_size: int,
+        normalize: str,
+        quiet: bool,
+    ) -> None:
+        tokenizer = getattr(processor, "tokenizer", None)
+        if tokenizer is None or not hasattr(processor, "apply_chat_template"):
+            raise ProcessorNotFoundError(
+                f"{model_id}: the processor ({type(processor).__name__}) has no tokenizer or chat template support; "
+                "pass the checkpoint's AutoProcessor"
+            )
+        if getattr(processor, "chat_template", None) is None and getattr(tokenizer, "chat_template", None) is None:
+            raise ProcessorNotFoundError(
+                f"{model_id}: the processor has no chat template; save the full processor next to the weights"
+            )
+        # Left padding: the last position of every row is then that row's own last prompt token.
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            raise ProcessorNotFoundError(f"{model_id}: the tokenizer has no padding token, so frames cannot be batched")
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.family = family
+        self.model_id = model_id
+        self.yes_token_id = letter_token_id(tokenizer, YES_LETTER)
+        self.no_token_id = letter_token_id(tokenizer, NO_LETTER)
+        vocab = _vocab_size(model)
+        for letter, token in ((YES_LETTER, self.yes_token_id), (NO_LETTER, self.no_token_id)):
+            if vocab is not None and token >= vocab:
+                raise UnsupportedModelError(
+                    f"{model_id}: the token id {token} of option letter {letter!r} is outside the model's vocabulary "
+                    f"of {vocab}; the processor does not belong to this model"
+                )
+        if family in QWEN_FAMILIES:
+            self.image_kwargs = qwen_image_kwargs(processor, max_pixels)
+            self.max_pixels = max_pixels
+        else:
+            if max_pixels is not None:
+                logger.debug("max_pixels=%s ignored for model type %s", max_pixels, family)
+            self.image_kwargs = {}
+            self.max_pixels = None
+        self.batch_size = int(batch_size)
+        self.normalize = normalize
+        self.quiet = bool(quiet)
+        self.device = model_device(model)
+        self.dtype = model_dtype(model)
+        #: Frames per batch that last fitted in memory (starts at ``batch_size``, only ever shrinks).
+        self.working_batch_size = self.batch_size
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model_id={self.model_id!r}, family={self.family!r}, "
+            f"max_pixels={self.max_pixels}, batch_size={self.batch_size}, normalize={self.normalize!r}, "
+            f"device={self.device}, dtype={self.dtype})"
+        )
+
+    # -----------------------------------------------------------------------------------------------------
+    # Prompts and inputs
+    # -----------------------------------------------------------------------------------------------------
+
+    def question_for(self, clue: Clue) -> str:
+        """The scoring question asked about every frame for ``clue``."""
+        return scoring_question(clue, clue_text(clue))
+
+    def prompt(self, question: str) -> str:
+        """The full text of one chat turn (image placeholder + ``question``) with the assistant turn opened."""
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("the scoring question must be a non-empty string")
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def build_inputs(self, images: Sequence[np.ndarray], prompt: str) -> Any:
+        """Processor outputs for one batch: one row per image, all with ``prompt``, left-padded.
+
+        Args:
+            images: uint8 arrays ``[H, W, 3]`` (sizes may differ).
+            prompt: the text from :meth:`prompt`.
+
+        Returns:
+            A ``BatchFeature`` on the CPU (``input_ids`` / ``attention_mask`` ``[B, L]`` and the family's
+            pixel tensors).
+        """
+        from PIL import Image
+
+        pictures = [Image.fromarray(np.ascontiguousarray(image), mode="RGB") for image in images]
+        kwargs: dict[str, Any] = {}
+        if self.image_kwargs:
+            kwargs["images_kwargs"] = dict(self.image_kwargs)
+        inputs = self.processor(
+            text=[prompt] * len(pictures),
+            images=pictures,
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
+            **kwargs,
+        )
+        mask = inputs.get("attention_mask")
+        if mask is not None and not bool(mask[:, -1].all()):
+            raise ProcessorNotFoundError(
+                f"{self.model_id}: the processor padded on the right although left padding was asked for; the "
+                "last position would not be every row's last token"
+            )
+        return inputs
+
+    def log_probs(self, inputs: Any) -> np.ndarray:
+        """Log-probabilities ``[B, 2]`` (yes, no) of the next token after each row's last position.
+
+        The softmax runs over the whole vocabulary in float32, whatever the model's dtype.
+        """
+        import torch
+
+        batch = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            batch[key] = value
+        with torch.inference_mode():
+            output = self.model(**batch, logits_to_keep=1, use_cache=False)
+            last = output.logits[:, -1, :].float()
+            logp = torch.log_softmax(last, dim=-1)
+            picked = logp[:, [self.yes_token_id, self.no_token_id]]
+        return picked.double().cpu().numpy()
+
+    # -----------------------------------------------------------------------------------------------------
+    # Scoring
+    # -----------------------------------------------------------------------------------------------------
+
+    def score(self, frames: Frames | np.ndarray, clue: Clue) -> np.ndarray:
+        """Relevance of each frame to ``clue``: float64 ``[T]`` in [0, 1].
+
+        Args:
+            frames: :class:`~quota.types.Frames`, or a uint8 array ``[T, H, W, 3]``.
+            clue: the decoupling result; its objects, else its question, make the scoring question.
+        """
+        frames = as_frames(frames)
+        return self.score_images(frames.pixels, self.question_for(clue))
+
+    def score_images(self, images: Sequence[np.ndarray] | np.ndarray, question: str) -> np.ndarray:
+        """Relevance of each image to a scoring question: float64 ``[N]`` in [0, 1].
+
+        Args:
+            images: uint8 arrays ``[H, W, 3]`` (sizes may differ) or one array ``[N, H, W, 3]``.
+            question: the text asked after each image (normally from :meth:`question_for`).
+        """
+        from tqdm.auto import tqdm
+
+        pictures = check_images(images)
+        prompt = self.prompt(question)
+
+        def step(start: int, stop: int) -> np.ndarray:
+            return self.log_probs(self.build_inputs(pictures[start:stop], prompt))
+
+        with tqdm(total=len(pictures), desc="Scoring frames", unit="frame", disable=self.quiet, leave=False) as bar:
+            parts, self.working_batch_size = run_batched(
+                len(pictures),
+                self.working_batch_size,
+                step,
+                progress=bar,
+                what="frames",
+                hint=(
+                    "Lower max_pixels, use a smaller dtype (bfloat16) or score on a device with more memory."
+                ),
+            )
+        logp = np.concatenate(parts, axis=0)
+        return finish_scores(scores_from_log_probs(logp, self.normalize), len(pictures))
+
+
+class QwenVLScorer(LVLMScorer):
+    """:class:`LVLMScorer` for Qwen2-VL / Qwen2.5-VL with the paper's defaults.
+
+    Qwen/Qwen2-VL-2B-Instruct, at most 1280·28·28 pixels per frame, 64 frames per batch, P(yes) over the
+    whole vocabulary.
+    """
+
+    families: ClassVar[tuple[str, ...]] = QWEN_FAMILIES
+
+    def __init__(
+        self,
+        model_id: str | os.PathLike[str] = DEFAULT_QWEN_SCORER,
+        *,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        normalize: str = "none",
+        dtype: Any = None,
+        device: Any = None,
+        quiet: bool = False,
+        trust_remote_code: bool = False,
+    ) -> None:
+        super().__init__(
+            model_id,
+            max_pixels=max_pixels,
+            batch_size=batch_size,
+            normalize=normalize,
+            dtype=dtype,
+            device=device,
+            quiet=quiet,
+            trust_remote_code=trust_remote_code,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        normalize: str = "none",
+        quiet: bool = False,
+        model_id: str | None = None,
+    ) -> "QwenVLScorer":
+        """A Qwen-VL scorer around an already loaded model and processor (paper defaults)."""
+        return super().from_model(  # type: ignore[return-value]
+            model,
+            processor,
+            max_pixels=max_pixels,
+            batch_size=batch_size,
+            normalize=normalize,
+            quiet=quiet,
+            model_id=model_id,
+        )
+
+
+def scores_from_log_probs(logp: np.ndarray, normalize: str = "none") -> np.ndarray:
+    """Scores from log-probabilities ``[N, 2]`` of the (yes, no) tokens.
+
+    ``"none"``: ``exp(log P(yes))``. ``"pair"``: ``P(yes) / (P(yes) + P(no))``, computed in log space.
+    """
+    logp = np.asarray(logp, dtype=np.float64)
+    if normalize == "none":
+        return np.exp(logp[:, 0])
+    if normalize == "pair":
+        return np.exp(logp[:, 0] - np.logaddexp(logp[:, 0], logp[:, 1]))
+    raise ConfigError(f"normalize={normalize!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
+
+
+def _check_options(batch_size: Any, normalize: Any) -> None:
+    if normalize not in SCORE_NORMALIZATIONS:
+        raise ConfigError(f"normalize={normalize!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _model_class(family: str) -> Any:
+    """The transformers class that loads a checkpoint of ``family`` with its language-model head."""
+    if family == "qwen2_vl":
+        from transformers import Qwen2VLForConditionalGeneration
+
+        return Qwen2VLForConditionalGeneration
+    if family == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        return Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText
+
+
+def _vocab_size(model: Any) -> int | None:
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(text, "vocab_size", None)
+    return int(value) if value else None
+
+
+__all__ = [
+    "DEFAULT_QWEN_SCORER",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_BATCH_SIZE",
+    "LVLMScorer",
+    "QwenVLScorer",
+    "letter_token_id",
+    "qwen_image_kwargs",
+    "scores_from_log_probs",
+]

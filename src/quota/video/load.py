@@ -1,0 +1,176 @@
+"""``load_frames``: open a video, read only the sampled frames, return :class:`~quota.types.Frames`."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, VideoDecodeError
+from ..types import Frames
+from . import decord_backend, pyav_backend
+from .probe import VideoIndex, probe
+from .pyav_backend import DecodeStats
+from .sampling import sample_indices, uniform_indices
+
+BACKENDS = ("auto", "pyav", "decord")
+_SAMPLING_KEYS = ("base", "per_hour", "max_frames", "max_fps")
+
+
+def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """``(width, height)`` scaled down, keeping the aspect ratio, so the longest side is at most
+    ``max_side`` pixels (never scaled up; each side at least 1 pixel)."""
+    if max_side is None:
+        return int(width), int(height)
+    if isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1:
+        raise ConfigError(f"max_side must be a whole number of pixels >= 1, got {max_side!r}")
+    longest = max(width, height)
+    if longest <= max_side:
+        return int(width), int(height)
+    scale = max_side / longest
+    return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+
+
+def choose_backend(backend: str, index: VideoIndex) -> str:
+    """The backend that will read ``index``'s frames: ``auto`` is always PyAV, the fastest exact
+    backend in our measurements; ``decord`` falls back to PyAV (with a warning) where it cannot be
+    exact."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "decord":
+        reason = decord_backend.unsupported_reason(index)
+        if reason is None:
+            return "decord"
+        warnings.warn(f"{index.path}: {reason}; reading with PyAV instead", RuntimeWarning, stacklevel=3)
+    return "pyav"
+
+
+def frame_numbers_for(index: VideoIndex, n: int | None = None, indices: Sequence[int] | None = None,
+                      **sampling) -> list[int]:
+    """Which frames of ``index``'s video to read: explicit ``indices``, ``n`` uniform frames, or the
+    paper's rule (``base``, ``per_hour``, ``max_frames``, ``max_fps`` as in :func:`sample_indices`)."""
+    unknown = sorted(set(sampling) - set(_SAMPLING_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown sampling option(s) {', '.join(unknown)}; use {', '.join(_SAMPLING_KEYS)}")
+    if indices is not None:
+        if n is not None or sampling:
+            raise ConfigError("give either indices or n / sampling options, not both")
+        idx = [int(i) for i in indices]
+        if not idx:
+            raise ConfigError("indices is empty")
+        bad = [i for i in idx if not 0 <= i < index.n_frames]
+        if bad:
+            raise ConfigError(f"frame indices {bad[:5]} out of range for {index.path} "
+                              f"({index.n_frames} frames, 0..{index.n_frames - 1})")
+        return idx
+    if n is not None:
+        if sampling:
+            raise ConfigError("give either n or the sampling options (base, per_hour, max_frames, max_fps), "
+                              "not both")
+        return uniform_indices(index.n_frames, n)
+    return sample_indices(index.n_frames, index.fps, **sampling)
+
+
+def load_frames(
+    path: str | os.PathLike,
+    *,
+    n: int | None = None,
+    max_side: int | None = None,
+    backend: str = "auto",
+    indices: Sequence[int] | None = None,
+    threads: int = 0,
+    stats: DecodeStats | None = None,
+    **sampling,
+) -> Frames:
+    """Read the sampled frames of a video.
+
+    By default the paper's rule picks the frames: ``96 + floor(hours * 64)`` frames spread
+    uniformly from the first to the last frame (change it with ``base``, ``per_hour``,
+    ``max_frames``, ``max_fps``). ``n`` asks for ``n`` uniform frames instead, ``indices`` for given frames.
+    A video with fewer frames than asked for gives each of its frames once.
+
+    Frame ``k`` of the result is frame ``indices[k]`` of the file, frames numbered in presentation
+    order from 0; timestamps are presentation times in seconds since the first frame. Rotation
+    metadata is applied (pixels are as a player shows them).
+
+    Args:
+        path: the video file.
+        n: number of uniformly spaced frames to read instead of the paper's rule.
+        max_side: longest side of the returned frames at most this many pixels (scaled while
+            decoding, aspect ratio kept); ``None`` keeps the stored size.
+        backend: ``auto`` (PyAV), ``pyav``, or ``decord`` (optional, see docs/video.md).
+        indices: explicit frame numbers to read, in the order wanted (repeats allowed).
+        threads: decoder threads (0: FFmpeg decides, 1: single-threaded).
+        stats: a :class:`DecodeStats` to fill with counters (frames decoded, seeks ...).
+        **sampling: ``base``, ``per_hour``, ``max_frames``, ``max_fps`` for the paper's rule (see
+            :func:`~quota.video.sample_indices`).
+
+    Returns:
+        :class:`~quota.types.Frames` with uint8 RGB pixels ``[T, H, W, 3]``.
+
+    Raises:
+        VideoNotFoundError, VideoDecodeError, NoVideoStreamError, EmptyVideoError: for a missing,
+            unreadable, video-less or empty file; ConfigError for bad arguments.
+    """
+    index = probe(path)
+    wanted = frame_numbers_for(index, n=n, indices=indices, **sampling)
+    unique = np.unique(np.asarray(wanted, dtype=np.int64))
+    width, height = output_size(index.width, index.height, max_side)
+    chosen = choose_backend(backend, index)
+    stats = stats if stats is not None else DecodeStats()
+
+    pixels = None
+    got = None
+    if chosen == "decord":
+        raw = decord_backend.read_frames(index, unique, (width, height), threads=threads)
+        if raw is not None:
+            pixels, got = raw, np.ones(len(unique), dtype=bool)
+            stats.backend = "decord"
+            stats.converted = len(unique)
+    if pixels is None:
+        pixels, got = _read_pyav(index, unique, width, height, threads, stats)
+
+    if not got.all():
+        if not got.any():
+            raise VideoDecodeError(f"{index.path}: none of the {len(unique)} sampled frames could be "
+                                   "decoded; the file is damaged", index.path)
+        pixels, unique = pixels[got], unique[got]
+    # Gather in the order asked for (the read order is sorted and without repeats).
+    pos = np.searchsorted(unique, np.asarray(wanted, dtype=np.int64))
+    keep = (pos < len(unique)) & (unique[np.minimum(pos, len(unique) - 1)] == np.asarray(wanted))
+    pos = pos[keep]
+    if not np.array_equal(pos, np.arange(len(unique))):
+        pixels = pixels[pos]
+    chosen_idx = unique[pos]
+    return Frames(
+        pixels=pixels,
+        indices=chosen_idx,
+        timestamps=index.timestamps[chosen_idx],
+        duration=index.duration,
+        fps=index.fps,
+        path=str(path),
+    )
+
+
+def _read_pyav(index: VideoIndex, frames: np.ndarray, width: int, height: int, threads: int,
+               stats: DecodeStats) -> tuple[np.ndarray, np.ndarray]:
+    """Read with PyAV into one preallocated array (memory stays about T x frame size)."""
+    k = (index.rotation // 90) % 4
+    out_h, out_w = (width, height) if k % 2 else (height, width)
+    out = np.empty((len(frames), out_h, out_w, 3), dtype=np.uint8)
+    scaling = (width, height) != (index.width, index.height)
+    kwargs: dict = {"width": width, "height": height, "format": "rgb24"}
+    if scaling:
+        kwargs["interpolation"] = "AREA"
+
+    def sink(slot: int, frame) -> None:
+        arr = frame.to_ndarray(**kwargs)
+        out[slot] = np.rot90(arr, k) if k else arr
+
+    got = pyav_backend.read_frames(index, frames, sink, stats, threads=threads)
+    return out, got
+
+
+__all__ = ["load_frames", "output_size", "choose_backend", "frame_numbers_for", "BACKENDS"]

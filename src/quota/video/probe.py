@@ -1,0 +1,383 @@
+"""Open a video and build its frame index: every frame's presentation time and where to start
+decoding it.
+
+Demuxing packets without decoding them is cheap (a few microseconds a packet), so the index is
+built from the packets themselves rather than from the frame count or duration the container
+reports, which can be absent or wrong. Frame numbers follow presentation order (sorted
+presentation timestamps), so B-frames and variable frame rates are numbered as a player shows
+them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EmptyVideoError, NoVideoStreamError, VideoDecodeError, VideoNotFoundError
+
+#: Most indexes kept in memory (a video asked several questions is indexed once).
+CACHE_SIZE = 8
+
+
+@dataclass(eq=False)
+class VideoIndex:
+    """Everything needed to read any frame of one video stream exactly.
+
+    Per-frame arrays are in presentation order (frame number ``k``); per-packet arrays are in
+    decoding (file) order.
+
+    Attributes:
+        path: the file.
+        stream_index: index of the video stream in the container.
+        container: container format name (FFmpeg's, e.g. ``mov,mp4,m4a,3gp,3g2,mj2``).
+        codec: codec name (``h264``, ``vp9`` ...).
+        pix_fmt: decoded pixel format of the first frame (``yuv420p``, ``yuv420p10le`` ...).
+        width, height: stored frame size in pixels (before rotation).
+        rotation: counter-clockwise display rotation in degrees (0, 90, 180 or 270).
+        time_base: seconds per timestamp tick.
+        n_frames: number of frames (presentation order), counted from the packets.
+        reported_frames: frame count the container claims (0 when absent); informative only.
+        pts: ``[n_frames]`` int64 presentation timestamps (ticks), increasing.
+        timestamps: ``[n_frames]`` float64 seconds since the first frame.
+        duration: seconds from the first frame to the end of the last one.
+        fps: average frame rate, ``n_frames / duration`` (frames per second).
+        decode_pos: ``[n_frames]`` packet position (decoding order) of each frame.
+        entry: ``[n_frames]`` packet position of the keyframe to start decoding each frame from.
+        packet_pts: ``[n_packets]`` int64 pts of each packet (``NO_TS`` when absent).
+        packet_dts: ``[n_packets]`` int64 dts of each packet (``NO_TS`` when absent).
+        keyframe: ``[n_packets]`` bool, packet starts a keyframe.
+        seekable: whether frames can be reached by seeking (unique timestamps on every packet);
+            otherwise they are read by decoding from the start and counting.
+    """
+
+    path: str
+    stream_index: int
+    container: str
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    rotation: int
+    time_base: Fraction
+    n_frames: int
+    reported_frames: int
+    pts: np.ndarray
+    timestamps: np.ndarray
+    duration: float
+    fps: float
+    decode_pos: np.ndarray
+    entry: np.ndarray
+    packet_pts: np.ndarray
+    packet_dts: np.ndarray
+    keyframe: np.ndarray
+    seekable: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """``(width, height)`` as shown, after rotation."""
+        return (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
+
+    @property
+    def n_packets(self) -> int:
+        return int(len(self.keyframe))
+
+    @property
+    def n_keyframes(self) -> int:
+        return int(self.keyframe.sum())
+
+    def packet_position(self, pts: int | None, dts: int | None) -> int | None:
+        """Decoding-order position of the packet with these timestamps, or ``None`` if unknown."""
+        if pts is not None:
+            order = self.extra["pts_order"]
+            sorted_pts = self.extra["pts_sorted"]
+            i = int(np.searchsorted(sorted_pts, pts))
+            if i < len(sorted_pts) and sorted_pts[i] == pts:
+                return int(order[i])
+            return None
+        if dts is not None:
+            hits = np.flatnonzero(self.packet_dts == dts)
+            return int(hits[0]) if len(hits) == 1 else None
+        return None
+
+    def seek_target(self, position: int) -> int:
+        """Timestamp (stream ticks) to seek to so that demuxing restarts at or before ``position``."""
+        vals = [int(v) for v in (self.packet_pts[position], self.packet_dts[position]) if v != NO_TS]
+        return min(vals) if vals else 0
+
+    def __repr__(self) -> str:
+        w, h = self.display_size
+        return (f"VideoIndex({self.path!r}, {self.codec} {w}x{h}, {self.n_frames} frames, "
+                f"{self.duration:.2f}s, {self.fps:.3f} fps, {self.n_keyframes} keyframes)")
+
+
+#: Marker for an absent timestamp in the int64 packet arrays.
+NO_TS = np.iinfo(np.int64).min
+
+_cache: "OrderedDict[tuple, VideoIndex]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def check_path(path: str | os.PathLike) -> Path:
+    """The path as a :class:`Path`, or :class:`VideoNotFoundError` if it is not a readable file."""
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        raise VideoNotFoundError(f"video file not found: {p} (check the path)", p)
+    if p.is_dir():
+        raise VideoNotFoundError(f"{p} is a directory, not a video file", p)
+    if not p.is_file():
+        raise VideoNotFoundError(f"{p} is not a regular file", p)
+    if not os.access(p, os.R_OK):
+        raise VideoNotFoundError(f"{p} cannot be read (permission denied)", p)
+    return p
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def open_container(path: Path):
+    """``av.open`` with FFmpeg's errors turned into :class:`VideoDecodeError`."""
+    import av
+
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(f"{path} is an empty file (0 bytes), not a video", path)
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.EOFError:
+        raise EmptyVideoError(
+            f"{path} ends before its first frame: it holds no frames or is cut short", path) from None
+    except av.FFmpegError as exc:
+        raise VideoDecodeError(
+            f"{path} cannot be opened as a video ({_short(exc)}); the file may be damaged, "
+            "truncated or not a video", path) from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise VideoDecodeError(f"{path} cannot be opened as a video ({_short(exc)})", path) from None
+
+
+def pick_video_stream(container, path: Path):
+    """The main video stream: the first that is not an attached picture (cover art)."""
+    if len(container.streams) == 0:
+        raise EmptyVideoError(f"{path} holds no streams at all (an empty or unfinished recording)", path)
+    videos = list(container.streams.video)
+    main = []
+    for s in videos:
+        try:
+            attached = bool(s.disposition & 0x0400)  # AV_DISPOSITION_ATTACHED_PIC
+        except Exception:  # pragma: no cover - very old PyAV
+            attached = False
+        if not attached:
+            main.append(s)
+    if not main:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        what = "only cover art" if videos else f"streams: {', '.join(kinds)}"
+        raise NoVideoStreamError(f"{path} has no video stream ({what}); quota needs a video", path)
+    return main[0]
+
+
+def discard_other_streams(container, keep: int) -> None:
+    """Tell the demuxer to drop the packets of every stream but ``keep`` (less to read)."""
+    for s in container.streams:
+        if s.index != keep:
+            try:
+                s.discard = type(s.discard).all
+            except Exception:  # pragma: no cover - older PyAV
+                pass
+
+
+def _rotation_of(frame) -> int:
+    try:
+        angle = frame.rotation
+    except Exception:  # pragma: no cover
+        return 0
+    if angle is None:
+        return 0
+    r = int(round(float(angle) / 90.0)) * 90
+    return r % 360
+
+
+def _first_frame(packets: list, stream) -> Any:
+    """Decode the first keyframe packet alone (to learn pixel format and rotation)."""
+    import av
+
+    cc = stream.codec_context
+    for pkt in packets:
+        try:
+            frames = list(pkt.decode()) + list(cc.decode(None))
+        except (av.FFmpegError, ValueError):
+            continue
+        finally:
+            try:
+                cc.flush_buffers()
+            except Exception:
+                pass
+        if frames:
+            return frames[0]
+    return None
+
+
+def build_index(path: Path) -> VideoIndex:
+    """Demux every packet of the video stream (no decoding) and build the :class:`VideoIndex`."""
+    import av
+
+    container = open_container(path)
+    try:
+        stream = pick_video_stream(container, path)
+        time_base = stream.time_base or Fraction(1, 90000)
+        discard_other_streams(container, stream.index)
+        pts_list: list[int] = []
+        dts_list: list[int] = []
+        key_list: list[bool] = []
+        drop_list: list[bool] = []
+        dur_list: list[int] = []
+        probe_packets: list = []
+        error: str | None = None
+        try:
+            for pkt in container.demux(stream):
+                if pkt.size == 0:
+                    continue
+                pts_list.append(NO_TS if pkt.pts is None else pkt.pts)
+                dts_list.append(NO_TS if pkt.dts is None else pkt.dts)
+                key_list.append(pkt.is_keyframe)
+                drop_list.append(pkt.is_discard or pkt.is_corrupt)
+                dur_list.append(pkt.duration or 0)
+                if len(probe_packets) < 8 and (probe_packets or pkt.is_keyframe):
+                    probe_packets.append(pkt)
+        except av.FFmpegError as exc:
+            # A damaged tail: keep what could be read.
+            error = _short(exc)
+        if not pts_list:
+            extra = f" (reading stopped: {error})" if error else ""
+            raise EmptyVideoError(f"{path}: the video stream holds no frames{extra}", path)
+        first = _first_frame(probe_packets or [], stream)
+        if first is None:
+            raise VideoDecodeError(
+                f"{path}: no frame of its {stream.codec_context.name} video stream can be decoded "
+                "(damaged file or unsupported codec)", path)
+        codec = stream.codec_context.name
+        reported = int(stream.frames or 0)
+        container_name = container.format.name
+        width, height = int(first.width), int(first.height)
+        pix_fmt = first.format.name
+        rotation = _rotation_of(first)
+        rate = stream.average_rate or stream.guessed_rate
+        stream_index = int(stream.index)
+    finally:
+        container.close()
+
+    packet_pts = np.asarray(pts_list, dtype=np.int64)
+    packet_dts = np.asarray(dts_list, dtype=np.int64)
+    keyframe = np.asarray(key_list, dtype=bool)
+    shown = ~np.asarray(drop_list, dtype=bool)
+    if not shown.any():
+        raise EmptyVideoError(f"{path}: the video stream holds no displayable frame", path)
+    has_pts = packet_pts != NO_TS
+    positions = np.flatnonzero(shown)
+    seekable = bool(has_pts[positions].all())
+    if seekable:
+        frame_pts = packet_pts[positions]
+        order = np.argsort(frame_pts, kind="stable")
+        pts = frame_pts[order]
+        if len(pts) > 1 and (np.diff(pts) <= 0).any():
+            seekable = False  # repeated timestamps: numbering by timestamp is ambiguous
+    if seekable:
+        decode_pos = positions[order]
+    else:
+        # Without unique timestamps, frames are numbered by decoding from the start; assume the
+        # nominal frame rate for their times.
+        decode_pos = positions
+        step = 1.0 / float(rate) if rate else 1.0 / 25.0
+        pts = np.round(np.arange(len(positions)) * step / float(time_base)).astype(np.int64)
+    n = len(pts)
+
+    # The keyframe to start from: the last keyframe at or before the frame's packet whose own
+    # presentation time is not later than the frame's (leading B-frames of an open GOP need the
+    # keyframe before).
+    key_pos = np.flatnonzero(keyframe)
+    if len(key_pos) == 0 or key_pos[0] != 0:
+        key_pos = np.concatenate([[0], key_pos]).astype(np.int64)
+    slot = np.searchsorted(key_pos, decode_pos, side="right") - 1
+    entry = key_pos[np.maximum(slot, 0)]
+    if seekable:
+        key_pts = packet_pts[entry]
+        late = (key_pts != NO_TS) & (key_pts > pts)
+        while late.any():
+            slot = np.where(late, slot - 1, slot)
+            slot = np.maximum(slot, 0)
+            entry = key_pos[slot]
+            key_pts = packet_pts[entry]
+            late = (key_pts != NO_TS) & (key_pts > pts) & (slot > 0)
+
+    last_dur = int(dur_list[decode_pos[-1]]) if seekable else 0
+    if last_dur <= 0:
+        if n > 1:
+            last_dur = int(round(float(pts[-1] - pts[0]) / (n - 1)))
+        elif rate:
+            last_dur = int(round(1.0 / (float(rate) * float(time_base))))
+        last_dur = max(last_dur, 1)
+    tb = float(time_base)
+    timestamps = (pts - pts[0]).astype(np.float64) * tb
+    duration = float(pts[-1] - pts[0] + last_dur) * tb
+    fps = n / duration if duration > 0 else float(rate or 1.0)
+    if rate and abs(float(rate) - fps) <= 1e-3 * fps:
+        fps = float(rate)  # the exact nominal rate (25, 30000/1001 ...) when it agrees
+
+    extra: dict[str, Any] = {}
+    if seekable:
+        all_pos = np.flatnonzero(has_pts)
+        srt = np.argsort(packet_pts[all_pos], kind="stable")
+        extra["pts_sorted"] = packet_pts[all_pos][srt]
+        extra["pts_order"] = all_pos[srt]
+    if error:
+        extra["demux_error"] = error
+    return VideoIndex(
+        path=str(path), stream_index=stream_index, container=container_name, codec=codec,
+        pix_fmt=pix_fmt, width=width, height=height, rotation=rotation, time_base=Fraction(time_base),
+        n_frames=n, reported_frames=reported, pts=pts, timestamps=timestamps, duration=duration,
+        fps=float(fps), decode_pos=decode_pos.astype(np.int64), entry=entry.astype(np.int64),
+        packet_pts=packet_pts, packet_dts=packet_dts, keyframe=keyframe, seekable=seekable, extra=extra,
+    )
+
+
+def probe(path: str | os.PathLike, *, cache: bool = True) -> VideoIndex:
+    """The :class:`VideoIndex` of the video at ``path`` (cached by path, size and mtime).
+
+    Raises:
+        VideoNotFoundError: the path does not exist or is not a file.
+        VideoDecodeError: the file cannot be opened or decoded as a video.
+        NoVideoStreamError: the file has no video stream.
+        EmptyVideoError: the video stream has no frame.
+    """
+    p = check_path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if cache:
+        with _cache_lock:
+            if key in _cache:
+                _cache.move_to_end(key)
+                return _cache[key]
+    index = build_index(p)
+    if cache:
+        with _cache_lock:
+            _cache[key] = index
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return index
+
+
+def clear_cache() -> None:
+    """Forget every cached index."""
+    with _cache_lock:
+        _cache.clear()
+
+
+__all__ = ["VideoIndex", "probe", "build_index", "check_path", "open_container", "discard_other_streams",
+           "clear_cache", "NO_TS"]

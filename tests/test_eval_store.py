@@ -1,0 +1,257 @@
+"""The results store (commit, resume, fingerprint refusal, errors, concurrent writers) and the
+reports made from stores (metrics, tables, chart)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from quota.errors import RunStoreError
+from quota.eval.metrics import compute_metrics, metrics_from_store
+from quota.eval.store import DB_NAME, RunStore, open_run
+from quota.eval.table import comparison_rows, format_table, plot_comparison, to_markdown
+
+FP = {"benchmark": "videomme", "model": "llava-hf/LLaVA-Video-7B-Qwen2-hf", "preset": "paper",
+      "config": {"budget": 12544, "resize": "bilinear"}}
+
+
+def test_commit_and_resume(tmp_path: Path):
+    store = RunStore(tmp_path / "run", FP)
+    store.record("q1", prediction="B.", choice="B", answer="B", plan={"kept": 10}, timings={"generate": 1.5},
+                 fields={"duration": "short"}, rank=0)
+    store.record("q2", prediction="C", choice="C", answer="A", fields={"duration": "long"}, rank=1)
+    store.close()
+    assert (tmp_path / "run" / DB_NAME).is_file()
+
+    again = RunStore(tmp_path / "run", dict(reversed(list(FP.items()))))  # key order does not matter
+    assert again.done_ids() == {"q1", "q2"}
+    r1, r2 = again.results()
+    assert (r1.sample_id, r1.correct, r1.plan, r1.timings, r1.fields) == (
+        "q1", True, {"kept": 10}, {"generate": 1.5}, {"duration": "short"})
+    assert (r2.correct, r2.rank, r2.error) == (False, 1, None)
+    assert again.counts() == {"rows": 2, "answered": 2, "correct": 1, "errors": 0}
+    assert len(again) == 2
+    again.close()
+
+
+def test_sqlite_settings(tmp_path: Path):
+    with RunStore(tmp_path, FP) as store:
+        assert store.journal_mode == "wal"
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_fingerprint_mismatch_is_refused(tmp_path: Path):
+    RunStore(tmp_path, FP).close()
+    other = dict(FP, config={"budget": 6272, "resize": "bilinear"})
+    with pytest.raises(RunStoreError, match=r"config\.budget: 12544 -> 6272"):
+        RunStore(tmp_path, other)
+    with pytest.raises(RunStoreError, match="benchmark"):
+        RunStore(tmp_path, dict(FP, benchmark="mlvu"))
+    with pytest.raises(RunStoreError, match="model"):
+        RunStore(tmp_path, {k: v for k, v in FP.items() if k != "model"})
+    # a path in the fingerprint is stored as its string, and matches it later
+    RunStore(tmp_path / "p", {"videos": tmp_path / "v"}).close()
+    RunStore(tmp_path / "p", {"videos": str(tmp_path / "v")}).close()
+
+
+def test_open_without_fingerprint(tmp_path: Path):
+    with pytest.raises(RunStoreError, match="no results store"):
+        open_run(tmp_path / "nothing")
+    with RunStore(tmp_path, FP) as s:
+        s.record("q", prediction="A", choice="A", answer="A")
+    with open_run(tmp_path) as s:
+        assert s.fingerprint == RunStore(tmp_path, FP).fingerprint
+        assert s.done_ids() == {"q"}
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path):
+    (tmp_path / DB_NAME).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RunStoreError, match="not a usable results store"):
+        RunStore(tmp_path, FP)
+
+
+def test_errors_recorded_and_retried_only_when_asked(tmp_path: Path):
+    store = RunStore(tmp_path, FP)
+    store.record("bad", answer="A", error="RuntimeError: CUDA out of memory", traceback="Traceback ...")
+    store.record("ok", prediction="A", choice="A", answer="A")
+    (bad,) = [r for r in store.results() if r.sample_id == "bad"]
+    assert bad.is_error and bad.correct is None and bad.error.startswith("RuntimeError")
+    assert store.done_ids() == {"bad", "ok"}
+    assert store.done_ids(retry_errors=True) == {"ok"}
+    assert RunStore(tmp_path, FP, retry_errors=True).done_ids() == {"ok"}
+    assert store.error_ids() == {"bad"}
+    # a later answer replaces the error row ...
+    store.record("bad", prediction="B", choice="B", answer="A")
+    (bad,) = [r for r in store.results() if r.sample_id == "bad"]
+    assert (bad.error, bad.correct, bad.attempts) == (None, False, 2)
+    # ... but an error never replaces an answer
+    store.record("ok", answer="A", error="ValueError: late duplicate")
+    (ok,) = [r for r in store.results() if r.sample_id == "ok"]
+    assert ok.error is None and ok.correct is True
+    store.close()
+
+
+def test_meta_values(tmp_path: Path):
+    with RunStore(tmp_path, FP) as store:
+        store.set_meta("note", {"gpu": "H100"})
+        assert store.get_meta("note") == {"gpu": "H100"}
+        assert store.meta()["fingerprint"] == store.fingerprint
+        with pytest.raises(RunStoreError, match="reserved"):
+            store.set_meta("fingerprint", {})
+
+
+def test_waits_for_a_writer_while_switching_to_wal(tmp_path: Path):
+    """Switching to WAL ignores SQLite's busy timeout; two ranks creating one store at once
+    must still both get in."""
+    holder = sqlite3.connect(str(tmp_path / DB_NAME), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE other (x)")
+    opened: list[RunStore] = []
+    thread = threading.Thread(target=lambda: opened.append(RunStore(tmp_path, FP)))
+    thread.start()
+    time.sleep(0.3)
+    assert not opened  # still waiting for the lock
+    holder.execute("COMMIT")
+    holder.close()
+    thread.join(timeout=30)
+    (store,) = opened
+    assert store.journal_mode == "wal"
+    store.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from quota.eval.store import RunStore
+    run_dir, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = RunStore(run_dir, {"benchmark": "videomme", "who": "test"})
+    for i in range(n):
+        store.record(f"{tag}-{i:03d}", prediction="A", choice="A", answer="A" if i % 2 else "B",
+                     fields={"writer": tag}, rank=int(tag == "w1"))
+    store.close()
+    """
+)
+
+
+def test_two_processes_write_one_store(tmp_path: Path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER, encoding="utf-8")
+    run = tmp_path / "run"
+    procs = [subprocess.Popen([sys.executable, str(script), str(run), tag, "60"]) for tag in ("w0", "w1")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with open_run(run) as store:
+        results = store.results()
+        assert len(results) == 120
+        assert {r.sample_id for r in results} == {f"w{t}-{i:03d}" for t in (0, 1) for i in range(60)}
+        assert {r.rank for r in results if r.fields["writer"] == "w1"} == {1}
+        assert store.counts()["correct"] == 60
+    # the file is a sound SQLite database
+    with sqlite3.connect(str(run / DB_NAME)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# reports
+
+
+def fill(store: RunStore, outcomes: dict[str, tuple[str, str | None, str]]) -> None:
+    """outcomes: id -> (duration, chosen letter or 'ERR', answer)."""
+    for sid, (duration, choice, answer) in outcomes.items():
+        if choice == "ERR":
+            store.record(sid, answer=answer, error="RuntimeError: boom", fields={"duration": duration,
+                         "domain": "Knowledge", "sub_category": "x", "task_type": "OCR Problems"})
+        else:
+            store.record(sid, prediction=str(choice), choice=choice, answer=answer,
+                         fields={"duration": duration, "domain": "Knowledge", "sub_category": "x",
+                                 "task_type": "OCR Problems"})
+
+
+def two_runs(tmp_path: Path):
+    base = RunStore(tmp_path / "base", dict(FP, name="baseline", mode="base"))
+    quota = RunStore(tmp_path / "quota", dict(FP, name="QuoTA", mode="quota"))
+    fill(base, {"1": ("short", "A", "A"), "2": ("short", "B", "A"), "3": ("long", "C", "C"),
+                "4": ("long", "ERR", "D"), "5": ("medium", None, "B")})
+    fill(quota, {"1": ("short", "A", "A"), "2": ("short", "A", "A"), "3": ("long", "C", "C"),
+                 "4": ("long", "D", "D"), "5": ("medium", "A", "B")})
+    base.close()
+    quota.close()
+    return metrics_from_store(tmp_path / "base"), metrics_from_store(tmp_path / "quota")
+
+
+def test_metrics_from_two_stores(tmp_path: Path):
+    base, quota = two_runs(tmp_path)
+    assert (base.name, quota.name, base.benchmark) == ("baseline", "QuoTA", "videomme")
+    assert (base.overall.correct, base.overall.total, base.overall.errors, base.overall.unparsed) == (2, 5, 1, 1)
+    assert base.overall.accuracy == pytest.approx(40.0)
+    assert quota.overall.accuracy == pytest.approx(80.0) and quota.headline == pytest.approx(80.0)
+    assert list(base.by_field["duration"]) == ["short", "medium", "long"]
+    long = base.by_field["duration"]["long"]
+    assert (long.correct, long.total, long.errors) == (1, 2, 1)
+    assert base.fields == ["duration", "domain", "sub_category", "task_type"]
+
+
+def test_tables_and_chart_from_two_stores(tmp_path: Path):
+    runs = two_runs(tmp_path)
+    text = format_table(runs)
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["videomme", "baseline", "QuoTA"] and lines[0].split()[-1] == "delta"
+    overall = next(line for line in lines if line.startswith("all questions"))
+    assert "40.0 (2/5)" in overall and "80.0 (4/5)" in overall and overall.rstrip().endswith("+40.0")
+    errors = next(line for line in lines if line.startswith("errors"))
+    assert errors.split()[-3:] == ["1", "0", "-1"]
+    assert any(line.strip().startswith("long") and "50.0 (1/2)" in line and "100.0 (2/2)" in line for line in lines)
+
+    md = to_markdown(runs)
+    assert md.splitlines()[0] == "| videomme | baseline | QuoTA | delta |"
+    assert md.splitlines()[1] == "|---|---:|---:|---:|"
+    assert "| **duration** |  |  |  |" in md
+
+    png = plot_comparison(runs, tmp_path / "out" / "vmme.png")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+    rows = comparison_rows(runs, fields=["duration"])
+    assert [r.label for r in rows if r.kind == "section"] == ["duration"]
+
+
+def test_official_scores_mlvu_macro_and_vnbench_groups():
+    mlvu = [
+        {"correct": True, "choice": "A", "fields": {"task": "plotQA"}},
+        {"correct": True, "choice": "A", "fields": {"task": "plotQA"}},
+        {"correct": True, "choice": "A", "fields": {"task": "plotQA"}},
+        {"correct": False, "choice": "B", "fields": {"task": "count"}},
+    ]
+    m = compute_metrics(mlvu, benchmark="mlvu")
+    assert m.overall.accuracy == pytest.approx(75.0)
+    assert m.headline == pytest.approx(50.0)  # mean of 100 (plotQA) and 0 (count)
+
+    vn = []
+    for group, task, rights in [("v1_ret_insert1", "ret_insert1", [1, 1, 1, 1]),
+                                ("v2_ret_insert1", "ret_insert1", [1, 1, 0, 1]),
+                                ("v3_cnt_edit1", "cnt_edit1", [1, 1, 1, 1])]:
+        for ok in rights:
+            vn.append({"correct": bool(ok), "choice": "A", "fields": {"task": task, "group": group,
+                                                                      "category": task[:3]}})
+    m = compute_metrics(vn, benchmark="vnbench")
+    assert m.overall.accuracy == pytest.approx(100.0 * 11 / 12)
+    assert (m.grouped.correct, m.grouped.total) == (2, 3)
+    assert m.headline == pytest.approx((50.0 + 100.0) / 2)  # per type: ret 1/2, cnt 1/1
+    assert "group" not in m.fields
+    text = format_table([m, m])
+    assert "all-right units" in text
+
+
+def test_metrics_without_benchmark_use_seen_fields():
+    rows = [{"correct": True, "choice": "A", "fields": {"task": "a"}},
+            {"correct": False, "error": "X: y", "choice": None, "fields": {"task": "b"}}]
+    m = compute_metrics(rows, name="plain")
+    assert m.fields == ["task"] and m.benchmark is None and m.headline == pytest.approx(50.0)
+    assert m.overall.errors == 1 and m.overall.unparsed == 0

@@ -1,0 +1,161 @@
+"""The QuoTA pipeline end to end on generated videos with tiny real models (Python API)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from quota import QuoTA
+from quota.assign import token_count
+from quota.errors import ConfigError, ModelNotFoundError, ProcessorNotFoundError, QuotaError, VideoError
+from quota.pipeline import MC_INSTRUCTION
+from quota.types import Answer, Frames, Plan
+from quota.testing.videos import make_video
+
+FAST = dict(base_frames=8, budget=40, max_new_tokens=4, decouple_max_new_tokens=24, scorer_batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("pipe") / "clip.mp4", n_frames=40, fps=10, size=(96, 72))
+
+
+@pytest.fixture(scope="module")
+def llava_qa(tiny_llava_ov, tiny_qwen2_vl):
+    return QuoTA.from_pretrained(str(tiny_llava_ov), scorer=str(tiny_qwen2_vl), device="cpu", quiet=True, **FAST)
+
+
+@pytest.fixture(scope="module")
+def qwen_qa(tiny_qwen2_vl):
+    return QuoTA.from_pretrained(str(tiny_qwen2_vl), scorer="base", device="cpu", quiet=True, **FAST)
+
+
+def _check_plan(plan: Plan, qa: QuoTA, question: str) -> None:
+    assert len(plan.indices) == len(plan.scores) == len(plan.grids) == qa.config.base_frames
+    assert all(0.0 <= s <= 1.0 for s in plan.scores)
+    assert abs(sum(plan.weights) - 1.0) < 1e-9
+    assert plan.tokens <= plan.budget == qa.config.budget
+    assert plan.question == question and plan.clue is not None
+
+
+@pytest.mark.parametrize("which", ["llava_qa", "qwen_qa"])
+def test_answer_and_plan_for_both_families(which, request, video):
+    qa: QuoTA = request.getfixturevalue(which)
+    question = "What colour is the ball?"
+    plan = qa.plan(video, question)
+    _check_plan(plan, qa, question)
+    ans = qa.answer(video, question, options=["red", "blue", "green"])
+    assert isinstance(ans, Answer) and isinstance(ans.text, str)
+    assert ans.choice in (None, "A", "B", "C")
+    _check_plan(ans.plan, qa, question)
+    for stage in ("decode", "decouple", "score", "encode", "generate", "total"):
+        assert stage in ans.timings and ans.timings[stage] >= 0
+    # the same question gives the same plan (deterministic, cached work reused)
+    assert qa.plan(video, question).to_dict() == plan.to_dict()
+
+
+def test_scores_come_from_the_scorer_and_shape_the_grids(llava_qa, video):
+    plan = llava_qa.plan(video, "Where is the dog?")
+    frames = llava_qa.last_frames
+    direct = llava_qa.scorer.score(frames, plan.clue)
+    np.testing.assert_allclose(plan.scores, direct, rtol=0, atol=1e-9)
+    sizes = [h * w for h, w in plan.grids]
+    assert sizes[int(np.argmax(plan.scores))] == max(sizes)
+
+
+def test_plan_round_trips_through_json(llava_qa, video):
+    plan = llava_qa.plan(video, "Is there a cat?")
+    again = Plan.from_json(plan.to_json())
+    assert again == plan
+    assert json.loads(again.to_json()) == json.loads(plan.to_json())
+
+
+def test_plan_that_drops_frames_lists_only_kept_frames(tiny_llava_ov, video):
+    qa = QuoTA.from_pretrained(str(tiny_llava_ov), scorer="uniform", device="cpu", quiet=True,
+                               **{**FAST, "budget": 5, "base_frames": 8})
+    plan = qa.plan(video, "What happens?")
+    assert len(plan.keep) == 0  # 5 tokens over 8 equal frames: floor(5/8) = 0 each
+    qa2 = QuoTA.from_pretrained(str(tiny_llava_ov), scorer=_Skewed(), device="cpu", quiet=True,
+                                **{**FAST, "budget": 20, "base_frames": 8})
+    plan = qa2.plan(video, "What happens?")
+    assert 0 < len(plan.keep) < 8
+    prompt = qa2.answer_prompt("What happens?", None, plan.duration, plan.kept_timestamps)
+    for k, t in enumerate(plan.timestamps):
+        assert (f"{t:.2f}s" in prompt) == (k in plan.keep)
+    ans = qa2.answer(video, "What happens?")
+    assert ans.plan.keep == plan.keep
+
+
+class _Skewed:
+    """A scorer that prefers late frames (a plain object with the Scorer protocol)."""
+
+    def score(self, frames: Frames, clue) -> np.ndarray:
+        return np.linspace(0.0, 1.0, len(frames)) ** 3
+
+
+def test_model_input_carries_exactly_the_planned_tokens(tiny_llava_ov, video):
+    qa = QuoTA.from_pretrained(str(tiny_llava_ov), scorer=_Skewed(), device="cpu", quiet=True, **FAST)
+    plan = qa.plan(video, "Q?")
+    feats = qa.adapter.encode(qa.last_frames)
+    from quota.assign import resize_frames
+
+    inputs = qa.adapter.build_inputs("Q?", resize_frames(feats, plan.grids), plan.kept_grids)
+    assert inputs.visual_tokens == token_count(plan.grids, "video")
+
+
+def test_uniform_scorer_plans_without_any_model(video):
+    qa = QuoTA.from_pretrained(base=None, scorer="uniform", quiet=True, base_frames=8, budget=64)
+    plan = qa.plan(video, "Anything?")
+    assert plan.grids == [(3, 2)] * 8 and plan.native == (27, 27)  # 64 / 8 = 8 tokens -> 3x2
+    assert plan.clue.objects is None and plan.clue.mode == "none"
+    with pytest.raises(ConfigError):
+        qa.answer(video, "Anything?")
+
+
+def test_baseline_mode_uses_the_stock_video_path(llava_qa, video):
+    ans = llava_qa.answer(video, "What happens?", options=["A. a", "B. b"], baseline=True)
+    assert ans.plan is None and isinstance(ans.text, str)
+    frames = llava_qa.last_frames
+    assert len(frames) == min(llava_qa.config.baseline_frames, 40)
+
+
+def test_answer_prompt_has_time_instruction_and_options(llava_qa):
+    prompt = llava_qa.answer_prompt("Why?", ["A. yes", "B. no"], 12.5, [0.0, 6.25])
+    assert "12.50s" in prompt and "0.00s, 6.25s" in prompt
+    assert "A. yes\nB. no" in prompt and prompt.endswith(MC_INSTRUCTION)
+
+
+def test_frames_can_be_given_directly(qwen_qa):
+    rng = np.random.default_rng(1)
+    frames = Frames.from_arrays(rng.integers(0, 256, (6, 84, 84, 3), dtype=np.uint8), fps=1.0)
+    plan = qwen_qa.plan(frames, "Q?")
+    assert plan.indices == list(range(6)) and plan.native == (3, 3)
+
+
+def test_bad_inputs_raise_quota_errors(tiny_llava_ov, tmp_path, llava_qa):
+    with pytest.raises(ModelNotFoundError):
+        QuoTA.from_pretrained(str(tmp_path / "missing-model"), scorer="uniform")
+    with pytest.raises(ModelNotFoundError):
+        QuoTA.from_pretrained("nobody/not-a-model-anywhere", scorer="uniform")
+    weights_only = tmp_path / "weights-only"
+    weights_only.mkdir()
+    import shutil
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_llava_ov / name, weights_only / name)
+    with pytest.raises(ProcessorNotFoundError):
+        QuoTA.from_pretrained(str(weights_only), scorer="uniform")
+    bad = tmp_path / "not-a-video.mp4"
+    bad.write_text("this is text, not a video")
+    with pytest.raises(VideoError):
+        llava_qa.answer(bad, "Q?")
+    with pytest.raises(VideoError):
+        llava_qa.plan(tmp_path / "missing.mp4", "Q?")
+    with pytest.raises(ConfigError):
+        llava_qa.plan(bad, "   ")
+    with pytest.raises(ConfigError):
+        QuoTA.from_pretrained(str(tiny_llava_ov), scorer="uniform", preset="no-such-preset")
+    with pytest.raises(QuotaError):
+        QuoTA.from_pretrained(str(tiny_llava_ov), scorer="uniform", budgett=10)
