@@ -1,7 +1,154 @@
-"""Multiple-choice helpers: letter the options, and read the chosen letter out of an answer."""
+"""Multiple-choice helpers: option letters, the option block of a prompt, and reading the
+chosen letter back out of a model's free text.
+
+Model output is treated as data: it is only matched with regular expressions.
+"""
 
 from __future__ import annotations
 
-from .eval.choices import extract_choice, format_options, option_letters, strip_option_prefix
+import re
+import string
+from typing import Sequence
 
-__all__ = ["extract_choice", "format_options", "option_letters", "strip_option_prefix"]
+LETTERS = string.ascii_uppercase
+
+_PREFIX = re.compile(r"^\s*(?:\(\s*([A-Za-z])\s*\)|([A-Za-z])\s*[.):：]|\[([A-Za-z])\])\s*")
+
+
+def option_letters(n: int) -> str:
+    """The first ``n`` option letters (``option_letters(4) == "ABCD"``)."""
+    if not 0 <= n <= len(LETTERS):
+        raise ValueError(f"a question can have between 0 and {len(LETTERS)} options, got {n}")
+    return LETTERS[:n]
+
+
+def strip_option_prefix(text: str, letter: str | None = None) -> str:
+    """An option's text without a leading letter label (``"A. cat"``, ``"(A) cat"``, ``"A) cat"``).
+
+    With ``letter`` given, only that letter's label is removed, so an option that happens to start
+    with a capital word ("A cat") keeps it.
+    """
+    text = str(text).strip()
+    match = _PREFIX.match(text)
+    if match is None:
+        return text
+    found = next(g for g in match.groups() if g)
+    if letter is not None and found.upper() != letter.upper():
+        return text
+    return text[match.end():].strip()
+
+
+def format_options(options: Sequence[str], letters: str | None = None) -> str:
+    """Options as prompt lines: ``"A. first\\nB. second"``.
+
+    Args:
+        options: the option texts, without letter labels.
+        letters: labels to use (default ``A, B, C ...``).
+    """
+    letters = option_letters(len(options)) if letters is None else letters
+    if len(letters) < len(options):
+        raise ValueError(f"{len(options)} options but only {len(letters)} letters")
+    return "\n".join(f"{letter}. {str(option).strip()}" for letter, option in zip(letters, options))
+
+
+def option_lines(options: Sequence[str]) -> list[str]:
+    """Options lettered by position, as prompt lines (``"A. cat"``).
+
+    An option that already carries its own position's label (``"A. cat"``, ``"(A) cat"``) is not
+    labelled twice; a label of another letter is kept as part of the text.
+    """
+    letters = option_letters(len(options))
+    return [f"{letter}. {' '.join(strip_option_prefix(opt, letter).split())}" for letter, opt in zip(letters, options)]
+
+
+# Phrases that announce the answer; what follows them is read first.
+_CUES = re.compile(
+    r"(?:the\s+)?(?:best|correct|right|final)?\s*(?:answer|option|choice)\s*(?:is|would\s+be|:|：|=)?\s*[:：]?\s*",
+    re.IGNORECASE,
+)
+
+
+def _letter_at(text: str, pos: int, letters: str, allow_lower: bool) -> str | None:
+    """The option letter starting at ``text[pos]``, if it stands there as a label."""
+    rest = text[pos:]
+    match = re.match(r"\(\s*([A-Za-z])\s*\)", rest) or re.match(r"\[\s*([A-Za-z])\s*\]", rest)
+    if match:
+        letter = match.group(1)
+        if letter.upper() in letters and (letter.isupper() or allow_lower):
+            return letter.upper()
+        return None
+    match = re.match(r"([A-Za-z])(?![A-Za-z0-9])", rest)
+    if not match:
+        return None
+    letter = match.group(1)
+    if letter.upper() not in letters:
+        return None
+    after = rest[match.end():]
+    followed_by_word = re.match(r"\s+[A-Za-z]", after) is not None
+    if letter.islower():
+        # a lone lowercase letter counts only when no word follows it ("b", "b.", "b, since")
+        return letter.upper() if allow_lower and not followed_by_word else None
+    # "A man ..." / "I think ..." are words, not options
+    if letter in "AI" and re.match(r"\s+[a-z]", after):
+        return None
+    return letter
+
+
+def extract_choice(text: str | None, letters: str = "ABCD", options: Sequence[str] | None = None) -> str | None:
+    """The option letter a free-text answer picks, or ``None`` when it names none.
+
+    Understands a bare letter (``"B"``, ``"b"``, ``" (C)"``), a labelled option (``"B. The man"``),
+    announcements (``"Answer: C"``, ``"The answer is D."``, ``"Best option: (A)"``), and, when
+    ``options`` is given and no letter is found, the text of exactly one option.
+
+    Args:
+        text: the model's output.
+        letters: the valid letters, in order (``"ABCDE"`` for five options).
+        options: option texts (optional), for answers that quote an option instead of a letter.
+    """
+    if text is None:
+        return None
+    letters = "".join(letters).upper()
+    s = str(text).strip()
+    if not s:
+        return None
+    # 1. the whole answer is a letter, possibly with brackets or punctuation around it
+    bare = s.strip(" \t\n\"'`*.,:;!()[]{}<>").strip()
+    if len(bare) == 1 and bare.upper() in letters:
+        return bare.upper()
+    # 2. an announcement phrase followed by a letter
+    for cue in _CUES.finditer(s):
+        if cue.end() == cue.start():
+            continue
+        letter = _letter_at(s, cue.end(), letters, allow_lower=True)
+        if letter:
+            return letter
+    # 3. the answer opens with a label ("B. The man", "(C) ...", "D)" or "A: ...")
+    match = _PREFIX.match(s)
+    if match:
+        found = next(g for g in match.groups() if g)
+        if found.upper() in letters:
+            return found.upper()
+    # 4. a letter in brackets anywhere
+    for match in re.finditer(r"\(\s*([A-Z])\s*\)", s):
+        if match.group(1) in letters:
+            return match.group(1)
+    # 5. the first capital letter standing alone as a word
+    for match in re.finditer(r"(?<![A-Za-z0-9'])([A-Z])(?![A-Za-z0-9'])", s):
+        letter = _letter_at(s, match.start(), letters, allow_lower=False)
+        if letter:
+            return letter
+    # 6. the text of exactly one option
+    if options:
+        low = s.lower()
+        hits = [
+            letters[i]
+            for i, option in enumerate(options[: len(letters)])
+            if str(option).strip() and str(option).strip().lower().rstrip(".") in low
+        ]
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+__all__ = ["LETTERS", "option_letters", "strip_option_prefix", "format_options", "extract_choice"]

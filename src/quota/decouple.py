@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from .config import DECOUPLE_MODES
+from .choices import option_lines
 from .errors import ConfigError, ModelError
 from .types import Clue
 
@@ -153,7 +154,6 @@ Step 3: null
 
 _INTROS = {"entity": _ENTITY_INTRO, "event": _EVENT_INTRO}
 
-_OPTION_LABEL = re.compile(r"^\s*\(?[A-Za-z]\s*[.):]\s")
 
 
 def _check_mode(mode: str, allowed: Sequence[str] = DECOUPLE_MODES) -> str:
@@ -171,26 +171,17 @@ def _check_question(question: Any) -> str:
 
 
 def format_options(options: Sequence[str] | Mapping[str, str] | None) -> list[str]:
-    """Options as prompt lines ``"A. text"``.
+    """Options as prompt lines ``"A. text"`` (see :func:`quota.choices.option_lines`).
 
-    Options that already start with a letter label (``"A. cat"``, ``"(B) dog"``) are kept as they
-    are; others are labelled A, B, C ... in order. A mapping is read as ``{letter: text}``.
+    A mapping is read as ``{letter: text}``.
     """
     if options is None:
         return []
     if isinstance(options, str):
         raise ConfigError("options must be a list of strings (one per option), not a single string")
     if isinstance(options, Mapping):
-        return [f"{str(k).strip()}. {str(v).strip()}" for k, v in options.items()]
-    lines = []
-    for k, opt in enumerate(options):
-        text = " ".join(str(opt).split())
-        if _OPTION_LABEL.match(text + " "):
-            lines.append(text)
-        else:
-            label = chr(ord("A") + k) if k < 26 else str(k + 1)
-            lines.append(f"{label}. {text}")
-    return lines
+        return [f"{str(k).strip()}. {' '.join(str(v).split())}" for k, v in options.items()]
+    return option_lines(list(options))
 
 
 def build_decouple_prompt(

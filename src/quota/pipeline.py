@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .assign import LLAVA_NATIVE_GRID, Grid, allocate_grids, frame_weights, resize_frames
-from .choices import extract_choice, format_options, option_letters, strip_option_prefix
+from .choices import extract_choice, option_letters, option_lines
 from .config import QuotaConfig, get_config
 from .decouple import Decoupler, scoring_question
 from .errors import ConfigError, QuotaError
@@ -222,8 +222,7 @@ class QuoTA:
             parts.append(time_instruction(duration, [float(t) for t in timestamps]))
         parts.append(question.strip())
         if options:
-            letters = option_letters(len(options))
-            parts.append(format_options([strip_option_prefix(o, l) for o, l in zip(options, letters)], letters))
+            parts.extend(option_lines(options))
             parts.append(MC_INSTRUCTION)
         return "\n".join(parts)
 
