@@ -9,14 +9,17 @@ layers, 2 vision layers by default) so it runs on a 2-core CPU. The processor is
 Both ways score the same 16 frames in one batch from the same processor outputs, each in a fresh
 subprocess:
 
-- ``quota``: :class:`quota.scoring.LVLMScorer` (left padding, ``logits_to_keep=1``, softmax of one row);
-- ``full``: the paper's way, ``model(**inputs).logits`` for every position, then the last row's softmax.
+- ``quota``: :class:`quota.scoring.LVLMScorer` (left padding, vision tower 8 frames at a time,
+  ``logits_to_keep=1``, softmax of one row);
+- ``full``: the paper's way, ``model(**inputs).logits`` for every position, then the last row's softmax
+  (as the reference implementation's Qwen2-VL scoring tool does it).
 
 Reported per way: peak resident memory above the loaded model (Linux peak-RSS counter reset after
 loading via ``/proc/self/clear_refs``, or a 1 ms sampling thread where that is not allowed), seconds per
 frame (after a one-frame warm-up), and the largest score difference between the two ways.
 
     python benchmarks/bench_scoring.py [--frames 16] [--size 448] [--layers 2] [--vision-depth 2] [--threads 2]
+                                       [--vision-batch-size 8]   # 0: the model encodes the whole batch
 """
 
 from __future__ import annotations
@@ -136,7 +139,10 @@ def worker(args: argparse.Namespace) -> None:
     processor_dir = Path(args.processor)
     processor = AutoProcessor.from_pretrained(processor_dir)
     model = _build_model(processor_dir, args.layers, args.vision_depth)
-    scorer = LVLMScorer.from_model(model, processor, max_pixels=MAX_PIXELS, batch_size=args.frames, quiet=True)
+    scorer = LVLMScorer.from_model(
+        model, processor, max_pixels=MAX_PIXELS, batch_size=args.frames, vision_batch_size=args.vision_batch_size or None,
+        quiet=True,
+    )
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8) for _ in range(args.frames)]
     prompt = scorer.prompt(QUESTION)
@@ -144,7 +150,7 @@ def worker(args: argparse.Namespace) -> None:
     def full_logits(batch: list[np.ndarray]) -> np.ndarray:
         inputs = scorer.build_inputs(batch, prompt)
         with torch.inference_mode():
-            logits = model(**inputs, use_cache=False).logits  # [B, L, V]: every position
+            logits = model(**inputs).logits  # [B, L, V]: every position (and the KV cache, as the reference does)
             probs = logits[:, -1, :].float().softmax(dim=-1)
             return probs[:, scorer.yes_token_id].double().numpy()
 
@@ -190,6 +196,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2, help="language-model layers")
     parser.add_argument("--vision-depth", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vision-batch-size", type=int, default=8, help="quota: frames per vision pass (0: all)")
     parser.add_argument("--worker", choices=("quota", "full"), help=argparse.SUPPRESS)
     parser.add_argument("--processor", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,7 +211,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {args.threads}, "
           f"{args.frames} frames of {args.size}x{args.size}, max_pixels {MAX_PIXELS}, "
-          f"Qwen2-VL vocab 151936 / hidden 1536, {args.layers} LM layers, {args.vision_depth} vision layers, float32")
+          f"Qwen2-VL vocab 151936 / hidden 1536, {args.layers} LM layers, {args.vision_depth} vision layers, float32, "
+          f"quota vision batch {args.vision_batch_size or 'all'}")
     results = {}
     with tempfile.TemporaryDirectory(prefix="quota-bench-scoring-") as tmp:
         processor_dir = build_tiny_qwen2_vl(Path(tmp) / "tiny")
@@ -212,7 +220,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--worker", way, "--processor", str(processor_dir)]
             for name in ("frames", "size", "layers", "threads"):
                 cmd += [f"--{name}", str(getattr(args, name))]
-            cmd += ["--vision-depth", str(args.vision_depth)]
+            cmd += ["--vision-depth", str(args.vision_depth), "--vision-batch-size", str(args.vision_batch_size)]
             env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
             results[way] = json.loads(out.stdout.strip().splitlines()[-1])

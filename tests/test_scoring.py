@@ -60,7 +60,13 @@ def lvlm(request: pytest.FixtureRequest) -> dict[str, LVLMScorer]:
 
 def _fresh(scorer: LVLMScorer, **kw: Any) -> LVLMScorer:
     """A new scorer around the same loaded model (so tests can change options without reloading)."""
-    options = dict(max_pixels=scorer.max_pixels, batch_size=scorer.batch_size, normalize=scorer.normalize, quiet=True)
+    options = dict(
+        max_pixels=scorer.max_pixels,
+        batch_size=scorer.batch_size,
+        normalize=scorer.normalize,
+        vision_batch_size=scorer.vision_batch_size,
+        quiet=True,
+    )
     options.update(kw)
     return type(scorer).from_model(scorer.model, scorer.processor, model_id=scorer.model_id, **options)
 
@@ -106,7 +112,7 @@ def test_run_batched_halves_on_out_of_memory_and_keeps_the_smaller_size() -> Non
 
     parts, size = run_batched(10, 16, step)
     assert seen == [10, 5, 2, 2, 2, 2, 2]
-    assert size == 2 and sum(parts, []) == list(range(10))
+    assert size == 2 and [i for part in parts for i in part] == list(range(10))
 
 
 def test_run_batched_gives_up_at_one_item_and_passes_other_errors_through() -> None:
@@ -177,6 +183,18 @@ def test_frame_scored_alone_equals_frame_in_padded_batch(fixture: str, lvlm: Any
     alone = np.array([scorer.score_images([im], question)[0] for im in images])
     np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=0)
     assert len(set(np.round(alone, 12))) > 1  # the frames really got different scores
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_llava_ov"])
+def test_vision_chunking_does_not_change_scores(fixture: str, lvlm: Any) -> None:
+    scorer = lvlm(fixture)
+    assert scorer.vision_batch_size == 8
+    images = _images()
+    question = scorer.question_for(CLUE)
+    reference = _fresh(scorer, vision_batch_size=None).score_images(images, question)  # the model encodes all
+    for chunk in (1, 3):
+        got = _fresh(scorer, vision_batch_size=chunk).score_images(images, question)
+        np.testing.assert_allclose(got, reference, rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("fixture", ["tiny_qwen2_vl", "tiny_llava_ov"])
@@ -294,6 +312,8 @@ def test_bad_frames_and_options_raise_clearly(lvlm: Any) -> None:
         _fresh(scorer, normalize="softmax")
     with pytest.raises(ConfigError):
         _fresh(scorer, batch_size=0)
+    with pytest.raises(ConfigError):
+        _fresh(scorer, vision_batch_size=0)
 
 
 def test_from_model_matches_loading_from_folder(tiny_qwen2_vl: Path, lvlm: Any) -> None:

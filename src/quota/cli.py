@@ -44,6 +44,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("quota.cli", "add_ask_parser"),
     ("quota.cli", "add_plan_parser"),
     ("quota.eval.cli", "add_eval_parser"),
+    ("quota.eval.cli", "add_report_parser"),
 )
 
 

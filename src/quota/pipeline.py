@@ -125,9 +125,11 @@ class QuoTA:
                     raise ConfigError("scorer='base' needs a base model")
                 from .scoring import LVLMScorer
 
+                qwen = adapter.family.startswith("qwen")
                 scorer_obj = LVLMScorer.from_model(
                     adapter.model, adapter.processor, batch_size=config.scorer_batch_size,
                     normalize=config.score_normalize, quiet=quiet,
+                    max_pixels=config.scorer_max_pixels if qwen else None,
                 )
             else:
                 kw: dict[str, Any] = {"quiet": quiet}

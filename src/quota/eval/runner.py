@@ -239,7 +239,7 @@ def _letter(sample: Sample, text: str, letter: Any) -> str | None:
     the one ``text`` names."""
     if letter is not None:
         value = str(letter).strip().strip("().").strip()
-        if len(value) == 1 and value.isalpha():
+        if len(value) == 1 and value.isalpha() and value.upper() in sample.letters:
             return value.upper()
         found = extract_choice(value, sample.letters, sample.options) if value else None
         if found is not None:

@@ -268,6 +268,13 @@ def choose_device(device: Any, world_size: int, local_rank: int) -> Any:
     return device
 
 
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
 def _env_int(name: str, default: int) -> int:
     try:
         return int(os.environ.get(name, default))
@@ -358,7 +365,8 @@ class QuotaLMM(lmms):
 
     @property
     def config(self) -> QuotaConfig:
-        """The settings in use (``max_new_tokens`` may change per task, following its ``gen_kwargs``)."""
+        """The settings as given (preset and ``model_args``); the pipeline's own copy,
+        ``pipeline.config``, takes each task's ``max_new_tokens`` unless ``model_args`` fixed it."""
         return self._config
 
     @property
@@ -426,12 +434,14 @@ class QuotaLMM(lmms):
             self._qa.config = self._qa.config.replace(max_new_tokens=wanted)
 
     def _warn_sampling(self, gen_kwargs: dict[str, Any]) -> None:
+        if self._warned_sampling:
+            return
         sampling = (
-            bool(gen_kwargs.get("do_sample"))
-            or float(gen_kwargs.get("temperature") or 0) > 0
-            or int(gen_kwargs.get("num_beams") or 1) > 1
+            str(gen_kwargs.get("do_sample", "")).strip().lower() in _TRUE_WORDS
+            or _number(gen_kwargs.get("temperature"), 0.0) > 0
+            or _number(gen_kwargs.get("num_beams"), 1.0) > 1
         )
-        if sampling and not self._warned_sampling:
+        if sampling:
             self._warned_sampling = True
             eval_logger.warning(
                 "quota decodes greedily; the task's sampling / beam options "

@@ -191,7 +191,7 @@ def run_batched(
         failure: str | None = None
         try:
             results.append(step(start, stop))
-        except Exception as exc:  # noqa: BLE001 - filtered just below
+        except Exception as exc:  # filtered just below: anything but out-of-memory is raised again
             if not is_out_of_memory(exc):
                 raise
             failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

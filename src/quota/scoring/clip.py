@@ -178,7 +178,7 @@ class ClipScorer:
         import torch
         from PIL import Image
 
-        pictures = [Image.fromarray(np.ascontiguousarray(image), mode="RGB") for image in images]
+        pictures = [Image.fromarray(np.ascontiguousarray(image)) for image in images]
         pixels = self.processor.image_processor(images=pictures, return_tensors="pt")
         with torch.inference_mode():
             feats = _pooled(self.model.get_image_features(**self._to_device(pixels))).float()

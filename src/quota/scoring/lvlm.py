@@ -52,6 +52,8 @@ DEFAULT_QWEN_SCORER = "Qwen/Qwen2-VL-2B-Instruct"
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
 #: The paper's frames per scoring forward pass.
 DEFAULT_BATCH_SIZE = 64
+#: Frames per vision-encoder pass inside one scoring batch (bounds the vision tower's activations).
+DEFAULT_VISION_BATCH_SIZE = 8
 
 
 def letter_token_id(tokenizer: Any, letter: str) -> int:
@@ -112,6 +114,9 @@ class LVLMScorer:
         batch_size: frames per forward pass to start with (halved on out-of-memory, down to 1).
         normalize: ``"none"`` P(yes) over the whole vocabulary (the paper), or ``"pair"``
             P(yes) / (P(yes) + P(no)).
+        vision_batch_size: frames per vision-encoder pass within a batch; the image features are then
+            handed to the language model together. Bounds the vision tower's activation memory, which
+            otherwise grows with the whole batch. ``None``: the model encodes the whole batch itself.
         dtype: torch dtype or its name; ``None`` means bfloat16 on CUDA and float32 on the CPU.
         device: torch device; ``None`` means CUDA when available, else the CPU.
         quiet: no progress bar.
@@ -135,6 +140,7 @@ class LVLMScorer:
         max_pixels: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         normalize: str = "none",
+        vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
         dtype: Any = None,
         device: Any = None,
         quiet: bool = False,
@@ -142,7 +148,7 @@ class LVLMScorer:
     ) -> None:
         from ..models.loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
 
-        _check_options(batch_size, normalize)
+        _check_options(batch_size, normalize, vision_batch_size)
         config = load_config(model_id, trust_remote_code=trust_remote_code)
         family = self._check_family(model_type_of(config), str(model_id))
         torch_device = resolve_device(device)
@@ -151,7 +157,7 @@ class LVLMScorer:
         model = load_model(
             _model_class(family), model_id, device=torch_device, dtype=torch_dtype, trust_remote_code=trust_remote_code
         )
-        self._setup(model, processor, family, str(model_id), max_pixels, batch_size, normalize, quiet)
+        self._setup(model, processor, family, str(model_id), max_pixels, batch_size, normalize, vision_batch_size, quiet)
 
     @classmethod
     def from_model(
@@ -162,6 +168,7 @@ class LVLMScorer:
         max_pixels: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         normalize: str = "none",
+        vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
         quiet: bool = False,
         model_id: str | None = None,
     ) -> "LVLMScorer":
@@ -170,12 +177,12 @@ class LVLMScorer:
         The model is used on its own device and in its own dtype, and is not copied. The processor's
         tokenizer is switched to left padding (what batched scoring and batched generation both need).
         """
-        _check_options(batch_size, normalize)
+        _check_options(batch_size, normalize, vision_batch_size)
         config = getattr(model, "config", None)
         family = cls._check_family(model_type_of(config), model_id or type(model).__name__)
         name = model_id or str(getattr(config, "_name_or_path", "") or type(model).__name__)
         obj = cls.__new__(cls)
-        obj._setup(model, processor, family, name, max_pixels, batch_size, normalize, quiet)
+        obj._setup(model, processor, family, name, max_pixels, batch_size, normalize, vision_batch_size, quiet)
         return obj
 
     # -----------------------------------------------------------------------------------------------------
@@ -200,6 +207,7 @@ class LVLMScorer:
         max_pixels: int | None,
         batch_size: int,
         normalize: str,
+        vision_batch_size: int | None,
         quiet: bool,
     ) -> None:
         tokenizer = getattr(processor, "tokenizer", None)
@@ -240,6 +248,7 @@ class LVLMScorer:
             self.max_pixels = None
         self.batch_size = int(batch_size)
         self.normalize = normalize
+        self.vision_batch_size = None if vision_batch_size is None else int(vision_batch_size)
         self.quiet = bool(quiet)
         self.device = model_device(model)
         self.dtype = model_dtype(model)
@@ -250,6 +259,7 @@ class LVLMScorer:
         return (
             f"{type(self).__name__}(model_id={self.model_id!r}, family={self.family!r}, "
             f"max_pixels={self.max_pixels}, batch_size={self.batch_size}, normalize={self.normalize!r}, "
+            f"vision_batch_size={self.vision_batch_size}, "
             f"device={self.device}, dtype={self.dtype})"
         )
 
@@ -281,7 +291,7 @@ class LVLMScorer:
         """
         from PIL import Image
 
-        pictures = [Image.fromarray(np.ascontiguousarray(image), mode="RGB") for image in images]
+        pictures = [Image.fromarray(np.ascontiguousarray(image)) for image in images]
         kwargs: dict[str, Any] = {}
         if self.image_kwargs:
             kwargs["images_kwargs"] = dict(self.image_kwargs)
@@ -295,9 +305,9 @@ class LVLMScorer:
         )
         mask = inputs.get("attention_mask")
         if mask is not None and not bool(mask[:, -1].all()):
-            raise ProcessorNotFoundError(
+            raise UnsupportedModelError(
                 f"{self.model_id}: the processor padded on the right although left padding was asked for; the "
-                "last position would not be every row's last token"
+                "last position would not be every row's last token. Score with batch_size=1"
             )
         return inputs
 
@@ -316,11 +326,57 @@ class LVLMScorer:
                     value = value.to(self.dtype)
             batch[key] = value
         with torch.inference_mode():
-            output = self.model(**batch, logits_to_keep=1, use_cache=False)
+            output = self._forward(batch)
             last = output.logits[:, -1, :].float()
             logp = torch.log_softmax(last, dim=-1)
             picked = logp[:, [self.yes_token_id, self.no_token_id]]
         return picked.double().cpu().numpy()
+
+    def _forward(self, batch: dict[str, Any]) -> Any:
+        """One forward pass with logits for the last position only (vision encoded in chunks if asked)."""
+        if self.vision_batch_size is None or batch.get("pixel_values") is None:
+            return self.model(**batch, logits_to_keep=1, use_cache=False)
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        features = self.encode_images(batch)
+        rest = {key: value for key, value in batch.items() if key != "pixel_values"}
+        encoded = {"image": BaseModelOutputWithPooling(pooler_output=tuple(features))}
+        return self.model(**rest, mm_encoder_outputs=encoded, logits_to_keep=1, use_cache=False)
+
+    def encode_images(self, batch: dict[str, Any]) -> list[Any]:
+        """Per-image features ``[tokens_i, hidden]`` of a batch, encoded ``vision_batch_size`` images at a time.
+
+        Each row of the batch holds exactly one image (one chat turn per frame), so image ``i`` is row ``i``.
+        """
+        rows = int(batch["input_ids"].shape[0])
+        step = int(self.vision_batch_size or rows)
+        features: list[Any] = []
+        if self.family in QWEN_FAMILIES:
+            grid = batch["image_grid_thw"]
+            bounds = [0] + grid.prod(dim=-1).cumsum(dim=0).tolist()  # patch rows of each image
+            for i in range(0, rows, step):
+                j = min(i + step, rows)
+                out = self.model.get_image_features(
+                    pixel_values=batch["pixel_values"][bounds[i] : bounds[j]], image_grid_thw=grid[i:j], return_dict=True
+                )
+                features.extend(_per_image(out))
+        else:
+            count = batch.get("batch_num_images")
+            for i in range(0, rows, step):
+                j = min(i + step, rows)
+                out = self.model.get_image_features(
+                    pixel_values=batch["pixel_values"][i:j],
+                    image_sizes=batch["image_sizes"][i:j],
+                    batch_num_images=None if count is None else count[i:j],
+                    return_dict=True,
+                )
+                features.extend(_per_image(out))
+        if len(features) != rows:
+            raise UnsupportedModelError(
+                f"{self.model_id}: the vision encoder returned {len(features)} feature sets for {rows} images; "
+                "score with vision_batch_size=None"
+            )
+        return features
 
     # -----------------------------------------------------------------------------------------------------
     # Scoring
@@ -382,6 +438,7 @@ class QwenVLScorer(LVLMScorer):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         normalize: str = "none",
+        vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
         dtype: Any = None,
         device: Any = None,
         quiet: bool = False,
@@ -392,6 +449,7 @@ class QwenVLScorer(LVLMScorer):
             max_pixels=max_pixels,
             batch_size=batch_size,
             normalize=normalize,
+            vision_batch_size=vision_batch_size,
             dtype=dtype,
             device=device,
             quiet=quiet,
@@ -407,6 +465,7 @@ class QwenVLScorer(LVLMScorer):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         normalize: str = "none",
+        vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
         quiet: bool = False,
         model_id: str | None = None,
     ) -> "QwenVLScorer":
@@ -417,6 +476,7 @@ class QwenVLScorer(LVLMScorer):
             max_pixels=max_pixels,
             batch_size=batch_size,
             normalize=normalize,
+            vision_batch_size=vision_batch_size,
             quiet=quiet,
             model_id=model_id,
         )
@@ -435,11 +495,23 @@ def scores_from_log_probs(logp: np.ndarray, normalize: str = "none") -> np.ndarr
     raise ConfigError(f"normalize={normalize!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
 
 
-def _check_options(batch_size: Any, normalize: Any) -> None:
+def _positive_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and int(value) >= 1
+
+
+def _check_options(batch_size: Any, normalize: Any, vision_batch_size: Any = None) -> None:
     if normalize not in SCORE_NORMALIZATIONS:
         raise ConfigError(f"normalize={normalize!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or int(batch_size) < 1:
+    if not _positive_int(batch_size):
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if vision_batch_size is not None and not _positive_int(vision_batch_size):
+        raise ConfigError(f"vision_batch_size must be a positive integer or None, got {vision_batch_size!r}")
+
+
+def _per_image(output: Any) -> list[Any]:
+    """The per-image feature tensors of a ``get_image_features`` result (an output object or a sequence)."""
+    pooled = getattr(output, "pooler_output", output)
+    return list(pooled)
 
 
 def _model_class(family: str) -> Any:
@@ -470,6 +542,7 @@ __all__ = [
     "DEFAULT_QWEN_SCORER",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_VISION_BATCH_SIZE",
     "LVLMScorer",
     "QwenVLScorer",
     "letter_token_id",

@@ -38,6 +38,9 @@ BIT_CELLS: tuple[tuple[int, int], ...] = tuple(
 #: Largest frame number the pattern can hold.
 MAX_FRAME_NUMBER = 2 ** len(BIT_CELLS) - 1
 
+#: Containers that can carry a display rotation.
+_ROTATABLE = ("mp4", "mov", "matroska", "webm")
+
 _CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
                ".ts": "mpegts", ".flv": "flv", ".h264": "h264"}
 
@@ -139,6 +142,7 @@ def make_video(
     frame_fn=None,
     codec_params: str = "",
     faststart: bool = False,
+    rotation_method: str = "auto",
 ) -> Path:
     """Write a test video whose frame ``i`` shows the number ``first + i``.
 
@@ -165,26 +169,82 @@ def make_video(
             the numbered pattern.
         codec_params: extra ``key=value:key=value`` settings for x264/x265 (``open-gop=1`` ...).
         faststart: MP4/MOV only: put the index (``moov``) before the data, as streaming sites do.
+        rotation_method: how a rotation is written: ``stream`` with PyAV's
+            ``VideoStream.set_display_rotation`` (newer PyAV only); ``header`` by writing the
+            matrix into the MP4/MOV track header after encoding (for .mkv/.webm: into an MP4
+            that is then remuxed), which works on any PyAV; ``auto`` picks ``stream`` where
+            PyAV has it.
 
     Returns:
         the path written.
-    """
-    import av
 
+    Raises:
+        ValueError: bad arguments, or a rotation asked of a container that cannot hold one
+            (only .mp4, .mov, .mkv and .webm can).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = _container_format(path)
-    width, height = size
     if rotation % 90:
         raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
     k = (rotation // 90) % 4
-    disp_w, disp_h = (height, width) if k % 2 else (width, height)
     if times is not None and len(times) != n_frames:
         raise ValueError(f"times has {len(times)} entries for {n_frames} frames")
+    if rotation_method not in ("auto", "stream", "header"):
+        raise ValueError(f"rotation_method must be 'auto', 'stream' or 'header', got {rotation_method!r}")
+    if k and fmt not in _ROTATABLE:
+        raise ValueError(f"{path.suffix} files cannot hold a display rotation; use .mp4, .mov, .mkv or .webm")
+    method = rotation_method
+    if method == "auto":
+        method = "stream" if has_rotation_setter() else "header"
+    if k and method == "stream" and not has_rotation_setter():
+        raise ValueError("this PyAV has no VideoStream.set_display_rotation; use rotation_method='header'")
 
+    encode = {
+        "n_frames": n_frames, "fps": fps, "size": size, "codec": codec, "gop": gop, "bframes": bframes,
+        "pix_fmt": pix_fmt, "k": k, "times": times, "preset": preset, "crf": crf, "first": first,
+        "frame_fn": frame_fn, "codec_params": codec_params,
+        "audio_codec": ("aac" if fmt in ("mp4", "mov") else "pcm_s16le") if audio else None,
+    }
+    if not k or method == "stream":
+        _encode(path, fmt, set_rotation=bool(k), faststart=faststart, **encode)
+    elif fmt in ("mp4", "mov"):
+        _encode(path, fmt, set_rotation=False, faststart=faststart, **encode)
+        set_mp4_rotation(path, rotation)
+    else:
+        # Matroska/WebM: write MP4, put the matrix in its header, and copy the packets over; the
+        # MP4 demuxer hands the matrix to the Matroska muxer as stream side data.
+        tmp = path.with_name(f"tmp-rotate-{os.getpid()}-{path.stem}.mp4")
+        try:
+            _encode(tmp, "mp4", set_rotation=False, faststart=False, **encode)
+            set_mp4_rotation(tmp, rotation)
+            _remux(tmp, path, fmt)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def has_rotation_setter() -> bool:
+    """Whether this PyAV can write a display rotation itself (``VideoStream.set_display_rotation``)."""
+    from av.video.stream import VideoStream
+
+    return hasattr(VideoStream, "set_display_rotation")
+
+
+def _encode(path: Path, fmt: str, *, n_frames: int, fps: float, size: tuple[int, int], codec: str,
+            gop: int | None, bframes: int, pix_fmt: str | None, k: int, set_rotation: bool,
+            times: Sequence[float] | None, preset: str, crf: int, first: int, frame_fn,
+            codec_params: str, audio_codec: str | None, faststart: bool) -> None:
+    """Encode the frames of :func:`make_video` into ``path``; the stored picture is the shown one
+    turned ``k`` quarter turns clockwise, and the stream's display rotation is set only when
+    ``set_rotation`` (PyAV's setter)."""
+    import av
+
+    width, height = size
+    disp_w, disp_h = (height, width) if k % 2 else (width, height)
     rate = Fraction(fps).limit_denominator(1001)
-    options = {"movflags": "faststart"} if faststart and fmt in ("mp4", "mov") else {}
-    with av.open(str(path), "w", format=fmt, options=options) as out:
+    container_options = {"movflags": "faststart"} if faststart and fmt in ("mp4", "mov") else {}
+    with av.open(str(path), "w", format=fmt, options=container_options) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or _default_pix_fmt(codec)
@@ -211,15 +271,17 @@ def make_video(
             if codec == "libvpx-vp9":
                 options.update({"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"})
             elif codec in ("mjpeg", "mpeg4"):
-                options["qscale"] = "3"
-                stream.codec_context.flags |= 2  # AV_CODEC_FLAG_QSCALE: constant quality
-                stream.codec_context.global_quality = 3 * 118  # FF_QP2LAMBDA
+                # Constant quality 3 (what ffmpeg's -q:v 3 sets): quantiser 3 in lambda units
+                # (FF_QP2LAMBDA = 118). Given as codec options, which every PyAV version passes
+                # on to FFmpeg; the global_quality attribute exists only in newer PyAV.
+                options["flags"] = "+qscale"
+                options["global_quality"] = str(3 * 118)
         stream.options = options
-        if k:
-            stream.set_display_rotation(rotation % 360)
+        if set_rotation and k:
+            stream.set_display_rotation(k * 90)
         astream = None
-        if audio:
-            astream = out.add_stream("aac" if fmt in ("mp4", "mov") else "pcm_s16le", rate=8000)
+        if audio_codec is not None:
+            astream = out.add_stream(audio_codec, rate=8000)
             astream.layout = "mono"
 
         for i in range(n_frames):
@@ -238,7 +300,100 @@ def make_video(
             out.mux(packet)
         if astream is not None:
             _write_silence(astream, out, seconds=min(n_frames / fps, 2.0))
-    return path
+
+
+def _iter_boxes(data: bytes | bytearray, start: int, end: int):
+    """``(type, offset, header_size, size)`` of each ISO-BMFF box in ``data[start:end]``."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > end:
+                break
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            break
+        yield kind, pos, header, size
+        pos += size
+
+
+def _child(data: bytes | bytearray, parent: tuple, kind: bytes):
+    _, pos, header, size = parent
+    for box in _iter_boxes(data, pos + header, pos + size):
+        if box[0] == kind:
+            return box
+    return None
+
+
+def rotation_matrix(rotation: int) -> tuple[int, ...]:
+    """The 9-entry MP4 ``tkhd`` / FFmpeg display matrix for a counter-clockwise ``rotation``
+    (multiple of 90 degrees): 16.16 fixed point, 2.30 for the last column, no translation."""
+    if rotation % 90:
+        raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
+    cos, sin = [(1, 0), (0, 1), (-1, 0), (0, -1)][(rotation // 90) % 4]
+    one = 1 << 16
+    return (cos * one, -sin * one, 0, sin * one, cos * one, 0, 0, 0, 1 << 30)
+
+
+def set_mp4_rotation(path: str | os.PathLike, rotation: int) -> int:
+    """Write the display matrix of ``rotation`` (degrees counter-clockwise) into the track header
+    (``moov/trak/tkhd``) of every video track of an MP4/MOV file, in place, as FFmpeg's muxer does
+    when a stream carries a display matrix. Works with any PyAV version.
+
+    Returns:
+        the number of video tracks changed.
+
+    Raises:
+        ValueError: if the file has no video track header (not an MP4/MOV file).
+    """
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    matrix = rotation_matrix(rotation)
+    changed = 0
+    for moov in _iter_boxes(data, 0, len(data)):
+        if moov[0] != b"moov":
+            continue
+        for trak in _iter_boxes(data, moov[1] + moov[2], moov[1] + moov[3]):
+            if trak[0] != b"trak":
+                continue
+            mdia = _child(data, trak, b"mdia")
+            hdlr = _child(data, mdia, b"hdlr") if mdia else None
+            tkhd = _child(data, trak, b"tkhd")
+            if hdlr is None or tkhd is None:
+                continue
+            # hdlr: version+flags (4), pre_defined (4), handler_type (4)
+            if bytes(data[hdlr[1] + hdlr[2] + 8 : hdlr[1] + hdlr[2] + 12]) != b"vide":
+                continue
+            body = tkhd[1] + tkhd[2]
+            version = data[body]
+            # version+flags, creation and modification times, track id, reserved, duration
+            # (32- or 64-bit times), then reserved (8), layer, alternate group, volume, reserved
+            offset = body + 4 + (32 if version == 1 else 20) + 8 + 8
+            if offset + 36 > tkhd[1] + tkhd[3]:
+                continue
+            struct.pack_into(">9i", data, offset, *matrix)
+            changed += 1
+    if not changed:
+        raise ValueError(f"{path}: no MP4/MOV video track header (moov/trak/tkhd) found")
+    path.write_bytes(bytes(data))
+    return changed
+
+
+def _remux(src: Path, dst: Path, fmt: str) -> None:
+    """Copy every stream of ``src`` into a new ``fmt`` container at ``dst`` without re-encoding."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
+        mapping = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+        for packet in inp.demux(*[s for s in inp.streams if s.index in mapping]):
+            if packet.dts is None and packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            packet.stream = mapping[packet.stream.index]
+            out.mux(packet)
 
 
 def _write_silence(astream, out, seconds: float) -> None:
@@ -413,6 +568,9 @@ __all__ = [
     "marker_error",
     "frame_numbers",
     "make_video",
+    "set_mp4_rotation",
+    "rotation_matrix",
+    "has_rotation_setter",
     "make_audio_only",
     "make_empty_video",
     "truncate_file",

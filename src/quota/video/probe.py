@@ -10,13 +10,15 @@ them.
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -193,15 +195,64 @@ def discard_other_streams(container, keep: int) -> None:
                 pass
 
 
-def _rotation_of(frame) -> int:
-    try:
-        angle = frame.rotation
-    except Exception:  # pragma: no cover
+def matrix_rotation(matrix: Sequence[float]) -> int:
+    """Counter-clockwise rotation in degrees (0, 90, 180 or 270) of an FFmpeg display matrix.
+
+    Args:
+        matrix: the 9 entries of the 3x3 matrix, row by row, as stored in the file (16.16 fixed
+            point for the first two columns; any common scale works). A mirrored matrix gives the
+            rotation of its unmirrored part, as FFmpeg's ``av_display_rotation_get`` does.
+
+    Returns:
+        the angle rounded to a multiple of 90 degrees; 0 for a degenerate matrix.
+    """
+    m = [float(v) for v in matrix]
+    if len(m) != 9:
+        raise ValueError(f"a display matrix has 9 entries, got {len(m)}")
+    sx, sy = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if sx == 0.0 or sy == 0.0:
         return 0
+    angle = -math.degrees(math.atan2(m[1] / sy, m[0] / sx))
+    return (round(angle / 90.0) * 90) % 360
+
+
+def side_data_rotation(frame) -> int | None:
+    """Rotation from the frame's display-matrix side data, or ``None`` when it has none."""
+    try:
+        entries = list(frame.side_data)
+    except Exception:
+        return None
+    for sd in entries:
+        if getattr(getattr(sd, "type", None), "name", "") != "DISPLAYMATRIX":
+            continue
+        raw = bytes(sd)
+        if len(raw) < 36:
+            return None
+        return matrix_rotation(struct.unpack("=9i", raw[:36]))
+    return None
+
+
+def display_rotation(frame, stream=None) -> int:
+    """Counter-clockwise display rotation of a decoded frame in degrees (0, 90, 180 or 270).
+
+    Works across PyAV versions: ``frame.rotation`` where PyAV has it; otherwise the frame's
+    display-matrix side data; otherwise the stream's ``rotate`` metadata tag (old files and old
+    FFmpeg builds). A PyAV that has ``frame.rotation`` is trusted, as players trust FFmpeg's matrix.
+    """
+    try:
+        angle = frame.rotation  # newer PyAV
+    except AttributeError:
+        angle = None
+    if angle is None:
+        angle = side_data_rotation(frame)
+    if angle is None and stream is not None:
+        try:
+            angle = float(stream.metadata.get("rotate", 0) or 0)
+        except (AttributeError, TypeError, ValueError):
+            angle = 0
     if angle is None:
         return 0
-    r = int(round(float(angle) / 90.0)) * 90
-    return r % 360
+    return (round(float(angle) / 90.0) * 90) % 360
 
 
 def _first_frame(packets: list, stream) -> Any:
@@ -267,7 +318,7 @@ def build_index(path: Path) -> VideoIndex:
         container_name = container.format.name
         width, height = int(first.width), int(first.height)
         pix_fmt = first.format.name
-        rotation = _rotation_of(first)
+        rotation = display_rotation(first, stream)
         rate = stream.average_rate or stream.guessed_rate
         stream_index = int(stream.index)
     finally:
@@ -380,4 +431,4 @@ def clear_cache() -> None:
 
 
 __all__ = ["VideoIndex", "probe", "build_index", "check_path", "open_container", "discard_other_streams",
-           "clear_cache", "NO_TS"]
+           "clear_cache", "display_rotation", "matrix_rotation", "NO_TS"]

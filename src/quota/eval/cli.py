@@ -1,0 +1,435 @@
+"""``quota eval`` and ``quota report``: benchmark runs from the command line.
+
+    quota eval --benchmark videomme --annotations ANN --videos DIR --out RUN_DIR [--baseline] [model options]
+    quota report RUN_DIR [RUN_DIR ...] [--markdown FILE] [--png FILE]
+
+``quota eval`` loads the benchmark (missing videos are reported before anything runs), binds RUN_DIR's
+results store to a fingerprint of everything that changes the results, and answers every question the
+store does not hold yet with the QuoTA pipeline (:class:`quota.eval.pipeline_answer.PipelineAnswer`),
+committing each one at once. Rerunning the same command resumes; a different configuration in the same
+RUN_DIR is refused. Under ``torchrun`` / ``accelerate launch`` every rank answers its share of the videos on
+``cuda:LOCAL_RANK`` (or the CPU), all ranks write the same store, and rank 0 writes the report once all
+ranks are done: the table on stdout, and ``results.jsonl``, ``metrics.json`` and ``report.md`` in RUN_DIR.
+
+``quota report`` puts finished (or running) runs side by side: a terminal table, Markdown and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import ConfigError, QuotaError
+from .benchmarks import BENCHMARKS, Benchmark, get_spec, load_benchmark
+from .benchmarks._base import ON_MISSING
+from .metrics import Metrics, metrics_from_store
+from .runner import (
+    DistInfo,
+    barrier,
+    dist_info,
+    order_samples,
+    run_benchmark,
+    shard_samples,
+    wait_for_ranks,
+)
+from .store import RunStore
+from .table import format_table, plot_comparison, to_markdown
+
+PROG = "quota"
+#: Files rank 0 writes into the run folder at the end of ``quota eval``.
+RESULTS_FILE = "results.jsonl"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+#: Seconds between two looks at the store while rank 0 waits for the other ranks (without torch.distributed).
+WAIT_POLL_S = 2.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _say(args: argparse.Namespace, message: str, *, always: bool = False) -> None:
+    """A status line on stderr (not with ``--quiet`` unless ``always``)."""
+    if always or not getattr(args, "quiet", False):
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _own_messages() -> Iterator[None]:
+    """Mute the ``quota.eval`` logger's warnings while the command runs: it says the same things (missing
+    videos) in its own words, once, on rank 0."""
+    logger = logging.getLogger("quota.eval")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise QuotaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def choose_device(device: str | None, info: DistInfo) -> str | None:
+    """The device for this rank: with several ranks, ``cuda`` (or no choice) becomes ``cuda:LOCAL_RANK``
+    when CUDA is available, and the CPU otherwise; an explicit ``cuda:N`` or ``cpu`` is kept."""
+    if info.world_size <= 1:
+        return device
+    if device is None or str(device).strip().lower() == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{info.local_rank}"
+        if device is not None:
+            raise ConfigError("--device cuda was given but CUDA is not available on this machine")
+        return "cpu"
+    return device
+
+
+# ---------------------------------------------------------------------------------------------------------
+# quota eval
+# ---------------------------------------------------------------------------------------------------------
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from ..cli import add_model_options
+
+    p = subparsers.add_parser(
+        "eval", help="run a benchmark, resumably, and report accuracy",
+        description="Answer every question of a benchmark with QuoTA (or the base model alone with --baseline), "
+                    "committing each answer to RUN_DIR at once. Rerun the same command to resume; run it under "
+                    "torchrun or accelerate launch to split the videos over processes. At the end the accuracy "
+                    "table is printed and results.jsonl, metrics.json and report.md are written to RUN_DIR.",
+        epilog="Example: quota eval --benchmark videomme --annotations Video-MME/videomme/test-00000-of-00001.parquet "
+               "--videos Video-MME/data --out runs/vmme-quota. Docs: docs/eval.md",
+    )
+    g = p.add_argument_group("benchmark and run")
+    g.add_argument("--benchmark", required=True, metavar="NAME",
+                   help=f"benchmark: {', '.join(BENCHMARKS)}")
+    g.add_argument("--annotations", required=True, metavar="PATH",
+                   help="the benchmark's annotation file (or folder of per-task files for MLVU and MVBench)")
+    g.add_argument("--videos", required=True, metavar="DIR", help="the folder the videos are in")
+    g.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run folder: results store and report (a new folder for each configuration)")
+    g.add_argument("--baseline", action="store_true",
+                   help="answer without QuoTA: the base model on its own uniform frames (the paper's baseline)")
+    g.add_argument("--limit", type=int, metavar="N", default=None,
+                   help="only the first N questions (ordered by video, then id): a quick check")
+    g.add_argument("--on-missing", choices=ON_MISSING, default="skip",
+                   help="questions whose video is missing: skip them (default) or stop before running")
+    g.add_argument("--retry-errors", action="store_true",
+                   help="ask again the questions stored with an error (they are otherwise done)")
+    add_model_options(p)
+    p.set_defaults(func=run_eval)
+    return p
+
+
+def run_config(args: argparse.Namespace) -> tuple[str, str, Any]:
+    """``(base, scorer, config)`` the run will use, worked out from the options without loading a model
+    (the same rules as :func:`quota.cli.load_pipeline` and :meth:`quota.pipeline.QuoTA.from_pretrained`).
+
+    With ``--baseline`` no scorer is loaded and the scorer is recorded as ``uniform``: the baseline never
+    scores frames, so its results do not depend on one.
+    """
+    from ..cli import DEFAULT_BASE, config_overrides
+    from ..config import get_config
+
+    overrides = config_overrides(args)
+    config = get_config(args.preset, **overrides)
+    scorer = "uniform" if args.baseline else (args.scorer or config.scorer)
+    config = config.replace(scorer=scorer)
+    return args.base or DEFAULT_BASE, scorer, config
+
+
+def run_fingerprint(args: argparse.Namespace, benchmark: str, base: str, scorer: str, config: Any) -> dict[str, Any]:
+    """What the results of ``quota eval`` depend on: RUN_DIR keeps results of one fingerprint only."""
+    return {
+        "benchmark": benchmark,
+        "annotations": Path(args.annotations).name,
+        "base": base,
+        "scorer": scorer,
+        "preset": args.preset,
+        "config": config.to_dict(),
+        "baseline": bool(args.baseline),
+        "quota_version": __version__,
+    }
+
+
+def _report_missing(args: argparse.Namespace, bench: Benchmark) -> None:
+    if not bench.missing:
+        return
+    names = bench.missing_videos
+    total_videos = len(names) + len({s.video for s in bench.samples})
+    total_questions = len(bench.missing) + len(bench.samples)
+    shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+    _say(args, f"{len(names)} of {total_videos} videos not found under {args.videos} "
+               f"({len(bench.missing)} of {total_questions} questions): {shown}; these questions are skipped "
+               "(--on-missing error stops instead)", always=True)
+
+
+def _pending(bench: Benchmark, store: RunStore, args: argparse.Namespace, info: DistInfo) -> tuple[list[Any], list[Any]]:
+    """``(run, todo)``: the questions of the whole run (after ``--limit``), and this rank's share of them
+    that the store does not hold yet (the same selection :func:`run_benchmark` makes)."""
+    root = bench.videos or None
+    ordered = order_samples(bench.samples, root)
+    if args.limit is not None:
+        ordered = ordered[: args.limit]
+    mine = shard_samples(ordered, info.rank, info.world_size, root)
+    done = store.done_ids(args.retry_errors)
+    return ordered, [s for s in mine if s.id not in done]
+
+
+def _not_needed(sample: Any) -> Any:
+    raise QuotaError("internal error: no model was loaded because nothing was left to answer")
+
+
+def _wait_for_all(store: RunStore, info: DistInfo, ids: Sequence[str], args: argparse.Namespace) -> None:
+    """Block until every rank has finished its share: a ``torch.distributed`` barrier when the launcher set
+    up a rendezvous, else by polling the store."""
+    if info.world_size <= 1:
+        return
+    if barrier():
+        return
+    if info.is_main:
+        _say(args, f"waiting for the other {info.world_size - 1} ranks to finish")
+        wait_for_ranks(store, info.world_size, ids, poll_s=WAIT_POLL_S, quiet=True)
+
+
+def _release_memory() -> None:
+    """Give freed model memory back (to the GPU's other users) while this rank waits."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _finish_distributed() -> None:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except (RuntimeError, ValueError) as exc:  # shutting down: nothing left to save
+        logging.getLogger("quota.eval").debug("closing the process group failed: %s", exc)
+
+
+def _settings_line(fp: dict[str, Any]) -> str:
+    config = fp.get("config") or {}
+    if fp.get("baseline"):
+        return f"{config.get('baseline_frames')} uniform frames"
+    return f"budget {config.get('budget')} tokens, {config.get('base_frames')} base frames"
+
+
+def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> tuple[Metrics, dict[str, Path]]:
+    """Write ``results.jsonl``, ``metrics.json`` and ``report.md`` into the run folder.
+
+    Returns:
+        the run's :class:`Metrics` and the paths written.
+    """
+    run_dir = store.run_dir
+    metrics = metrics_from_store(store)
+    counts = store.counts()
+    stored = store.done_ids(retry_errors=False)
+    left = sum(1 for i in ids if i not in stored)
+    paths = {"results": run_dir / RESULTS_FILE, "metrics": run_dir / METRICS_FILE, "report": run_dir / REPORT_FILE}
+    tmp = paths["results"].with_name(f".{RESULTS_FILE}.tmp{os.getpid()}")
+    try:
+        store.export_jsonl(tmp)
+        os.replace(tmp, paths["results"])
+    except OSError as exc:
+        raise QuotaError(f"cannot write {paths['results']}: {exc.strerror or exc}") from None
+    data = metrics.to_dict()
+    data["run"] = {
+        "questions": len(ids), "not_answered_yet": left, "missing_videos": len(bench.missing_videos),
+        "missing_questions": len(bench.missing), "counts": counts, "written": time.time(),
+    }
+    _write_atomic(paths["metrics"], json.dumps(data, indent=2, sort_keys=True) + "\n")
+    fp = store.fingerprint
+    title = get_spec(fp["benchmark"]).title if fp.get("benchmark") in BENCHMARKS else str(fp.get("benchmark"))
+    lines = [
+        f"# {title}: {metrics.name}",
+        "",
+        f"- mode: {'baseline (no QuoTA)' if fp.get('baseline') else 'QuoTA'}",
+        f"- base model: `{fp.get('base')}`",
+        f"- scorer: `{fp.get('scorer')}`",
+        f"- preset: `{fp.get('preset')}`, " + _settings_line(fp),
+        f"- questions: {counts['rows']} stored of {len(ids)} in the run ({counts['errors']} errors)"
+        + (f", {len(bench.missing)} left out for {len(bench.missing_videos)} missing videos" if bench.missing else ""),
+        f"- score ({metrics.headline_rule}): "
+        + ("-" if metrics.headline is None else f"{metrics.headline:.1f}"),
+        f"- quota {fp.get('quota_version')}",
+        "",
+        to_markdown([metrics]),
+        "",
+    ]
+    _write_atomic(paths["report"], "\n".join(lines))
+    return metrics, paths
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..cli import load_pipeline
+
+    if args.limit is not None and args.limit < 0:
+        raise ConfigError(f"--limit must be at least 0, got {args.limit}")
+    info = dist_info()
+    with _own_messages():
+        spec = get_spec(args.benchmark)
+        bench = load_benchmark(spec.name, args.annotations, args.videos, on_missing=args.on_missing)
+        if info.is_main:
+            _report_missing(args, bench)
+            if bench.skipped:
+                _say(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
+                           f"out (first: {bench.skipped[0]})")
+        base, scorer, config = run_config(args)
+        fingerprint = run_fingerprint(args, spec.name, base, scorer, config)
+        store = RunStore(args.out, fingerprint, retry_errors=args.retry_errors)
+        try:
+            ordered, todo = _pending(bench, store, args, info)
+            ids = [s.id for s in ordered]
+            where = f"rank {info.rank}/{info.world_size}: " if info.world_size > 1 else ""
+            answer_fn: Any = _not_needed
+            qa: Any = None
+            if todo:
+                _say(args, f"{where}{len(todo)} questions to answer ({len(ordered)} in the run, "
+                           f"{len(ordered) - len(todo)} done or on other ranks)")
+                from .pipeline_answer import PipelineAnswer
+
+                args.scorer = scorer
+                args.device = choose_device(args.device, info)
+                qa = load_pipeline(args)
+                if qa.config.to_dict() != fingerprint["config"]:
+                    raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
+                                     "fingerprint; please report this")
+                qa.quiet = True  # one progress bar for the run, none per question (scoring)
+                if hasattr(qa.scorer, "quiet"):
+                    qa.scorer.quiet = True
+                answer_fn = PipelineAnswer(qa, baseline=args.baseline)
+            else:
+                _say(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
+            summary = run_benchmark(bench, answer_fn, store, limit=args.limit, quiet=args.quiet,
+                                    retry_errors=args.retry_errors, **info.shard)
+            if summary.ran:
+                _say(args, str(summary))
+            if qa is not None and info.world_size > 1:
+                answer_fn = qa = None  # free the models before waiting for the other ranks
+                _release_memory()
+            _wait_for_all(store, info, ids, args)
+            if info.is_main:
+                metrics, paths = write_run_report(store, bench, ids)
+                print(format_table([metrics]), flush=True)
+                errors = metrics.overall.errors
+                if errors:
+                    _say(args, f"{errors} questions failed with an error (see {paths['results']}; "
+                               "--retry-errors asks them again)", always=True)
+                _say(args, f"results in {store.run_dir}: {RESULTS_FILE}, {METRICS_FILE}, {REPORT_FILE}")
+        finally:
+            store.close()
+            _finish_distributed()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# quota report
+# ---------------------------------------------------------------------------------------------------------
+
+
+def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "report", help="compare benchmark runs side by side (table, Markdown, PNG)",
+        description="Accuracy overall and per reporting field of one or more run folders of quota eval, side "
+                    "by side (e.g. baseline and QuoTA), with a delta column last minus first for two or more.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of quota eval")
+    p.add_argument("--names", nargs="+", metavar="NAME", default=None,
+                   help="labels of the runs, in order (default: the folder names)")
+    p.add_argument("--fields", nargs="+", metavar="FIELD", default=None,
+                   help="reporting fields to show (default: all of the benchmark's); the chart uses the first")
+    p.add_argument("--markdown", metavar="FILE", default=None, help="also write the table as Markdown")
+    p.add_argument("--png", metavar="FILE", default=None, help="also draw a bar chart (PNG)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status lines")
+    p.set_defaults(func=run_report)
+    return p
+
+
+def load_runs(run_dirs: Sequence[str], names: Sequence[str] | None = None) -> list[Metrics]:
+    """The metrics of each run folder, labelled by ``names`` or the folder names.
+
+    Raises:
+        RunStoreError: a folder holds no results store.
+        ConfigError: ``names`` has the wrong length, or the runs are of different benchmarks.
+    """
+    if names is not None and len(names) != len(run_dirs):
+        raise ConfigError(f"--names gives {len(names)} labels for {len(run_dirs)} runs")
+    runs = [metrics_from_store(d, name=None if names is None else names[i]) for i, d in enumerate(run_dirs)]
+    kinds = {m.benchmark for m in runs}
+    if len(kinds) > 1:
+        listed = ", ".join(f"{d}: {m.benchmark}" for d, m in zip(run_dirs, runs))
+        raise ConfigError(f"the runs are of different benchmarks ({listed}); compare runs of one benchmark")
+    return runs
+
+
+def _check_suffix(path: str | None, suffix: str, option: str) -> None:
+    if path is not None and Path(path).suffix.lower() != suffix:
+        raise ConfigError(f"{option} {path!r}: expected a {suffix} file")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    _check_suffix(args.png, ".png", "--png")
+    runs = load_runs(args.runs, args.names)
+    fields = args.fields
+    if fields is not None:
+        known = {f for m in runs for f in m.fields}
+        unknown = [f for f in fields if f not in known]
+        if unknown:
+            raise ConfigError(f"--fields {', '.join(unknown)}: not a reporting field of these runs; "
+                              f"known: {', '.join(sorted(known))}")
+    print(format_table(runs, fields=fields), flush=True)
+    if args.markdown:
+        title = get_spec(runs[0].benchmark).title if runs[0].benchmark else "Benchmark"
+        text = f"# {title}: " + " vs ".join(m.name for m in runs) + "\n\n" + to_markdown(runs, fields=fields) + "\n"
+        target = Path(args.markdown)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise QuotaError(f"cannot write {target}: {exc.strerror or exc}") from None
+        _write_atomic(target, text)
+        _say(args, f"Markdown table written to {args.markdown}")
+    if args.png:
+        try:
+            plot_comparison(runs, args.png, fields=fields[:1] if fields else None)
+        except OSError as exc:
+            raise QuotaError(f"cannot write {args.png}: {exc.strerror or exc}") from None
+        _say(args, f"chart written to {args.png}")
+    return 0
+
+
+__all__ = [
+    "add_eval_parser",
+    "add_report_parser",
+    "choose_device",
+    "load_runs",
+    "run_config",
+    "run_eval",
+    "run_fingerprint",
+    "run_report",
+    "write_run_report",
+]
