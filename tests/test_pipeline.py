@@ -159,3 +159,18 @@ def test_bad_inputs_raise_quota_errors(tiny_llava_ov, tmp_path, llava_qa):
         QuoTA.from_pretrained(str(tiny_llava_ov), scorer="uniform", preset="no-such-preset")
     with pytest.raises(QuotaError):
         QuoTA.from_pretrained(str(tiny_llava_ov), scorer="uniform", budgett=10)
+
+
+@pytest.mark.parametrize("which", ["llava_qa", "qwen_qa"])
+def test_decoupler_runs_on_the_base_model_text_path(which, request):
+    """The decoupling step with a real (tiny) base model: its free text always parses to a valid Clue."""
+    from quota.decouple import MAX_OBJECTS, Decoupler, parse_clue
+
+    qa: QuoTA = request.getfixturevalue(which)
+    decoupler = Decoupler(qa.adapter.generate_text, max_new_tokens=16)
+    clue = decoupler("What is the woman holding?", ["a cup", "a phone"])
+    assert clue.question == "What is the woman holding?"
+    assert clue.objects is None or 1 <= len(clue.objects) <= MAX_OBJECTS
+    assert clue.reasoning == qa.adapter.generate_text(decoupler.prompt("What is the woman holding?",
+                                                                       ["a cup", "a phone"]), 16)
+    assert parse_clue(clue.reasoning).objects == clue.objects
