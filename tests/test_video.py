@@ -529,3 +529,15 @@ def test_build_index_counts_packets_not_headers(vdir):
     assert index.reported_frames == 0
     assert index.n_frames == 200
     assert index.n_keyframes == 4
+
+
+def test_demo_video_command_writes_a_ball_moving_right(tmp_path, capsys):
+    from quota.testing.videos import main
+
+    out = tmp_path / "sample.mp4"
+    assert main([str(out), "--seconds", "2", "--fps", "10"]) == 0
+    assert "20 frames" in capsys.readouterr().out
+    frames = load_frames(out, n=3)
+    red = (frames.pixels[..., 0] > 180) & (frames.pixels[..., 1] < 80)
+    xs = [np.nonzero(mask)[1].mean() for mask in red]
+    assert xs[0] < xs[1] < xs[2]

@@ -581,3 +581,34 @@ __all__ = [
     "KINDS",
     "MAX_FRAME_NUMBER",
 ]
+
+
+def demo_frame(i: int, n_frames: int, width: int = 320, height: int = 240) -> np.ndarray:
+    """A simple scene for demos: a red ball crossing a grey room from left to right, ``uint8 [H, W, 3]``."""
+    img = np.full((height, width, 3), 200, dtype=np.uint8)
+    img[int(height * 0.75):] = (120, 90, 60)  # floor
+    cx = int((i + 0.5) / max(n_frames, 1) * width)
+    cy, r = int(height * 0.6), max(4, height // 12)
+    yy, xx = np.ogrid[:height, :width]
+    img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = (220, 30, 30)
+    return img
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m quota.testing.videos OUT.mp4 [--seconds S] [--fps F]``: write a short demo video."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m quota.testing.videos",
+                                     description="Write a short synthetic video (a red ball crossing a room).")
+    parser.add_argument("out", help="output file (.mp4, .mkv, .webm, .avi)")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--fps", type=float, default=25.0)
+    args = parser.parse_args(argv)
+    n = max(1, int(round(args.seconds * args.fps)))
+    path = make_video(args.out, n, args.fps, (320, 240), frame_fn=lambda i: demo_frame(i, n))
+    print(f"wrote {path} ({n} frames, {args.seconds:g}s at {args.fps:g} fps)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
