@@ -255,6 +255,20 @@ def _early_stages(args: argparse.Namespace, qa: Any, options: Sequence[str] | No
     return timings
 
 
+def _add_question_arguments(parser: argparse.ArgumentParser, *, options_help: str) -> None:
+    """The arguments of ``ask`` and ``plan`` that say what to ask: VIDEO, QUESTION and ``--options``."""
+    parser.add_argument("video", help="video file")
+    parser.add_argument("question", help="the question (quote it)")
+    parser.add_argument("--options", nargs="+", metavar="OPTION", default=None, help=options_help)
+
+
+def _check_question(args: argparse.Namespace) -> None:
+    """Fail before anything loads on a report path of unknown format or an empty question."""
+    _check_report_path(args.report)
+    if not args.question.strip():
+        raise ConfigError("the question must be a non-empty string")
+
+
 def _plan_line(plan: Any) -> str:
     objects = None if plan.clue is None else plan.clue.objects
     looked = f"; looked for: {', '.join(objects)}" if objects else ""
@@ -273,11 +287,10 @@ def add_ask_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Answer a question about a video with QuoTA: sample frames, find what the question is "
                     "about, score every frame for it, give relevant frames more visual tokens, answer.",
     )
-    p.add_argument("video", help="video file")
-    p.add_argument("question", help="the question (quote it)")
-    p.add_argument("--options", nargs="+", metavar="OPTION", default=None,
-                   help='multiple-choice options, e.g. --options "A. a cup" "B. a book" (bare texts are '
-                        "lettered in order); the chosen letter is printed too")
+    _add_question_arguments(
+        p, options_help='multiple-choice options, e.g. --options "A. a cup" "B. a book" (bare texts are '
+                        "lettered in order); the chosen letter is printed too",
+    )
     p.add_argument("--baseline", action="store_true",
                    help="skip QuoTA: the model's own uniform sampling (the paper's baseline), for comparison")
     p.add_argument("--json", action="store_true",
@@ -290,9 +303,7 @@ def add_ask_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    _check_report_path(args.report)
-    if not args.question.strip():
-        raise ConfigError("the question must be a non-empty string")
+    _check_question(args)
     if args.baseline and args.report:
         raise ConfigError("--report needs a token plan, and --baseline makes none; drop one of them")
     check_video(args.video)
@@ -337,10 +348,7 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Sample frames, decouple the question and score the frames, then write the token plan "
                     "as JSON (quota.types.Plan.to_json). No answer is generated.",
     )
-    p.add_argument("video", help="video file")
-    p.add_argument("question", help="the question (quote it)")
-    p.add_argument("--options", nargs="+", metavar="OPTION", default=None,
-                   help="multiple-choice options (they inform the query decoupling)")
+    _add_question_arguments(p, options_help="multiple-choice options (they inform the query decoupling)")
     p.add_argument("-o", "--out", metavar="FILE", default=None,
                    help="write the plan JSON here (default: print it)")
     p.add_argument("--report", metavar="FILE", default=None,
@@ -351,9 +359,7 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    _check_report_path(args.report)
-    if not args.question.strip():
-        raise ConfigError("the question must be a non-empty string")
+    _check_question(args)
     check_video(args.video)
     qa = load_pipeline(args, plan_only=True)
     _early_stages(args, qa, args.options)

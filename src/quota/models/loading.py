@@ -67,17 +67,26 @@ def load_config(model_id: str | os.PathLike[str], *, trust_remote_code: bool = F
         ) from None
 
 
-def load_processor(model_id: str | os.PathLike[str], *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
-    """The checkpoint's processor (tokenizer + image/video processors), or :class:`ProcessorNotFoundError`."""
+def load_processor(
+    model_id: str | os.PathLike[str], *, trust_remote_code: bool = False, chat_template: bool = True, **kwargs: Any
+) -> Any:
+    """The checkpoint's processor (tokenizer + image/video processors), or :class:`ProcessorNotFoundError`.
+
+    ``chat_template=False`` for checkpoints that need none (CLIP / SigLIP dual encoders): then only the
+    loading itself is checked.
+    """
     from transformers import AutoProcessor
 
     try:
         processor = AutoProcessor.from_pretrained(str(model_id), trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError, TypeError, KeyError) as exc:
+        needed = "tokenizer, preprocessor_config.json" + (", chat template" if chat_template else "")
         raise ProcessorNotFoundError(
-            f"{model_id!r} has no usable processor/tokenizer files (tokenizer, preprocessor_config.json, "
-            f"chat template): save the processor next to the weights with processor.save_pretrained. ({exc})"
+            f"{model_id!r} has no usable processor/tokenizer files ({needed}): save the processor next to the "
+            f"weights with processor.save_pretrained. ({exc})"
         ) from None
+    if not chat_template:
+        return processor
     if not hasattr(processor, "tokenizer") or getattr(processor, "chat_template", None) is None and getattr(
         processor.tokenizer, "chat_template", None
     ) is None:

@@ -1,6 +1,7 @@
-"""What every frame scorer shares: the protocol, input checks, batching with out-of-memory backoff, and
-small helpers about checkpoints (finding, loading and device/dtype defaults live in
-:mod:`quota.models.loading`, shared with the base-model adapters).
+"""What every frame scorer shares: the protocol, input checks, batching with out-of-memory backoff, small
+helpers about checkpoints, and :class:`CheckpointScorer`, the set-up of the scorers that run a checkpoint
+(finding, loading and device/dtype defaults live in :mod:`quota.models.loading`, shared with the base-model
+adapters).
 
 A scorer maps ``(Frames, Clue)`` to one relevance score per frame, a float64 array ``[T]`` in [0, 1].
 Nothing here imports a model class; the model-specific scorers live in :mod:`.lvlm` and :mod:`.clip`.
@@ -13,11 +14,11 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Any, Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 
-from ..errors import ConfigError, FramesError, ModelError
+from ..errors import ConfigError, FramesError, ModelError, UnsupportedModelError
 from ..types import Clue, Frames
 
 logger = logging.getLogger(__name__)
@@ -251,8 +252,66 @@ def model_dtype(model: Any) -> Any:
     return torch.float32
 
 
+class CheckpointScorer:
+    """The set-up that the scorers running a Hugging Face checkpoint share (:class:`~quota.scoring.lvlm.LVLMScorer`,
+    :class:`~quota.scoring.clip.ClipScorer`): which ``model_type`` values a class accepts, loading a checkpoint
+    by id or folder, and taking over an already loaded model.
+    """
+
+    #: ``config.json`` model types the class accepts.
+    families: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def _check_family(cls, family: str, name: str) -> str:
+        """``family`` if the class accepts it, else :class:`UnsupportedModelError` naming ``name`` and the class."""
+        if family not in cls.families:
+            raise UnsupportedModelError(
+                f"{name}: model type {family or 'unknown'!r} cannot be used by {cls.__name__}; supported model "
+                f"types: {', '.join(cls.families)}"
+            )
+        return family
+
+    @classmethod
+    def _load_checkpoint(
+        cls,
+        model_id: str | os.PathLike[str],
+        *,
+        model_class: Callable[[str], Any],
+        chat_template: bool,
+        dtype: Any,
+        device: Any,
+        trust_remote_code: bool,
+    ) -> tuple[Any, Any, str]:
+        """``(model, processor, family)`` of a checkpoint, in eval mode on ``device`` in ``dtype``.
+
+        The config is read and its family checked before anything heavy loads; ``model_class(family)`` is the
+        transformers class that loads the weights; ``chat_template`` says whether the processor must have one.
+        """
+        from ..models.loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
+
+        config = load_config(model_id, trust_remote_code=trust_remote_code)
+        family = cls._check_family(model_type_of(config), str(model_id))
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        processor = load_processor(model_id, trust_remote_code=trust_remote_code, chat_template=chat_template)
+        model = load_model(
+            model_class(family), model_id, device=torch_device, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+        return model, processor, family
+
+    @classmethod
+    def _adopt(cls, model: Any, model_id: str | None) -> tuple[Any, str, str]:
+        """For ``from_model``: a blank instance, the loaded model's (checked) family and the name to show for it
+        (``model_id``, else the model's own ``_name_or_path``, else its class name)."""
+        config = getattr(model, "config", None)
+        family = cls._check_family(model_type_of(config), model_id or type(model).__name__)
+        name = model_id or str(getattr(config, "_name_or_path", "") or type(model).__name__)
+        return cls.__new__(cls), family, name
+
+
 __all__ = [
     "Scorer",
+    "CheckpointScorer",
     "LVLM_FAMILIES",
     "QWEN_FAMILIES",
     "CLIP_FAMILIES",

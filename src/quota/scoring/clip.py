@@ -21,18 +21,18 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, ProcessorNotFoundError, UnsupportedModelError
+from ..errors import ConfigError, ProcessorNotFoundError
 from ..types import Clue, Frames
 from .base import (
     CLIP_FAMILIES,
     SIGMOID_FAMILIES,
+    CheckpointScorer,
     as_frames,
     check_images,
     clue_text,
     finish_scores,
     model_device,
     model_dtype,
-    model_type_of,
     run_batched,
 )
 
@@ -40,7 +40,7 @@ from .base import (
 DEFAULT_TEMPLATE = "a photo of {}."
 
 
-class ClipScorer:
+class ClipScorer(CheckpointScorer):
     """Scores frames by their similarity to the clue's objects (best object) or to the question.
 
     Args:
@@ -71,17 +71,11 @@ class ClipScorer:
         quiet: bool = False,
         trust_remote_code: bool = False,
     ) -> None:
-        from transformers import AutoModel
-
-        from ..models.loading import load_config, load_model, resolve_device, resolve_dtype
-
         _check_options(batch_size, template)
-        config = load_config(model_id, trust_remote_code=trust_remote_code)
-        family = self._check_family(model_type_of(config), str(model_id))
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
-        processor = _load_processor(model_id, trust_remote_code)
-        model = load_model(AutoModel, model_id, device=torch_device, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model, processor, family = self._load_checkpoint(
+            model_id, model_class=_auto_model, chat_template=False, dtype=dtype, device=device,
+            trust_remote_code=trust_remote_code,
+        )
         self._setup(model, processor, family, str(model_id), batch_size, template, quiet)
 
     @classmethod
@@ -97,21 +91,9 @@ class ClipScorer:
     ) -> "ClipScorer":
         """A scorer around an already loaded dual encoder and its processor."""
         _check_options(batch_size, template)
-        config = getattr(model, "config", None)
-        family = cls._check_family(model_type_of(config), model_id or type(model).__name__)
-        obj = cls.__new__(cls)
-        name = model_id or str(getattr(config, "_name_or_path", "") or type(model).__name__)
+        obj, family, name = cls._adopt(model, model_id)
         obj._setup(model, processor, family, name, batch_size, template, quiet)
         return obj
-
-    @classmethod
-    def _check_family(cls, family: str, name: str) -> str:
-        if family not in cls.families:
-            raise UnsupportedModelError(
-                f"{name}: model type {family or 'unknown'!r} cannot be used by {cls.__name__}; supported model "
-                f"types: {', '.join(cls.families)}"
-            )
-        return family
 
     def _setup(
         self, model: Any, processor: Any, family: str, model_id: str, batch_size: int, template: str, quiet: bool
@@ -233,16 +215,11 @@ def _check_options(batch_size: Any, template: Any) -> None:
         raise ConfigError(f"template must be a string with exactly one '{{}}', got {template!r}")
 
 
-def _load_processor(model_id: Any, trust_remote_code: bool) -> Any:
-    from transformers import AutoProcessor
+def _auto_model(family: str) -> Any:
+    """Every dual-encoder family loads with ``AutoModel``."""
+    from transformers import AutoModel
 
-    try:
-        return AutoProcessor.from_pretrained(str(model_id), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ProcessorNotFoundError(
-            f"{model_id!r} has no usable processor (tokenizer and preprocessor_config.json); save the processor "
-            f"next to the weights with processor.save_pretrained. ({str(exc).splitlines()[0]})"
-        ) from None
+    return AutoModel
 
 
 __all__ = ["ClipScorer", "DEFAULT_TEMPLATE"]

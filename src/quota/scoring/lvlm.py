@@ -21,6 +21,7 @@ pixels per frame).
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 from typing import Any, ClassVar, Sequence
@@ -34,13 +35,13 @@ from ..types import Clue, Frames
 from .base import (
     LVLM_FAMILIES,
     QWEN_FAMILIES,
+    CheckpointScorer,
     as_frames,
     check_images,
     clue_text,
     finish_scores,
     model_device,
     model_dtype,
-    model_type_of,
     run_batched,
 )
 
@@ -54,6 +55,19 @@ DEFAULT_MAX_PIXELS = 1280 * 28 * 28
 DEFAULT_BATCH_SIZE = 64
 #: Frames per vision-encoder pass inside one scoring batch (bounds the vision tower's activations).
 DEFAULT_VISION_BATCH_SIZE = 8
+
+
+class _ClassDefault(enum.Enum):
+    """Marks an argument left out, so the class's own default applies (``None`` stays a value of its own)."""
+
+    TOKEN = "class default"
+
+    def __repr__(self) -> str:
+        return "<class default>"
+
+
+#: Default of ``max_pixels``: the :attr:`LVLMScorer.default_max_pixels` of the class being built.
+_CLASS_DEFAULT = _ClassDefault.TOKEN
 
 
 def letter_token_id(tokenizer: Any, letter: str) -> int:
@@ -104,13 +118,16 @@ def qwen_image_kwargs(processor: Any, max_pixels: int | None) -> dict[str, Any]:
     return {"size": {"shortest_edge": min(int(shortest), int(max_pixels)), "longest_edge": int(max_pixels)}}
 
 
-class LVLMScorer:
+class LVLMScorer(CheckpointScorer):
     """Scores frames by a vision-language model's probability of answering yes.
 
     Args:
         model_id: Hugging Face id or local folder of a Qwen2-VL, Qwen2.5-VL or LLaVA-OneVision checkpoint.
+            ``None``: the class's :attr:`default_model_id` (:class:`QwenVLScorer`: the paper's scorer;
+            :class:`LVLMScorer` has none, so it is a :class:`ConfigError` there).
         max_pixels: most pixels per frame for Qwen-VL models (``None``: the processor's own setting);
-            ignored for other families, whose processors use fixed tile sizes.
+            ignored for other families, whose processors use fixed tile sizes. Left out: the class's
+            :attr:`default_max_pixels` (``None`` here, the paper's 1280·28·28 for :class:`QwenVLScorer`).
         batch_size: frames per forward pass to start with (halved on out-of-memory, down to 1).
         normalize: ``"none"`` P(yes) over the whole vocabulary (the paper), or ``"pair"``
             P(yes) / (P(yes) + P(no)).
@@ -132,12 +149,16 @@ class LVLMScorer:
 
     #: ``config.json`` model types this class accepts.
     families: ClassVar[tuple[str, ...]] = LVLM_FAMILIES
+    #: The checkpoint used when ``model_id`` is left out (``None``: it must be given).
+    default_model_id: ClassVar[str | None] = None
+    #: ``max_pixels`` when left out.
+    default_max_pixels: ClassVar[int | None] = None
 
     def __init__(
         self,
-        model_id: str | os.PathLike[str],
+        model_id: str | os.PathLike[str] | None = None,
         *,
-        max_pixels: int | None = None,
+        max_pixels: int | None | _ClassDefault = _CLASS_DEFAULT,
         batch_size: int = DEFAULT_BATCH_SIZE,
         normalize: str = "none",
         vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
@@ -146,16 +167,15 @@ class LVLMScorer:
         quiet: bool = False,
         trust_remote_code: bool = False,
     ) -> None:
-        from ..models.loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
-
+        if model_id is None:
+            if self.default_model_id is None:
+                raise ConfigError(f"{type(self).__name__} needs a model id or checkpoint folder")
+            model_id = self.default_model_id
+        max_pixels = self._max_pixels(max_pixels)
         _check_options(batch_size, normalize, vision_batch_size)
-        config = load_config(model_id, trust_remote_code=trust_remote_code)
-        family = self._check_family(model_type_of(config), str(model_id))
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
-        processor = load_processor(model_id, trust_remote_code=trust_remote_code)
-        model = load_model(
-            _model_class(family), model_id, device=torch_device, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        model, processor, family = self._load_checkpoint(
+            model_id, model_class=_model_class, chat_template=True, dtype=dtype, device=device,
+            trust_remote_code=trust_remote_code,
         )
         self._setup(model, processor, family, str(model_id), max_pixels, batch_size, normalize, vision_batch_size, quiet)
 
@@ -165,7 +185,7 @@ class LVLMScorer:
         model: Any,
         processor: Any,
         *,
-        max_pixels: int | None = None,
+        max_pixels: int | None | _ClassDefault = _CLASS_DEFAULT,
         batch_size: int = DEFAULT_BATCH_SIZE,
         normalize: str = "none",
         vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
@@ -177,11 +197,9 @@ class LVLMScorer:
         The model is used on its own device and in its own dtype, and is not copied. The processor's
         tokenizer is switched to left padding (what batched scoring and batched generation both need).
         """
+        max_pixels = cls._max_pixels(max_pixels)
         _check_options(batch_size, normalize, vision_batch_size)
-        config = getattr(model, "config", None)
-        family = cls._check_family(model_type_of(config), model_id or type(model).__name__)
-        name = model_id or str(getattr(config, "_name_or_path", "") or type(model).__name__)
-        obj = cls.__new__(cls)
+        obj, family, name = cls._adopt(model, model_id)
         obj._setup(model, processor, family, name, max_pixels, batch_size, normalize, vision_batch_size, quiet)
         return obj
 
@@ -190,13 +208,8 @@ class LVLMScorer:
     # -----------------------------------------------------------------------------------------------------
 
     @classmethod
-    def _check_family(cls, family: str, name: str) -> str:
-        if family not in cls.families:
-            raise UnsupportedModelError(
-                f"{name}: model type {family or 'unknown'!r} cannot be used by {cls.__name__}; supported model "
-                f"types: {', '.join(cls.families)}"
-            )
-        return family
+    def _max_pixels(cls, max_pixels: int | None | _ClassDefault) -> int | None:
+        return cls.default_max_pixels if max_pixels is _CLASS_DEFAULT else max_pixels  # type: ignore[return-value]
 
     def _setup(
         self,
@@ -430,56 +443,8 @@ class QwenVLScorer(LVLMScorer):
     """
 
     families: ClassVar[tuple[str, ...]] = QWEN_FAMILIES
-
-    def __init__(
-        self,
-        model_id: str | os.PathLike[str] = DEFAULT_QWEN_SCORER,
-        *,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        normalize: str = "none",
-        vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
-        dtype: Any = None,
-        device: Any = None,
-        quiet: bool = False,
-        trust_remote_code: bool = False,
-    ) -> None:
-        super().__init__(
-            model_id,
-            max_pixels=max_pixels,
-            batch_size=batch_size,
-            normalize=normalize,
-            vision_batch_size=vision_batch_size,
-            dtype=dtype,
-            device=device,
-            quiet=quiet,
-            trust_remote_code=trust_remote_code,
-        )
-
-    @classmethod
-    def from_model(
-        cls,
-        model: Any,
-        processor: Any,
-        *,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        normalize: str = "none",
-        vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
-        quiet: bool = False,
-        model_id: str | None = None,
-    ) -> "QwenVLScorer":
-        """A Qwen-VL scorer around an already loaded model and processor (paper defaults)."""
-        return super().from_model(  # type: ignore[return-value]
-            model,
-            processor,
-            max_pixels=max_pixels,
-            batch_size=batch_size,
-            normalize=normalize,
-            vision_batch_size=vision_batch_size,
-            quiet=quiet,
-            model_id=model_id,
-        )
+    default_model_id: ClassVar[str | None] = DEFAULT_QWEN_SCORER
+    default_max_pixels: ClassVar[int | None] = DEFAULT_MAX_PIXELS
 
 
 def scores_from_log_probs(logp: np.ndarray, normalize: str = "none") -> np.ndarray:

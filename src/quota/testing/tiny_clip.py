@@ -24,18 +24,12 @@ so the sigmoid mapping is exercised with non-trivial values.
 
 from __future__ import annotations
 
-import atexit
-import json
 import math
 import os
-import shutil
-import tempfile
-import threading
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import UnsupportedModelError
+from ._cache import CACHE_ENV, CheckpointCache, save_quietly, seeded_model  # noqa: F401 (CACHE_ENV re-exported)
 
 __all__ = [
     "CLIP_FAMILIES",
@@ -54,8 +48,17 @@ CLIP_FAMILIES: tuple[str, ...] = ("clip", "siglip", "siglip2")
 BUILDER_VERSION = 1
 #: The small JSON file each builder writes to describe its checkpoint.
 MARKER_FILE = "quota_tiny_clip.json"
-#: Same cache variable as :mod:`quota.testing.tiny_models`, so one folder holds all tiny checkpoints.
-CACHE_ENV = "QUOTA_TINY_CACHE"
+# CACHE_ENV (imported above) is the same variable as for :mod:`quota.testing.tiny_models`: one folder holds
+# all tiny checkpoints.
+#: Marker file, cache folder and build-once logic of these checkpoints.
+_CHECKPOINTS = CheckpointCache(
+    families=CLIP_FAMILIES,
+    what="tiny dual encoder",
+    marker_file=MARKER_FILE,
+    builder_version=BUILDER_VERSION,
+    build=lambda family, folder, seed: build_tiny_dual_encoder(family, folder, seed=seed),
+    prefix="tiny_",
+)
 
 _HIDDEN = 32
 _LAYERS = 2
@@ -130,15 +133,6 @@ def _siglip_tokenizer() -> Any:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _seeded(model_class: Any, config: Any, seed: int) -> Any:
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = model_class(config)
-    return model.to(torch.float32).eval()
-
-
 def _set_sigmoid_calibration(model: Any) -> None:
     import torch
 
@@ -147,30 +141,12 @@ def _set_sigmoid_calibration(model: Any) -> None:
         model.logit_bias.fill_(_SIGLIP_BIAS)
 
 
-def _marker(family: str, seed: int) -> dict[str, Any]:
-    import transformers
-
-    return {"family": family, "seed": seed, "builder_version": BUILDER_VERSION, "transformers": transformers.__version__}
-
-
 def _save(folder: Path, model: Any, processor: Any, family: str, seed: int) -> Path:
-    from transformers.utils import logging as hf_logging
-
+    """Write model, processor and the marker file into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    bars = hf_logging.is_progress_bar_enabled()
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    # Saving diffs the config against a default SigLIP text config, whose own token ids do not fit its own
-    # vocabulary in transformers 5.x: that warning is about transformers' defaults, not this checkpoint.
-    hf_logging.set_verbosity_error()
-    try:
-        model.save_pretrained(folder)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+    save_quietly(model, folder)
     processor.save_pretrained(folder)
-    (folder / MARKER_FILE).write_text(json.dumps(_marker(family, seed), indent=2) + "\n", encoding="utf-8")
+    _CHECKPOINTS.write_marker(folder, family, seed)
     return folder
 
 
@@ -195,6 +171,13 @@ def _vision_kwargs() -> dict[str, Any]:
     )
 
 
+def _siglip_text_kwargs(tokenizer: Any) -> dict[str, Any]:
+    """Text-tower settings of SigLIP and SigLIP 2 (the Gemma-style special token ids of :func:`_siglip_tokenizer`)."""
+    text = _text_kwargs(tokenizer, _SIGLIP_TEXT_TOKENS)
+    text.update(pad_token_id=0, bos_token_id=2, eos_token_id=1, projection_size=_HIDDEN)
+    return text
+
+
 def build_tiny_clip(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """Write a tiny random-weight ``CLIPModel`` checkpoint (56x56 images, 4x4 patches) into ``path``."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
@@ -211,7 +194,7 @@ def build_tiny_clip(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
         size={"shortest_edge": _IMAGE}, crop_size={"height": _IMAGE, "width": _IMAGE}
     )
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    model = _seeded(CLIPModel, config, seed)
+    model = seeded_model(CLIPModel, config, seed)
     return _save(Path(path), model, processor, "clip", seed)
 
 
@@ -227,15 +210,14 @@ def build_tiny_siglip(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     )
 
     tokenizer = _siglip_tokenizer()
-    text = _text_kwargs(tokenizer, _SIGLIP_TEXT_TOKENS)
-    text.update(pad_token_id=0, bos_token_id=2, eos_token_id=1, projection_size=_HIDDEN)
+    text = _siglip_text_kwargs(tokenizer)
     config = SiglipConfig(
         text_config=SiglipTextConfig(**text),
         vision_config=SiglipVisionConfig(**_vision_kwargs(), image_size=_IMAGE),
     )
     image_processor = SiglipImageProcessor(size={"height": _IMAGE, "width": _IMAGE})
     processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    model = _seeded(SiglipModel, config, seed)
+    model = seeded_model(SiglipModel, config, seed)
     _set_sigmoid_calibration(model)
     return _save(Path(path), model, processor, "siglip", seed)
 
@@ -253,15 +235,14 @@ def build_tiny_siglip2(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
 
     patches = TINY_CLIP_FACTS["siglip2"]["max_num_patches"]
     tokenizer = _siglip_tokenizer()
-    text = _text_kwargs(tokenizer, _SIGLIP_TEXT_TOKENS)
-    text.update(pad_token_id=0, bos_token_id=2, eos_token_id=1, projection_size=_HIDDEN)
+    text = _siglip_text_kwargs(tokenizer)
     config = Siglip2Config(
         text_config=Siglip2TextConfig(**text),
         vision_config=Siglip2VisionConfig(**_vision_kwargs(), num_patches=patches),
     )
     image_processor = Siglip2ImageProcessor(patch_size=_PATCH, max_num_patches=patches)
     processor = Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer)
-    model = _seeded(Siglip2Model, config, seed)
+    model = seeded_model(Siglip2Model, config, seed)
     _set_sigmoid_calibration(model)
     return _save(Path(path), model, processor, "siglip2", seed)
 
@@ -275,36 +256,12 @@ _BUILDERS: dict[str, Callable[..., Path]] = {
 
 def build_tiny_dual_encoder(family: str, path: str | os.PathLike[str], **kw: Any) -> Path:
     """Write the tiny ``family`` checkpoint (one of :data:`CLIP_FAMILIES`) into ``path``; returns the folder."""
-    if family not in _BUILDERS:
-        raise UnsupportedModelError(f"No tiny dual encoder for family {family!r}; choose one of {', '.join(CLIP_FAMILIES)}.")
-    return _BUILDERS[family](path, **kw)
+    return _BUILDERS[_CHECKPOINTS.check_family(family)](path, **kw)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-process cache
 # ---------------------------------------------------------------------------------------------------------
-
-_CACHE: dict[tuple[str, str], Path] = {}
-_LOCK = threading.Lock()
-_ROOT: Path | None = None
-
-
-def _cache_root() -> Path:
-    global _ROOT
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    if _ROOT is None:
-        _ROOT = Path(tempfile.mkdtemp(prefix="quota-tiny-clip-"))
-        atexit.register(shutil.rmtree, _ROOT, True)
-    return _ROOT
-
-
-def _is_current(folder: Path, family: str) -> bool:
-    try:
-        return json.loads((folder / MARKER_FILE).read_text(encoding="utf-8")) == _marker(family, 0)
-    except (OSError, ValueError):
-        return False
 
 
 def tiny_clip_cache(family: str) -> Path:
@@ -313,28 +270,4 @@ def tiny_clip_cache(family: str) -> Path:
     Kept under ``$QUOTA_TINY_CACHE`` when set (reused across runs while the builder and transformers versions
     match), else in a temporary folder removed at exit. Built in a scratch folder and renamed into place.
     """
-    if family not in _BUILDERS:
-        raise UnsupportedModelError(f"No tiny dual encoder for family {family!r}; choose one of {', '.join(CLIP_FAMILIES)}.")
-    root = _cache_root()
-    key = (family, str(root))
-    with _LOCK:
-        if key in _CACHE and _is_current(_CACHE[key], family):
-            return _CACHE[key]
-        folder = root / f"tiny_{family}"
-        if not _is_current(folder, family):
-            root.mkdir(parents=True, exist_ok=True)
-            scratch = root / f".tiny_{family}-{uuid.uuid4().hex}"
-            try:
-                build_tiny_dual_encoder(family, scratch, seed=0)
-                if not _is_current(folder, family):
-                    if folder.exists():
-                        shutil.rmtree(folder, ignore_errors=True)
-                    try:
-                        os.replace(scratch, folder)
-                    except OSError:
-                        if not _is_current(folder, family):
-                            raise
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-        _CACHE[key] = folder
-        return folder
+    return _CHECKPOINTS.get(family)

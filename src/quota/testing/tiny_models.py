@@ -26,17 +26,12 @@ Sizes, per family (see :data:`TINY_FACTS` for the numbers in code):
 
 from __future__ import annotations
 
-import atexit
-import json
 import os
-import shutil
-import tempfile
-import threading
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UnsupportedModelError
+from ._cache import CACHE_ENV, CheckpointCache, save_quietly, seeded_model  # noqa: F401 (CACHE_ENV re-exported)
 
 __all__ = [
     "FAMILIES",
@@ -58,8 +53,14 @@ BUILDER_VERSION = 1
 #: Name of the small JSON file each builder writes to describe the checkpoint (family, seed, version).
 MARKER_FILE = "quota_tiny_model.json"
 
-#: Environment variable naming a folder where :func:`tiny_model_cache` keeps its checkpoints.
-CACHE_ENV = "QUOTA_TINY_CACHE"
+#: Marker file, cache folder and build-once logic of these checkpoints.
+_CHECKPOINTS = CheckpointCache(
+    families=FAMILIES,
+    what="tiny model",
+    marker_file=MARKER_FILE,
+    builder_version=BUILDER_VERSION,
+    build=lambda family, folder, seed: build_tiny_model(family, folder, seed=seed),
+)
 
 # Language model sizes shared by all families.
 _HIDDEN = 64
@@ -294,16 +295,6 @@ def _token_id(tokenizer: Any, token: str) -> int:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _seeded_model(model_class: Any, config: Any, seed: int) -> Any:
-    """Instantiate ``model_class(config)`` with weights drawn from ``seed``, leaving global RNG untouched."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = model_class(config)
-    return model.to(torch.float32).eval()
-
-
 def _generation_config(tokenizer: Any) -> Any:
     from transformers import GenerationConfig
 
@@ -317,43 +308,38 @@ def _generation_config(tokenizer: Any) -> Any:
     )
 
 
-def _marker_info(family: str, seed: int) -> dict[str, Any]:
-    """What the marker file of a finished checkpoint says: family, seed, builder and transformers versions."""
-    import transformers
-
-    return {
-        "family": family,
-        "seed": seed,
-        "builder_version": BUILDER_VERSION,
-        "transformers": transformers.__version__,
-    }
-
-
-def _write_marker(folder: Path, family: str, seed: int) -> None:
-    text = json.dumps(_marker_info(family, seed), indent=2) + "\n"
-    (folder / MARKER_FILE).write_text(text, encoding="utf-8")
-
-
 def _save(folder: Path, model: Any, processor: Any, generation_config: Any, family: str, seed: int) -> Path:
     """Write model, processor (with tokenizer and chat template) and the marker file into ``folder``."""
-    from transformers.utils import logging as hf_logging
-
     folder.mkdir(parents=True, exist_ok=True)
     model.generation_config = generation_config
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a one-shard save needs no progress bar
-    try:
-        model.save_pretrained(folder)
-    finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
+    save_quietly(model, folder)
     processor.save_pretrained(folder)
     # Also the stand-alone image / video processor files the Hub checkpoints carry (same content as the
     # matching sections of processor_config.json), for code that loads them on their own.
     processor.image_processor.save_pretrained(folder)
     processor.video_processor.save_pretrained(folder)
-    _write_marker(folder, family, seed)
+    _CHECKPOINTS.write_marker(folder, family, seed)
     return folder
+
+
+def _language_model_kwargs(tokenizer: Any, **rope: Any) -> dict[str, Any]:
+    """Settings of the Qwen2 language model every family uses: sizes, rotary settings (``rope`` adds to them,
+    e.g. Qwen2-VL's ``mrope_section``) and the ``<|endoftext|>`` / ``<|im_end|>`` token ids."""
+    endoftext = _token_id(tokenizer, "<|endoftext|>")
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=_HIDDEN,
+        intermediate_size=_INTERMEDIATE,
+        num_hidden_layers=_LAYERS,
+        num_attention_heads=_HEADS,
+        num_key_value_heads=_KV_HEADS,
+        max_position_embeddings=_MAX_POSITIONS,
+        max_window_layers=_LAYERS,
+        rope_parameters={"rope_type": "default", **rope, "rope_theta": _ROPE_THETA},
+        bos_token_id=endoftext,
+        eos_token_id=_token_id(tokenizer, "<|im_end|>"),
+        pad_token_id=endoftext,
+    )
 
 
 def build_tiny_qwen2_vl(path: str | os.PathLike[str], *, variant: str = "qwen2_vl", seed: int = 0) -> Path:
@@ -376,24 +362,7 @@ def build_tiny_qwen2_vl(path: str | os.PathLike[str], *, variant: str = "qwen2_v
 
     tokenizer = _build_tokenizer(_QWEN2_VL_SPECIALS, QWEN2_VL_CHAT_TEMPLATE)
     ids = {t: _token_id(tokenizer, t) for t in _QWEN2_VL_SPECIALS}
-    text_kwargs = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=_HIDDEN,
-        intermediate_size=_INTERMEDIATE,
-        num_hidden_layers=_LAYERS,
-        num_attention_heads=_HEADS,
-        num_key_value_heads=_KV_HEADS,
-        max_position_embeddings=_MAX_POSITIONS,
-        max_window_layers=_LAYERS,
-        rope_parameters={
-            "rope_type": "default",
-            "mrope_section": list(_QWEN_MROPE_SECTION),
-            "rope_theta": _ROPE_THETA,
-        },
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-    )
+    text_kwargs = _language_model_kwargs(tokenizer, mrope_section=list(_QWEN_MROPE_SECTION))
     token_kwargs = dict(
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
@@ -435,28 +404,22 @@ def build_tiny_qwen2_vl(path: str | os.PathLike[str], *, variant: str = "qwen2_v
         config = Qwen2_5_VLConfig(text_config=text_kwargs, vision_config=vision, **token_kwargs)
         model_class, processor_class = Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-    image_processor = Qwen2VLImageProcessor(
+    pixels = dict(
         min_pixels=_QWEN_MIN_PIXELS,
         max_pixels=_QWEN_MAX_PIXELS,
         patch_size=_QWEN_PATCH,
         temporal_patch_size=_QWEN_TEMPORAL,
         merge_size=_QWEN_MERGE,
     )
-    video_processor = Qwen2VLVideoProcessor(
-        min_pixels=_QWEN_MIN_PIXELS,
-        max_pixels=_QWEN_MAX_PIXELS,
-        patch_size=_QWEN_PATCH,
-        temporal_patch_size=_QWEN_TEMPORAL,
-        merge_size=_QWEN_MERGE,
-        cap_pixels_per_frame=False,
-    )
+    image_processor = Qwen2VLImageProcessor(**pixels)
+    video_processor = Qwen2VLVideoProcessor(**pixels, cap_pixels_per_frame=False)
     processor = processor_class(
         image_processor=image_processor,
         tokenizer=tokenizer,
         video_processor=video_processor,
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
-    model = _seeded_model(model_class, config, seed)
+    model = seeded_model(model_class, config, seed)
     return _save(Path(path), model, processor, _generation_config(tokenizer), variant, seed)
 
 
@@ -487,21 +450,7 @@ def build_tiny_llava_onevision(path: str | os.PathLike[str], *, seed: int = 0) -
 
     tokenizer = _build_tokenizer(_LLAVA_OV_SPECIALS, LLAVA_ONEVISION_CHAT_TEMPLATE)
     ids = {t: _token_id(tokenizer, t) for t in _LLAVA_OV_SPECIALS}
-    text_config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=_HIDDEN,
-        intermediate_size=_INTERMEDIATE,
-        num_hidden_layers=_LAYERS,
-        num_attention_heads=_HEADS,
-        num_key_value_heads=_KV_HEADS,
-        max_position_embeddings=_MAX_POSITIONS,
-        max_window_layers=_LAYERS,
-        rope_parameters={"rope_type": "default", "rope_theta": _ROPE_THETA},
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        tie_word_embeddings=False,
-    )
+    text_config = Qwen2Config(**_language_model_kwargs(tokenizer), tie_word_embeddings=False)
     vision_config = SiglipVisionConfig(
         hidden_size=32,
         intermediate_size=64,
@@ -542,7 +491,7 @@ def build_tiny_llava_onevision(path: str | os.PathLike[str], *, seed: int = 0) -
         chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
         vision_aspect_ratio="anyres_max_9",
     )
-    model = _seeded_model(LlavaOnevisionForConditionalGeneration, config, seed)
+    model = seeded_model(LlavaOnevisionForConditionalGeneration, config, seed)
     return _save(Path(path), model, processor, _generation_config(tokenizer), "llava_onevision", seed)
 
 
@@ -553,50 +502,17 @@ _BUILDERS: dict[str, Callable[..., Path]] = {
 }
 
 
-def _check_family(family: str) -> str:
-    if family not in _BUILDERS:
-        raise UnsupportedModelError(
-            f"No tiny model for family {family!r}; choose one of {', '.join(FAMILIES)}."
-        )
-    return family
-
-
 def build_tiny_model(family: str, path: str | os.PathLike[str], **kw: Any) -> Path:
     """Write the tiny checkpoint of ``family`` (one of :data:`FAMILIES`) into ``path``.
 
     Keyword arguments (``seed``) go to the family's builder. Returns the folder.
     """
-    return _BUILDERS[_check_family(family)](path, **kw)
+    return _BUILDERS[_CHECKPOINTS.check_family(family)](path, **kw)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-process cache
 # ---------------------------------------------------------------------------------------------------------
-
-_CACHE: dict[tuple[str, str], Path] = {}
-_CACHE_LOCK = threading.Lock()
-_DEFAULT_ROOT: Path | None = None
-
-
-def _cache_root() -> Path:
-    """The folder named by ``$QUOTA_TINY_CACHE``, else one temporary folder for this process."""
-    global _DEFAULT_ROOT
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    if _DEFAULT_ROOT is None:
-        _DEFAULT_ROOT = Path(tempfile.mkdtemp(prefix="quota-tiny-"))
-        atexit.register(shutil.rmtree, _DEFAULT_ROOT, True)  # removed when the process exits
-    return _DEFAULT_ROOT
-
-
-def _is_current(folder: Path, family: str, seed: int) -> bool:
-    """True if ``folder`` holds a finished checkpoint written by this builder version for ``family``/``seed``."""
-    try:
-        info = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return info == _marker_info(family, seed)
 
 
 def tiny_model_cache(family: str) -> Path:
@@ -607,28 +523,4 @@ def tiny_model_cache(family: str) -> Path:
     folder made once per process and deleted when the process exits. Building goes to a scratch folder first
     and is renamed into place, so processes sharing one cache folder never see a half-written checkpoint.
     """
-    _check_family(family)
-    root = _cache_root()
-    key = (family, str(root))
-    with _CACHE_LOCK:
-        if key in _CACHE and _is_current(_CACHE[key], family, 0):
-            return _CACHE[key]
-        folder = root / family
-        if not _is_current(folder, family, 0):
-            root.mkdir(parents=True, exist_ok=True)
-            scratch = root / f".{family}-{uuid.uuid4().hex}"
-            try:
-                build_tiny_model(family, scratch, seed=0)
-                # Another process may have finished the same checkpoint meanwhile: keep its copy then.
-                if not _is_current(folder, family, 0):
-                    if folder.exists():  # stale (older builder or transformers version) or half-written
-                        shutil.rmtree(folder, ignore_errors=True)
-                    try:
-                        os.replace(scratch, folder)
-                    except OSError:
-                        if not _is_current(folder, family, 0):
-                            raise
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-        _CACHE[key] = folder
-        return folder
+    return _CHECKPOINTS.get(family)
