@@ -30,9 +30,8 @@ def time_instruction(duration: float, timestamps: Sequence[float]) -> str:
     """
     times = ", ".join(format_seconds(t) for t in timestamps)
     return (
-        f"The video lasts for {format_seconds(duration)}, and {len(timestamps)} frames are "
-        f"uniformly sampled from it. These frames are located at {times}. "
-        "Please answer the following questions related to this video."
+        f"This video is {format_seconds(duration)} long. You are shown {len(timestamps)} frames of it, "
+        f"taken at {times}. Use them to answer the question below."
     )
 
 
