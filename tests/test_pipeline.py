@@ -174,3 +174,16 @@ def test_decoupler_runs_on_the_base_model_text_path(which, request):
     assert clue.reasoning == qa.adapter.generate_text(decoupler.prompt("What is the woman holding?",
                                                                        ["a cup", "a phone"]), 16)
     assert parse_clue(clue.reasoning).objects == clue.objects
+
+
+def test_lowmem_preset_reaches_the_scorer(tiny_llava_ov, tiny_qwen2_vl, video, llava_qa):
+    lowmem = {k: v for k, v in FAST.items()}
+    qa = QuoTA.from_pretrained(str(tiny_llava_ov), scorer=str(tiny_qwen2_vl), preset="paper-lowmem", device="cpu",
+                               quiet=True, **lowmem)
+    assert qa.scorer.prefill_chunk == 64 and qa.scorer.vision_batch_size == 2
+    base = QuoTA.from_pretrained(str(tiny_qwen2_vl), scorer="base", preset="paper-lowmem", device="cpu", quiet=True,
+                                 **lowmem)
+    assert base.scorer.prefill_chunk == 64
+    # same scores as the default scorer, to float rounding
+    question = "Where is the dog?"
+    np.testing.assert_allclose(qa.plan(video, question).scores, llava_qa.plan(video, question).scores, rtol=1e-5)

@@ -65,6 +65,7 @@ def _fresh(scorer: LVLMScorer, **kw: Any) -> LVLMScorer:
         batch_size=scorer.batch_size,
         normalize=scorer.normalize,
         vision_batch_size=scorer.vision_batch_size,
+        prefill_chunk=scorer.prefill_chunk,
         quiet=True,
     )
     options.update(kw)
@@ -195,6 +196,20 @@ def test_vision_chunking_does_not_change_scores(fixture: str, lvlm: Any) -> None
     for chunk in (1, 3):
         got = _fresh(scorer, vision_batch_size=chunk).score_images(images, question)
         np.testing.assert_allclose(got, reference, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_llava_ov"])
+def test_prefill_chunks_do_not_change_scores(fixture: str, lvlm: Any) -> None:
+    """The language model fed a few tokens at a time on a cache gives the one-pass scores (padded batch)."""
+    scorer = lvlm(fixture)
+    images = _images()
+    question = scorer.question_for(CLUE)
+    reference = _fresh(scorer).score_images(images, question)
+    for chunk in (1, 5, 64, 100000):
+        got = _fresh(scorer, prefill_chunk=chunk, vision_batch_size=2).score_images(images, question)
+        np.testing.assert_allclose(got, reference, rtol=1e-5, atol=0)
+    with pytest.raises(ConfigError):
+        _fresh(scorer, prefill_chunk=0)
 
 
 @pytest.mark.parametrize("fixture", ["tiny_qwen2_vl", "tiny_llava_ov"])

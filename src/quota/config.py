@@ -30,6 +30,11 @@ class QuotaConfig:
         scorer: scoring model id or folder, ``"base"`` to reuse the base model, ``"uniform"``.
         scorer_max_pixels: most pixels per frame given to a Qwen-VL scorer (paper: 1280·28·28).
         scorer_batch_size: frames per scoring forward pass (paper: 64).
+        scorer_vision_batch: frames per vision-tower pass inside a scoring batch (ours; bounds memory, the
+            scores do not depend on it).
+        scorer_prefill_chunk: the scorer's language model reads each prompt this many tokens at a time on
+            an attention cache (ours; ``None``: one pass, as the paper). Bounds activation memory; scores
+            agree with one-pass scores to float rounding.
         score_normalize: ``"none"`` P(yes) over the whole vocabulary (paper), ``"pair"`` P(yes)/(P(yes)+P(no)).
         weight_scale, weight_power: weights ∝ (scale·score)^power (paper: 100, 2).
         budget: total visual tokens over all frames (paper: 12,544 = 64 × 196).
@@ -53,6 +58,8 @@ class QuotaConfig:
     scorer: str = "Qwen/Qwen2-VL-2B-Instruct"
     scorer_max_pixels: int = 1280 * 28 * 28
     scorer_batch_size: int = 64
+    scorer_vision_batch: int = 8
+    scorer_prefill_chunk: int | None = None
     score_normalize: str = "none"
     weight_scale: float = 100.0
     weight_power: float = 2.0
@@ -85,6 +92,10 @@ class QuotaConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.frames_per_hour < 0:
             raise ConfigError(f"frames_per_hour must be >= 0, got {self.frames_per_hour}")
+        if self.scorer_vision_batch < 1:
+            raise ConfigError(f"scorer_vision_batch must be >= 1, got {self.scorer_vision_batch}")
+        if self.scorer_prefill_chunk is not None and self.scorer_prefill_chunk < 1:
+            raise ConfigError(f"scorer_prefill_chunk must be >= 1 or None, got {self.scorer_prefill_chunk}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"max_frames must be >= 1 or None, got {self.max_frames}")
         if self.weight_scale <= 0 or self.weight_power <= 0:
@@ -114,6 +125,8 @@ PRESETS: dict[str, QuotaConfig] = {
     "paper-half": QuotaConfig(budget=6272),
     # Ours: every frame keeps at most its native grid and the budget is spent exactly.
     "exact": QuotaConfig(allocation="exact", cap=True),
+    # Ours: the paper's settings with a scorer that needs far less memory (same scores to float rounding).
+    "paper-lowmem": QuotaConfig(scorer_vision_batch=2, scorer_prefill_chunk=64),
 }
 
 

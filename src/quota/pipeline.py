@@ -130,13 +130,15 @@ class QuoTA:
                     adapter.model, adapter.processor, batch_size=config.scorer_batch_size,
                     normalize=config.score_normalize, quiet=quiet,
                     max_pixels=config.scorer_max_pixels if qwen else None,
+                    vision_batch_size=config.scorer_vision_batch, prefill_chunk=config.scorer_prefill_chunk,
                 )
             else:
                 kw: dict[str, Any] = {"quiet": quiet}
                 if scorer != "uniform":
                     kw.update(device=device, dtype=dtype, max_pixels=config.scorer_max_pixels,
                               batch_size=config.scorer_batch_size, normalize=config.score_normalize,
-                              trust_remote_code=trust_remote_code)
+                              vision_batch_size=config.scorer_vision_batch,
+                              prefill_chunk=config.scorer_prefill_chunk, trust_remote_code=trust_remote_code)
                 scorer_obj = load_scorer(scorer, **kw)
         else:
             scorer_obj = scorer

@@ -29,7 +29,8 @@ from .uniform import UniformScorer
 #: Keyword arguments that :func:`load_scorer` drops silently when the chosen scorer has no use for them
 #: (the pipeline passes its scorer settings whatever the scorer is).
 SHARED_OPTIONS = frozenset(
-    {"max_pixels", "batch_size", "normalize", "dtype", "device", "quiet", "trust_remote_code", "template"}
+    {"max_pixels", "batch_size", "normalize", "dtype", "device", "quiet", "trust_remote_code", "template",
+     "vision_batch_size", "prefill_chunk"}
 )
 
 
