@@ -87,8 +87,13 @@ class QuotaConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        for name in ("base_frames", "budget", "scorer_batch_size", "max_new_tokens", "baseline_frames",
+                     "decouple_max_new_tokens", "scorer_vision_batch", "frames_per_hour"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
         for name in ("base_frames", "budget", "scorer_batch_size", "max_new_tokens", "baseline_frames"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.frames_per_hour < 0:
             raise ConfigError(f"frames_per_hour must be >= 0, got {self.frames_per_hour}")
@@ -131,7 +136,8 @@ PRESETS: dict[str, QuotaConfig] = {
 
 
 def get_config(preset: str | QuotaConfig = "paper", **overrides: Any) -> QuotaConfig:
-    """The named preset (or a given config) with ``overrides`` applied."""
+    """The named preset (or a given config) with ``overrides`` applied (``None`` is a value too: it
+    switches off ``max_frames``, ``scorer_prefill_chunk`` and ``decode_max_side``)."""
     if isinstance(preset, QuotaConfig):
         base = preset
     else:
@@ -139,7 +145,6 @@ def get_config(preset: str | QuotaConfig = "paper", **overrides: Any) -> QuotaCo
             base = PRESETS[preset]
         except KeyError:
             raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
-    overrides = {k: v for k, v in overrides.items() if v is not None}
     return base.replace(**overrides) if overrides else base
 
 
