@@ -87,9 +87,10 @@ def load_processor(
         ) from None
     if not chat_template:
         return processor
-    if not hasattr(processor, "tokenizer") or getattr(processor, "chat_template", None) is None and getattr(
-        processor.tokenizer, "chat_template", None
-    ) is None:
+    tokenizer = getattr(processor, "tokenizer", None)
+    has_template = (getattr(processor, "chat_template", None) is not None
+                    or getattr(tokenizer, "chat_template", None) is not None)
+    if tokenizer is None or not has_template:
         raise ProcessorNotFoundError(
             f"{model_id!r}: the processor has no tokenizer or no chat template; save the full processor "
             "(processor.save_pretrained) next to the weights"
