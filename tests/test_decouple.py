@@ -21,10 +21,10 @@ from quota.decouple import (
     YES_LETTER,
     Decoupler,
     build_decouple_prompt,
-    format_options,
     parse_clue,
     scoring_question,
 )
+from quota.choices import option_lines
 from quota.errors import ConfigError, ModelError, QuotaError
 from quota.types import Clue
 
@@ -241,7 +241,7 @@ def test_prompt_without_options_has_no_options_block_after_the_question():
 
 
 def test_prompt_options_as_mapping():
-    assert format_options({"A": "yes", "B": "no"}) == ["A. yes", "B. no"]
+    assert option_lines({"A": "yes", "B": "no"}) == ["A. yes", "B. no"]
     assert "B. no" in build_decouple_prompt("Is it raining?", {"A": "yes", "B": "no"})
 
 

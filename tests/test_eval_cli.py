@@ -363,7 +363,7 @@ def test_device_per_rank_and_letters_outside_the_options():
 
     from quota.errors import ConfigError
     from quota.eval import DistInfo, Sample
-    from quota.eval.cli import choose_device
+    from quota.runtime import choose_device
     from quota.eval.runner import _letter
 
     one, two = DistInfo(0, 1, 0), DistInfo(1, 2, 1)

@@ -18,7 +18,7 @@ import pytest
 
 from quota.errors import ConfigError
 from quota.eval.benchmarks import Benchmark, Sample, load_benchmark
-from quota.eval.choices import extract_choice, format_options, option_letters, strip_option_prefix
+from quota.choices import extract_choice, format_options, option_letters, strip_option_prefix
 from quota.eval.metrics import metrics_from_store
 from quota.eval.runner import (
     dist_info,

@@ -21,14 +21,12 @@ pytest.importorskip("lmms_eval", reason="lmms-eval is not installed (pip install
 from lmms_eval.api.instance import Instance  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from quota.config import coerce_flag, coerce_setting, resolve_config  # noqa: E402
 from quota.errors import ConfigError, VideoError  # noqa: E402
+from quota.runtime import DistInfo, choose_device  # noqa: E402
 from quota.integrations import LMMS_EVAL_MODEL_NAME, lmms_eval_models  # noqa: E402
 from quota.integrations.lmms_eval import (  # noqa: E402
     QuotaLMM,
-    choose_device,
-    coerce_flag,
-    coerce_setting,
-    config_overrides,
     cut_at_stop,
     flatten_visuals,
     frames_from_images,
@@ -79,7 +77,8 @@ def test_settings_are_converted_to_config_field_types():
     assert coerce_setting("cap", "off") is False
     assert coerce_setting("time_prompt", 0) is False
     assert coerce_setting("resize", "adaptive_pool") == "adaptive_pool"
-    assert config_overrides({"budget": 40, "allocation": "exact"}) == {"budget": 40, "allocation": "exact"}
+    config = resolve_config("paper", {"budget": "40", "allocation": "exact"})
+    assert (config.budget, config.allocation) == (40, "exact")
     for name, value in [("budget", "many"), ("budget", 12.5), ("budget", True), ("budget", "none"),
                         ("cap", "maybe"), ("weight_power", "x"), ("no_such_field", 1)]:
         with pytest.raises(ConfigError):
@@ -103,12 +102,12 @@ def test_flatten_visuals_and_device_choice():
     assert flatten_visuals("v.mp4") == ["v.mp4"]
     assert flatten_visuals([["a.jpg", "b.jpg"], "c.jpg"]) == ["a.jpg", "b.jpg", "c.jpg"]
     assert flatten_visuals([None]) == [] and flatten_visuals([[None, "v.mp4"]]) == ["v.mp4"]
-    assert choose_device(None, 1, 0) is None
-    assert choose_device("cpu", 1, 0) == "cpu"
-    assert choose_device("auto", 1, 0) is None
-    assert choose_device(None, 4, 2) == "cuda:2"
-    assert choose_device("cuda", 4, 3) == "cuda:3"
-    assert choose_device("cuda:1", 4, 3) == "cuda:1"
+    one, rank2 = DistInfo(0, 1, 0), DistInfo(2, 4, 2)
+    assert choose_device(None, one) is None and choose_device("auto", one) is None
+    assert choose_device("cpu", rank2) == "cpu" and choose_device("cuda:1", rank2) == "cuda:1"
+    import torch
+
+    assert choose_device("auto", rank2) == ("cuda:2" if torch.cuda.is_available() else "cpu")
 
 
 def _write_frames(folder: Path, n: int, size=(64, 48), names=None) -> list[Path]:
@@ -230,9 +229,15 @@ def test_task_max_new_tokens_is_used_unless_model_args_fix_it(tiny_qwen2_vl, med
     lm = QuotaLMM(base=str(tiny_qwen2_vl), scorer="uniform", device="cpu", base_frames=4, budget=16)
     lm.task_dict = {"tiny": {"test": [{"video": media["video"]}]}}
     assert lm.generate_until([_request("What is shown?", {"max_new_tokens": 2}, 0)])[0] is not None
-    assert lm.pipeline.config.max_new_tokens == 2
-    lm._set_max_new_tokens({})  # a task without max_new_tokens gets the preset's (no need to generate 64)
+    two = lm._pipeline_for({"max_new_tokens": 2})
+    assert two.config.max_new_tokens == 2 and two.adapter is lm.pipeline.adapter  # same models, own settings
+    assert lm._pipeline_for({"max_new_tokens": 2}) is two  # built once per value
+    # a task without max_new_tokens gets the preset's; the pipeline's settings never changed under it
+    assert lm._pipeline_for({}) is lm.pipeline
     assert lm.pipeline.config.max_new_tokens == lm.config.max_new_tokens == 64
+    fixed = QuotaLMM(base=str(tiny_qwen2_vl), scorer="uniform", device="cpu", base_frames=4, budget=16,
+                     max_new_tokens=3)
+    assert fixed._pipeline_for({"max_new_tokens": 2}).config.max_new_tokens == 3  # model_args win
 
 
 def test_baseline_and_bad_videos(tiny_qwen2_vl, media, tmp_path):
@@ -245,7 +250,7 @@ def test_baseline_and_bad_videos(tiny_qwen2_vl, media, tmp_path):
     recs = [json.loads(line) for line in log.read_text().splitlines()]
     assert recs[0]["baseline"] is True and recs[0]["plan"] is None
     assert "missing.mp4" in recs[1]["error"]
-    assert len(lm.pipeline.last_frames) == 3
+    assert recs[0]["frames_shown"] == 3
 
     strict = QuotaLMM(base=str(tiny_qwen2_vl), scorer="uniform", device="cpu", skip_bad_videos=False,
                       base_frames=4, budget=16, max_new_tokens=2)

@@ -53,12 +53,16 @@ def test_answer_and_plan_for_both_families(which, request, video):
     for stage in ("decode", "decouple", "score", "encode", "generate", "total"):
         assert stage in ans.timings and ans.timings[stage] >= 0
     # the same question gives the same plan (deterministic, cached work reused)
-    assert qa.plan(video, question).to_dict() == plan.to_dict()
+    again = qa.plan(video, question)
+    assert again == plan and again.to_dict().keys() == plan.to_dict().keys()
+    assert again.reused == ["decode", "decouple", "score"]
+    for stage in again.reused:  # a cached stage reports what it cost when it ran
+        assert again.timings[stage] == plan.timings[stage] > 0
 
 
 def test_scores_come_from_the_scorer_and_shape_the_grids(llava_qa, video):
     plan = llava_qa.plan(video, "Where is the dog?")
-    frames = llava_qa.last_frames
+    frames = plan.frames
     direct = llava_qa.scorer.score(frames, plan.clue)
     np.testing.assert_allclose(plan.scores, direct, rtol=0, atol=1e-9)
     sizes = [h * w for h, w in plan.grids]
@@ -98,7 +102,7 @@ class _Skewed:
 def test_model_input_carries_exactly_the_planned_tokens(tiny_llava_ov, video):
     qa = QuoTA.from_pretrained(str(tiny_llava_ov), scorer=_Skewed(), device="cpu", quiet=True, **FAST)
     plan = qa.plan(video, "Q?")
-    feats = qa.adapter.encode(qa.last_frames)
+    feats = qa.adapter.encode(plan.frames)
     from quota.assign import resize_frames
 
     inputs = qa.adapter.build_inputs("Q?", resize_frames(feats, plan.grids), plan.kept_grids)
@@ -117,7 +121,7 @@ def test_uniform_scorer_plans_without_any_model(video):
 def test_baseline_mode_uses_the_stock_video_path(llava_qa, video):
     ans = llava_qa.answer(video, "What happens?", options=["A. a", "B. b"], baseline=True)
     assert ans.plan is None and isinstance(ans.text, str)
-    frames = llava_qa.last_frames
+    frames = ans.frames
     assert len(frames) == min(llava_qa.config.baseline_frames, 40)
 
 

@@ -71,7 +71,7 @@ def test_png_with_and_without_thumbnails(tmp_path):
 def test_html_is_self_contained_and_escaped(tmp_path):
     clue = Clue(("<b>bold</b>", "a & b"), "<img src=x onerror=alert(1)>", "entity", HOSTILE)
     plan = _plan(question=HOSTILE, clue=clue,
-                 video="/v/<evil>.mp4", extra={"scorer": "<i>s</i>"})
+                 video="/v/<evil>.mp4", timings={"<i>s</i>": 1.0})
     frames = _frames(plan)
     path = tmp_path / "plan.html"
     text = render_html(plan, frames, path)

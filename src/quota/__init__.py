@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import PRESETS, QuotaConfig, get_config
+from .config import PRESETS, QuotaConfig, get_config, resolve_config
 from .errors import QuotaError
 from .types import Answer, Clue, Frames, Plan
 
@@ -33,5 +33,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'quota' has no attribute {name!r}")
 
 
-__all__ = ["QuoTA", "QuotaConfig", "PRESETS", "get_config", "QuotaError", "Answer", "Clue", "Frames", "Plan",
+__all__ = ["QuoTA", "QuotaConfig", "PRESETS", "get_config", "resolve_config", "QuotaError", "Answer", "Clue", "Frames", "Plan",
            "load_frames", "load_scorer", "__version__"]

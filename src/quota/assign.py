@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import BudgetError
+from .config import ALLOCATION_MODES, NEWLINE_LAYOUTS, RESIZE_METHODS
+from .errors import BudgetError, ConfigError
 
 Grid = tuple[int, int]
 DROPPED: Grid = (0, 0)
@@ -31,9 +32,8 @@ PAPER_BUDGET = 12544
 #: LLaVA-Video / LLaVA-OneVision native grid (SigLIP-so400m-patch14-384: 27×27 patches).
 LLAVA_NATIVE_GRID: Grid = (27, 27)
 
-NEWLINE_POLICIES = ("none", "row", "frame", "video")
-RESIZE_METHODS = ("bilinear", "adaptive_pool", "linspace", "merge")
-ALLOCATION_MODES = ("paper", "exact")
+#: The newline layouts :func:`token_count` knows (the config's ``auto`` resolves to one of them).
+NEWLINE_POLICIES = NEWLINE_LAYOUTS
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,20 +52,20 @@ def frame_weights(scores: Sequence[float] | np.ndarray, scale: float = 100.0, po
         zero), the weights are uniform, ``1/T`` each: with no evidence, no frame is preferred.
 
     Raises:
-        ValueError: empty scores, a NaN or infinite score, a score outside [0, 1], or a
-            non-positive ``scale``/``power``.
+        BudgetError: empty scores, a NaN or infinite score, or a score outside [0, 1].
+        ConfigError: a non-positive ``scale``/``power``.
     """
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if s.size == 0:
-        raise ValueError("frame_weights needs at least one score, got an empty list")
+        raise BudgetError("frame_weights needs at least one score, got an empty list")
     if not np.all(np.isfinite(s)):
-        raise ValueError(f"scores must be finite numbers in [0, 1]; got NaN or infinity at positions "
+        raise BudgetError(f"scores must be finite numbers in [0, 1]; got NaN or infinity at positions "
                          f"{np.flatnonzero(~np.isfinite(s)).tolist()[:10]}")
     bad = np.flatnonzero((s < 0.0) | (s > 1.0))
     if bad.size:
-        raise ValueError(f"scores must lie in [0, 1]; position {int(bad[0])} holds {s[bad[0]]!r}")
+        raise BudgetError(f"scores must lie in [0, 1]; position {int(bad[0])} holds {s[bad[0]]!r}")
     if not (scale > 0 and power > 0):
-        raise ValueError(f"scale and power must be positive, got scale={scale!r}, power={power!r}")
+        raise ConfigError(f"scale and power must be positive, got scale={scale!r}, power={power!r}")
     if not np.any(s > 0):
         return np.full(s.size, 1.0 / s.size)
     raw = np.power(scale * s, power)
@@ -107,12 +107,12 @@ def _next_grid(grid: Grid) -> Grid:
 def _check_weights(weights: Sequence[float] | np.ndarray) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.size == 0:
-        raise ValueError("allocate_grids needs at least one weight, got an empty list")
+        raise BudgetError("allocate_grids needs at least one weight, got an empty list")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and non-negative")
+        raise BudgetError("weights must be finite and non-negative")
     total = w.sum()
     if total <= 0:
-        raise ValueError("weights sum to zero: at least one weight must be positive")
+        raise BudgetError("weights sum to zero: at least one weight must be positive")
     return w / total
 
 
@@ -169,16 +169,17 @@ def allocate_grids(
         ``[T]`` grids in frame order; :data:`DROPPED` ``(0, 0)`` for a frame with no tokens.
 
     Raises:
-        ValueError: bad weights, a budget below 1, an unknown mode or a non-positive native grid.
+        BudgetError: bad weights, a budget below 1 or a non-positive native grid.
+        ConfigError: an unknown mode.
     """
     if mode not in ALLOCATION_MODES:
-        raise ValueError(f"mode={mode!r} is not one of {', '.join(ALLOCATION_MODES)}")
+        raise ConfigError(f"mode={mode!r} is not one of {', '.join(ALLOCATION_MODES)}")
     budget = int(budget)
     if budget < 1:
-        raise ValueError(f"budget must be at least 1 token, got {budget}")
+        raise BudgetError(f"budget must be at least 1 token, got {budget}")
     nh, nw = int(native[0]), int(native[1])
     if nh < 1 or nw < 1:
-        raise ValueError(f"native grid must be positive, got {native!r}")
+        raise BudgetError(f"native grid must be positive, got {native!r}")
     w = _check_weights(weights)
     native_tokens = nh * nw
     use_cap = cap or mode == "exact"
@@ -237,8 +238,9 @@ def resize_frames(
             ``"merge"``: bipartite soft-matching token merging (size-weighted averages) down to
             ``h·w`` tokens, order of first appearance kept; returns ``[h·w, C]``. Cannot grow a
             frame: grids above ``H·W`` tokens raise :class:`~quota.errors.BudgetError`.
-        num_workers: CPU threads used for ``bilinear`` (default: ``torch.get_num_threads()``).
-            PyTorch runs a single-frame interpolation on one core; frames are spread over threads.
+        num_workers: at most this many CPU threads run ``bilinear`` calls at once (default:
+            ``torch.get_num_threads()``; 1 runs them on the calling thread). PyTorch runs a
+            single-frame interpolation on one core; frames are spread over threads.
 
     Returns:
         One tensor per kept frame, in frame order, on the device and dtype of ``features``.
@@ -249,7 +251,7 @@ def resize_frames(
     if len(grids) != features.shape[0]:
         raise BudgetError(f"{len(grids)} grids for {features.shape[0]} frames of features")
     if method not in RESIZE_METHODS:
-        raise ValueError(f"method={method!r} is not one of {', '.join(RESIZE_METHODS)}")
+        raise ConfigError(f"method={method!r} is not one of {', '.join(RESIZE_METHODS)}")
     kept = [(i, (int(h), int(w))) for i, (h, w) in enumerate(grids) if int(h) * int(w) > 0]
     if method == "bilinear":
         return _resize_bilinear(features, kept, num_workers)
@@ -304,11 +306,16 @@ def _resize_bilinear(features: torch.Tensor, kept: list[tuple[int, Grid]], num_w
 
     jobs = _equal_grid_runs(kept)
     workers = num_workers if num_workers is not None else torch.get_num_threads()
-    if features.device.type != "cpu" or workers <= 1 or len(jobs) < 2:
-        results = [run(job) for job in jobs]
-    else:
-        results = list(_thread_pool().map(run, jobs))
-    return [frame for chunk in results for frame in chunk]
+    workers = min(max(1, int(workers)), len(jobs))
+    if features.device.type != "cpu" or workers <= 1:
+        return [frame for job in jobs for frame in run(job)]
+
+    # ``workers`` pool tasks, each running every workers-th job in turn: at most ``workers`` threads work.
+    def run_share(first: int) -> list[tuple[int, list[torch.Tensor]]]:
+        return [(k, run(jobs[k])) for k in range(first, len(jobs), workers)]
+
+    done = dict(pair for share in _thread_pool().map(run_share, range(workers)) for pair in share)
+    return [frame for k in range(len(jobs)) for frame in done[k]]
 
 
 def linspace_positions(total: int, count: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -379,7 +386,7 @@ def token_count(grids: Sequence[Grid], newline: str = "none") -> int:
             the whole video (Hugging Face LLaVA-OneVision).
     """
     if newline not in NEWLINE_POLICIES:
-        raise ValueError(f"newline={newline!r} is not one of {', '.join(NEWLINE_POLICIES)}")
+        raise ConfigError(f"newline={newline!r} is not one of {', '.join(NEWLINE_POLICIES)}")
     kept = [(int(h), int(w)) for h, w in grids if int(h) * int(w) > 0]
     features = sum(h * w for h, w in kept)
     if newline == "row":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Sequence
+from typing import Mapping, Sequence
+
+from .errors import ConfigError
 
 LETTERS = string.ascii_uppercase
 
@@ -18,7 +20,7 @@ _PREFIX = re.compile(r"^\s*(?:\(\s*([A-Za-z])\s*\)|([A-Za-z])\s*[.):：]|\[([A-Z
 def option_letters(n: int) -> str:
     """The first ``n`` option letters (``option_letters(4) == "ABCD"``)."""
     if not 0 <= n <= len(LETTERS):
-        raise ValueError(f"a question can have between 0 and {len(LETTERS)} options, got {n}")
+        raise ConfigError(f"a question can have between 0 and {len(LETTERS)} options, got {n}")
     return LETTERS[:n]
 
 
@@ -38,27 +40,29 @@ def strip_option_prefix(text: str, letter: str | None = None) -> str:
     return text[match.end():].strip()
 
 
-def format_options(options: Sequence[str], letters: str | None = None) -> str:
-    """Options as prompt lines: ``"A. first\\nB. second"``.
-
-    Args:
-        options: the option texts, without letter labels.
-        letters: labels to use (default ``A, B, C ...``).
-    """
-    letters = option_letters(len(options)) if letters is None else letters
-    if len(letters) < len(options):
-        raise ValueError(f"{len(options)} options but only {len(letters)} letters")
-    return "\n".join(f"{letter}. {str(option).strip()}" for letter, option in zip(letters, options))
-
-
-def option_lines(options: Sequence[str]) -> list[str]:
-    """Options lettered by position, as prompt lines (``"A. cat"``).
+def option_lines(options: Sequence[str] | Mapping[str, str] | None) -> list[str]:
+    """Options lettered by position, as prompt lines (``"A. cat"``); ``None`` gives no lines.
 
     An option that already carries its own position's label (``"A. cat"``, ``"(A) cat"``) is not
-    labelled twice; a label of another letter is kept as part of the text.
+    labelled twice; a label of another letter is kept as part of the text. A mapping is read as
+    ``{letter: text}`` and keeps its letters. Runs of white space in an option become one space.
+
+    Raises:
+        ConfigError: a single string instead of a list, or more options than letters.
     """
+    if options is None:
+        return []
+    if isinstance(options, str):
+        raise ConfigError("options must be a list of strings (one per option), not a single string")
+    if isinstance(options, Mapping):
+        return [f"{str(k).strip()}. {' '.join(str(v).split())}" for k, v in options.items()]
     letters = option_letters(len(options))
     return [f"{letter}. {' '.join(strip_option_prefix(opt, letter).split())}" for letter, opt in zip(letters, options)]
+
+
+def format_options(options: Sequence[str] | Mapping[str, str] | None) -> str:
+    """Options as one prompt block: :func:`option_lines` joined by newlines (``"A. first\nB. second"``)."""
+    return "\n".join(option_lines(options))
 
 
 # Phrases that announce the answer; what follows them is read first.
@@ -151,4 +155,4 @@ def extract_choice(text: str | None, letters: str = "ABCD", options: Sequence[st
     return None
 
 
-__all__ = ["LETTERS", "option_letters", "strip_option_prefix", "format_options", "extract_choice"]
+__all__ = ["LETTERS", "option_letters", "strip_option_prefix", "option_lines", "format_options", "extract_choice"]

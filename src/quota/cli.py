@@ -4,9 +4,8 @@
     quota plan VIDEO "QUESTION" --out plan.json [--report plan.html|plan.png]
 
 Subcommands are added by small functions ``add_<name>_parser(subparsers)`` listed in :data:`COMMANDS`; each
-creates its parser and sets ``func``, a handler ``(args) -> exit status``. A module named there that does not
-exist (yet) is skipped, so ``quota eval`` appears as soon as ``quota/eval/cli.py`` defines
-``add_eval_parser``. Handlers may reuse :func:`add_model_options` and :func:`load_pipeline`.
+creates its parser and sets ``func``, a handler ``(args) -> exit status``. Handlers may reuse
+:func:`add_model_options`, :func:`command_config` and :func:`load_pipeline`.
 
 Building the parser imports nothing heavy; torch, transformers and the video code load only when a
 command runs. Every :class:`~quota.errors.QuotaError` ends the program with one line on stderr
@@ -16,7 +15,6 @@ command runs. Every :class:`~quota.errors.QuotaError` ends the program with one 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import json
 import os
@@ -26,20 +24,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .config import PRESETS, QuotaConfig
+from .config import DEFAULT_BASE, PRESETS, QuotaConfig, field_names, parse_setting, resolve_config
 from .errors import ConfigError, QuotaError
 
 PROG = "quota"
 #: Exit status for errors quota reports on purpose (bad input, missing files or models), as argparse uses.
 EXIT_ERROR = 2
-#: The paper's base model (the same default as :data:`quota.pipeline.DEFAULT_BASE`, kept here so building
-#: the parser does not import the pipeline).
-DEFAULT_BASE = "llava-hf/LLaVA-Video-7B-Qwen2-hf"
 REPORT_SUFFIXES = (".html", ".htm", ".png")
 
 #: ``(module, function)`` pairs that add the subcommands, in the order ``quota --help`` lists them. To add a
-#: command (``quota eval``, ``quota report`` ...), define ``add_<name>_parser(subparsers)`` in its own module
-#: and add a line here; a module that does not exist yet is skipped.
+#: command, define ``add_<name>_parser(subparsers)`` in its own module and add a line here. The modules are
+#: imported when the parser is built, so keep their top-level imports light.
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("quota.cli", "add_ask_parser"),
     ("quota.cli", "add_plan_parser"),
@@ -51,44 +46,6 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 # ---------------------------------------------------------------------------------------------------------
 # Shared options
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _config_field_types() -> dict[str, str]:
-    return {f.name: str(f.type) for f in dataclasses.fields(QuotaConfig)}
-
-
-def parse_setting(text: str) -> tuple[str, Any]:
-    """``"KEY=VALUE"`` -> ``(key, value)`` with the value converted to the type of the :class:`QuotaConfig`
-    field ``key`` (``none``/``null`` for an optional field, ``true``/``false`` for a switch).
-
-    Raises:
-        ConfigError: no ``=``, an unknown field, or a value of the wrong type.
-    """
-    if "=" not in text:
-        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
-    key, raw = (part.strip() for part in text.split("=", 1))
-    key = key.replace("-", "_")
-    types = _config_field_types()
-    if key not in types:
-        raise ConfigError(f"--set {key}: unknown setting; known: {', '.join(sorted(types))}")
-    kind = types[key]
-    low = raw.lower()
-    if "None" in kind and low in ("none", "null", ""):
-        return key, None
-    try:
-        if kind.startswith("bool"):
-            if low in ("1", "true", "yes", "on"):
-                return key, True
-            if low in ("0", "false", "no", "off"):
-                return key, False
-            raise ValueError(raw)
-        if kind.startswith("int"):
-            return key, int(raw)
-        if kind.startswith("float"):
-            return key, float(raw)
-    except ValueError:
-        raise ConfigError(f"--set {key}={raw!r}: expected a value of type {kind}") from None
-    return key, raw
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, plan_only: bool = False) -> None:
@@ -114,7 +71,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, plan_only: bool = Fals
                    help="frames sampled from any video before the per-hour extra (paper: 96)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                    help="any other setting of quota.config.QuotaConfig, e.g. --set resize=adaptive_pool "
-                        "--set allocation=exact (repeatable)")
+                        "--set allocation=exact (repeatable; docs/pipeline.md explains each). Keys: "
+                        + ", ".join(field_names()))
     g.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     g.add_argument("--dtype", default=None,
                    help="model dtype: bfloat16, float16 or float32 (default: bfloat16 on GPU, float32 on CPU)")
@@ -123,17 +81,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, plan_only: bool = Fals
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
 
 
-def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`QuotaConfig` fields the command line changes (``--set`` first, then the named flags)."""
-    overrides: dict[str, Any] = {}
-    for item in getattr(args, "settings", None) or []:
-        key, value = parse_setting(item)
-        overrides[key] = value
-    for name in ("budget", "base_frames"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    return overrides
+def command_config(args: argparse.Namespace) -> QuotaConfig:
+    """The :class:`QuotaConfig` the command line asks for: ``--preset``, then ``--set``, then the named flags
+    (``--budget``, ``--frames``, ``--scorer``), through :func:`quota.config.resolve_config`. Loads nothing."""
+    named = {name: getattr(args, name, None) for name in ("budget", "base_frames", "scorer")}
+    return resolve_config(args.preset, {k: v for k, v in named.items() if v is not None},
+                          getattr(args, "settings", None) or [], source="--set")
 
 
 def _quiet_libraries() -> None:
@@ -153,34 +106,29 @@ def _status(args: argparse.Namespace, message: str) -> None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
-def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False) -> Any:
-    """A :class:`~quota.pipeline.QuoTA` from the options of :func:`add_model_options`.
+def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: QuotaConfig | None = None) -> Any:
+    """A :class:`~quota.pipeline.QuoTA` from the options of :func:`add_model_options` (or from ``config``, which
+    must come from :func:`command_config`).
 
     With ``plan_only`` and ``--scorer uniform`` and no ``--base``, no model is loaded at all.
     """
-    overrides = config_overrides(args)
-    # Check the settings before loading anything (a typo should not cost a model load).
-    from .config import get_config
-
-    config = get_config(args.preset, **overrides)
-    scorer = args.scorer or config.scorer  # --scorer wins over --set scorer=...
-    overrides.pop("scorer", None)  # from_pretrained takes it as its own argument
+    config = config or command_config(args)  # checked before anything loads: a typo costs no model load
     base = args.base
-    if base is None and not (plan_only and scorer == "uniform"):
+    if base is None and not (plan_only and config.scorer == "uniform"):
         base = DEFAULT_BASE
     if args.quiet:
         _quiet_libraries()
     from .pipeline import QuoTA
 
     what = [f"base {base}"] if base else []
-    if scorer not in ("uniform", "base"):
-        what.append(f"scorer {scorer}")
+    if config.scorer not in ("uniform", "base"):
+        what.append(f"scorer {config.scorer}")
     if what:
         _status(args, "loading " + ", ".join(what))
     start = time.perf_counter()
     qa = QuoTA.from_pretrained(
-        base=base, scorer=scorer, preset=args.preset, device=args.device, dtype=args.dtype,
-        quiet=args.quiet, trust_remote_code=args.trust_remote_code, **overrides,
+        base=base, preset=config, device=args.device, dtype=args.dtype, quiet=args.quiet,
+        trust_remote_code=args.trust_remote_code,
     )
     if base is not None:
         _status(args, f"models ready in {time.perf_counter() - start:.1f} s")
@@ -213,11 +161,11 @@ def _write_text(path: str, text: str) -> None:
         raise QuotaError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _write_report(args: argparse.Namespace, plan: Any, frames: Any) -> None:
+def _write_report(args: argparse.Namespace, plan: Any) -> None:
     from .report import save_report
 
     try:
-        save_report(plan, args.report, frames=frames)
+        save_report(plan, args.report)
     except OSError as exc:
         raise QuotaError(f"cannot write {args.report}: {exc.strerror or exc}") from None
     _status(args, f"report written to {args.report}")
@@ -238,21 +186,16 @@ def _fmt_clue(clue: Any) -> str:
     return "looking for: " + ", ".join(clue.objects)
 
 
-def _early_stages(args: argparse.Namespace, qa: Any, options: Sequence[str] | None) -> dict[str, float]:
+def _early_stages(args: argparse.Namespace, qa: Any, options: Sequence[str] | None) -> None:
     """Decode the video and decouple the question ahead of ``qa.plan`` / ``qa.answer``, with a status line
-    after each (the pipeline caches both, so the later call reuses them). Returns seconds per stage."""
-    timings: dict[str, float] = {}
+    after each (the pipeline caches both, so the later call reuses them and still reports their seconds)."""
     start = time.perf_counter()
     frames = qa.load_video(args.video)
-    timings["decode"] = time.perf_counter() - start
-    _status(args, f"decoded {len(frames)} frames of {frames.duration:.1f} s of video in {timings['decode']:.1f} s")
-    if not qa.uniform and qa.config.decouple != "none":
+    seconds = time.perf_counter() - start
+    _status(args, f"decoded {len(frames)} frames of {frames.duration:.1f} s of video in {seconds:.1f} s")
+    if qa.uses_clue and qa.config.decouple != "none":
         _status(args, "decoupling the question")
-    start = time.perf_counter()
-    clue = qa.decouple(args.question, options)
-    timings["decouple"] = time.perf_counter() - start
-    _status(args, _fmt_clue(clue))
-    return timings
+    _status(args, _fmt_clue(qa.decouple(args.question, options)))
 
 
 def _add_question_arguments(parser: argparse.ArgumentParser, *, options_help: str) -> None:
@@ -306,24 +249,20 @@ def run_ask(args: argparse.Namespace) -> int:
     _check_question(args)
     if args.baseline and args.report:
         raise ConfigError("--report needs a token plan, and --baseline makes none; drop one of them")
+    config = command_config(args)
+    if args.baseline:
+        config = config.replace(scorer="uniform")  # the baseline scores nothing: load no scorer
     check_video(args.video)
-    qa = load_pipeline(args)
-    early: dict[str, float] = {}
+    qa = load_pipeline(args, config=config)
     if not args.baseline:
-        early = _early_stages(args, qa, args.options)
-        start = time.perf_counter()
+        _early_stages(args, qa, args.options)
         qa.plan(args.video, args.question, options=args.options)  # scores are cached for the answer
-        early["score"] = time.perf_counter() - start
     _status(args, "answering")
     answer = qa.answer(args.video, args.question, options=args.options, baseline=args.baseline)
-    for stage, seconds in early.items():  # the stages run ahead count in the answer's timings
-        answer.timings[stage] = answer.timings.get(stage, 0.0) + seconds
-    if early:
-        answer.timings["total"] = answer.timings.get("total", 0.0) + sum(early.values())
     if answer.plan is not None:
         _status(args, _plan_line(answer.plan) + f"; {answer.timings.get('total', 0.0):.1f} s in all")
     if args.report:
-        _write_report(args, answer.plan, qa.last_frames)
+        _write_report(args, answer.plan)
     if args.json:
         data = answer.to_dict()
         data.update(question=args.question, options=args.options, video=str(args.video))
@@ -372,7 +311,7 @@ def run_plan(args: argparse.Namespace) -> int:
     else:
         print(text)
     if args.report:
-        _write_report(args, plan, qa.last_frames)
+        _write_report(args, plan)
     return 0
 
 
@@ -384,17 +323,9 @@ def run_plan(args: argparse.Namespace) -> int:
 def _registrars() -> list[Callable[[Any], Any]]:
     out = []
     for module_name, func_name in COMMANDS:
-        try:
-            # this module itself, also when it runs as ``python -m quota.cli`` (named __main__ then)
-            module = sys.modules[__name__] if module_name == "quota.cli" else importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # Skip a command whose module is not written yet; a broken import inside it still fails loudly.
-            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-                continue
-            raise
-        func = getattr(module, func_name, None)
-        if func is not None:
-            out.append(func)
+        # this module itself, also when it runs as ``python -m quota.cli`` (named __main__ then)
+        module = sys.modules[__name__] if module_name == "quota.cli" else importlib.import_module(module_name)
+        out.append(getattr(module, func_name))
     return out
 
 

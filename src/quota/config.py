@@ -7,16 +7,36 @@ switch them on so they can be compared with ``quota eval``.
 
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 
+#: The paper's base model (Hugging Face format); every entry point defaults to it.
+DEFAULT_BASE = "llava-hf/LLaVA-Video-7B-Qwen2-hf"
+
+# The choices of the string settings: the one list each, used by the config checks, the math in
+# :mod:`quota.assign` and the command lines' help.
 RESIZE_METHODS = ("bilinear", "adaptive_pool", "linspace", "merge")
 ALLOCATION_MODES = ("paper", "exact")
-NEWLINE_POLICIES = ("auto", "none", "row", "frame", "video")
+#: Where newline tokens go in the language model's input (see :func:`quota.assign.token_count`).
+NEWLINE_LAYOUTS = ("none", "row", "frame", "video")
+#: ``auto`` resolves to the base model family's own layout.
+NEWLINE_POLICIES = ("auto",) + NEWLINE_LAYOUTS
 DECOUPLE_MODES = ("entity", "event", "none")
 SCORE_NORMALIZATIONS = ("none", "pair")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "allocation": ALLOCATION_MODES,
+    "resize": RESIZE_METHODS,
+    "newline": NEWLINE_POLICIES,
+    "decouple": DECOUPLE_MODES,
+    "score_normalize": SCORE_NORMALIZATIONS,
+}
+_NONE_WORDS = ("none", "null", "")
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,8 @@ class QuotaConfig:
         base_frames: frames sampled from any video (paper: 96).
         frames_per_hour: extra frames per hour of video (paper: 64).
         max_frames: hard cap on sampled frames, ``None`` for none.
+        max_fps: at most this many sampled frames per second of video (ours; ``None``: no cap, as the
+            paper). Keeps short clips from being sampled at more frames than they hold seconds.
         scorer: scoring model id or folder, ``"base"`` to reuse the base model, ``"uniform"``.
         scorer_max_pixels: most pixels per frame given to a Qwen-VL scorer (paper: 1280·28·28).
         scorer_batch_size: frames per scoring forward pass (paper: 64).
@@ -55,6 +77,7 @@ class QuotaConfig:
     base_frames: int = 96
     frames_per_hour: int = 64
     max_frames: int | None = None
+    max_fps: float | None = None
     scorer: str = "Qwen/Qwen2-VL-2B-Instruct"
     scorer_max_pixels: int = 1280 * 28 * 28
     scorer_batch_size: int = 64
@@ -76,35 +99,27 @@ class QuotaConfig:
     decode_max_side: int | None = None
 
     def __post_init__(self) -> None:
-        checks = {
-            "allocation": ALLOCATION_MODES,
-            "resize": RESIZE_METHODS,
-            "newline": NEWLINE_POLICIES,
-            "decouple": DECOUPLE_MODES,
-            "score_normalize": SCORE_NORMALIZATIONS,
-        }
-        for name, allowed in checks.items():
+        for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        hints = _field_types()
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
         for name in ("base_frames", "budget", "scorer_batch_size", "max_new_tokens", "baseline_frames",
-                     "decouple_max_new_tokens", "scorer_vision_batch", "frames_per_hour"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
-        for name in ("base_frames", "budget", "scorer_batch_size", "max_new_tokens", "baseline_frames"):
+                     "decouple_max_new_tokens", "scorer_vision_batch", "scorer_max_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        for name in ("max_frames", "scorer_prefill_chunk", "decode_max_side"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1 or none, got {value!r}")
         if self.frames_per_hour < 0:
             raise ConfigError(f"frames_per_hour must be >= 0, got {self.frames_per_hour}")
-        if self.scorer_vision_batch < 1:
-            raise ConfigError(f"scorer_vision_batch must be >= 1, got {self.scorer_vision_batch}")
-        if self.scorer_prefill_chunk is not None and self.scorer_prefill_chunk < 1:
-            raise ConfigError(f"scorer_prefill_chunk must be >= 1 or None, got {self.scorer_prefill_chunk}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ConfigError(f"max_frames must be >= 1 or None, got {self.max_frames}")
         if self.weight_scale <= 0 or self.weight_power <= 0:
             raise ConfigError("weight_scale and weight_power must be positive")
+        if self.max_fps is not None and self.max_fps <= 0:
+            raise ConfigError(f"max_fps must be > 0 or none, got {self.max_fps!r}")
 
     def replace(self, **overrides: Any) -> "QuotaConfig":
         """A copy with some fields changed; unknown names raise :class:`ConfigError`."""
@@ -118,9 +133,163 @@ class QuotaConfig:
         return asdict(self)
 
     @property
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """The settings that change results (everything here does)."""
-        return self.to_dict()
+    def sampling(self) -> dict[str, Any]:
+        """The frame-sampling keywords of :func:`quota.video.sample_indices` / :func:`quota.video.load_frames`
+        (``base``, ``per_hour``, ``max_frames``, ``max_fps``)."""
+        return {"base": self.base_frames, "per_hour": self.frames_per_hour, "max_frames": self.max_frames,
+                "max_fps": self.max_fps}
+
+
+def get_config(preset: str | QuotaConfig = "paper", **overrides: Any) -> QuotaConfig:
+    """The named preset (or a given config) with ``overrides`` applied as they are (typed values; ``None``
+    is a value too: it switches off ``max_frames``, ``scorer_prefill_chunk`` and ``decode_max_side``).
+    Use :func:`resolve_config` for values that may be strings."""
+    if isinstance(preset, QuotaConfig):
+        base = preset
+    else:
+        try:
+            base = PRESETS[preset]
+        except KeyError:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
+    return base.replace(**overrides) if overrides else base
+
+
+def resolve_config(
+    preset: str | QuotaConfig = "paper",
+    overrides: Mapping[str, Any] | None = None,
+    settings: Iterable[str] = (),
+    *,
+    source: str = "setting",
+) -> QuotaConfig:
+    """The one way user input becomes a :class:`QuotaConfig`; every entry point (Python API, ``quota ask``
+    / ``plan`` / ``eval``, the lmms-eval plug-in) calls it.
+
+    Args:
+        preset: a preset name or a config to start from.
+        overrides: field name -> value; strings are converted to the field's type
+            (:func:`coerce_setting`), typed values are checked. Applied after ``settings``.
+        settings: ``"KEY=VALUE"`` strings (``quota --set``), converted the same way.
+        source: how the user gave the settings, for error messages (``--set``, ``model_args``).
+
+    Raises:
+        ConfigError: an unknown preset or field, a value of the wrong type, or a value out of range.
+    """
+    values: dict[str, Any] = {}
+    for text in settings:
+        key, value = parse_setting(text, source=source)
+        values[key] = value
+    for key, value in (overrides or {}).items():
+        values[key] = coerce_setting(key, value, source=source)
+    return get_config(preset, **values)
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(QuotaConfig)
+    return {f.name: hints[f.name] for f in fields(QuotaConfig)}
+
+
+def _allows_none(kind: Any) -> bool:
+    return type(None) in typing.get_args(kind)
+
+
+def _base_type(kind: Any) -> Any:
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if args else kind
+
+
+def _check_type(name: str, value: Any, kind: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` has the type the field ``name`` declares."""
+    if value is None:
+        if _allows_none(kind):
+            return
+        raise ConfigError(f"{name}: a value is required (it cannot be none)")
+    base = _base_type(kind)
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        raise ConfigError(f"{name} must be a finite value of type {base.__name__}, got {value!r}")
+
+
+def field_names() -> list[str]:
+    """The names of every :class:`QuotaConfig` field (the keys ``--set`` and ``model_args`` accept)."""
+    return [f.name for f in fields(QuotaConfig)]
+
+
+def coerce_setting(name: str, value: Any, *, source: str = "setting") -> Any:
+    """``value`` converted to the type of the :class:`QuotaConfig` field ``name``.
+
+    Strings are parsed (``none``/``null``/empty give ``None`` where the field allows it; ``true/false/yes/
+    no/on/off/1/0`` for switches; integers may be written ``64`` or ``64.0``); typed values pass through
+    when they fit. NaN and infinities are refused.
+
+    Raises:
+        ConfigError: an unknown field, or a value that does not fit the field's type.
+    """
+    types = _field_types()
+    if name not in types:
+        raise ConfigError(f"{source} {name}: unknown setting; known: {', '.join(sorted(types))}")
+    kind = types[name]
+    base = _base_type(kind)
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+        if _allows_none(kind):
+            return None
+        if not (base is str and value is not None and value.strip()):  # "none" is a word of some choices
+            raise ConfigError(f"{source} {name}: a value is required (it cannot be none)")
+    bad = ConfigError(f"{source} {name}={value!r}: expected a finite value of type {base.__name__}")
+    if base is bool:
+        return coerce_flag(name, value, source=source)
+    if base is str:
+        return str(value).strip()
+    if isinstance(value, bool):
+        raise bad
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise bad from None
+    if not math.isfinite(number):
+        raise bad
+    if base is int:
+        if isinstance(value, int):
+            return value
+        if not number.is_integer():
+            raise bad
+        return int(number)
+    return number
+
+
+def coerce_flag(name: str, value: Any, *, source: str = "setting") -> bool:
+    """``value`` as a switch: a bool, ``0``/``1``, or ``true/false/yes/no/on/off`` (any case).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS + _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    raise ConfigError(f"{source} {name}={value!r}: expected true or false")
+
+
+def parse_setting(text: str, *, source: str = "--set") -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> ``(key, value)`` with the value converted by :func:`coerce_setting` (dashes in
+    the key may stand for underscores).
+
+    Raises:
+        ConfigError: no ``=``, an unknown field, or a value of the wrong type.
+    """
+    if "=" not in text:
+        raise ConfigError(f"{source} expects KEY=VALUE, got {text!r}")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    key = key.replace("-", "_")
+    return key, coerce_setting(key, raw, source=source)
 
 
 PRESETS: dict[str, QuotaConfig] = {
@@ -135,17 +304,8 @@ PRESETS: dict[str, QuotaConfig] = {
 }
 
 
-def get_config(preset: str | QuotaConfig = "paper", **overrides: Any) -> QuotaConfig:
-    """The named preset (or a given config) with ``overrides`` applied (``None`` is a value too: it
-    switches off ``max_frames``, ``scorer_prefill_chunk`` and ``decode_max_side``)."""
-    if isinstance(preset, QuotaConfig):
-        base = preset
-    else:
-        try:
-            base = PRESETS[preset]
-        except KeyError:
-            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
-    return base.replace(**overrides) if overrides else base
-
-
-__all__ = ["QuotaConfig", "PRESETS", "get_config", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES"]
+__all__ = [
+    "QuotaConfig", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
+    "parse_setting", "field_names", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
+    "DECOUPLE_MODES", "SCORE_NORMALIZATIONS",
+]

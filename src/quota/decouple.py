@@ -170,20 +170,6 @@ def _check_question(question: Any) -> str:
     return question.strip()
 
 
-def format_options(options: Sequence[str] | Mapping[str, str] | None) -> list[str]:
-    """Options as prompt lines ``"A. text"`` (see :func:`quota.choices.option_lines`).
-
-    A mapping is read as ``{letter: text}``.
-    """
-    if options is None:
-        return []
-    if isinstance(options, str):
-        raise ConfigError("options must be a list of strings (one per option), not a single string")
-    if isinstance(options, Mapping):
-        return [f"{str(k).strip()}. {' '.join(str(v).split())}" for k, v in options.items()]
-    return option_lines(list(options))
-
-
 def build_decouple_prompt(
     question: str,
     options: Sequence[str] | Mapping[str, str] | None = None,
@@ -203,7 +189,7 @@ def build_decouple_prompt(
     _check_mode(mode, PROMPT_MODES)
     q = _check_question(question)
     parts = [_INTROS[mode], PROMPT_SENTINEL, f"Question: {q}"]
-    lines = format_options(options)
+    lines = option_lines(options)
     if lines:
         parts.append("Options:\n" + "\n".join(lines))
     parts.append("Write Step 1, Step 2 and Step 3 now.")
@@ -724,7 +710,6 @@ __all__ = [
     "PROMPT_MODES",
     "PROMPT_SENTINEL",
     "build_decouple_prompt",
-    "format_options",
     "parse_clue",
     "scoring_question",
     "Decoupler",

@@ -11,12 +11,11 @@ decode its frames once, encode them once and score them once per distinct clue.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -24,27 +23,54 @@ import torch
 
 from .assign import LLAVA_NATIVE_GRID, Grid, allocate_grids, frame_weights, resize_frames
 from .choices import extract_choice, option_letters, option_lines
-from .config import QuotaConfig, get_config
+from .config import DEFAULT_BASE, QuotaConfig, get_config, resolve_config
 from .decouple import Decoupler, scoring_question
 from .errors import ConfigError, QuotaError
 from .types import Answer, Clue, Frames, Plan, format_seconds, time_instruction
 
-#: The paper's base model (Hugging Face format).
-DEFAULT_BASE = "llava-hf/LLaVA-Video-7B-Qwen2-hf"
 #: Instruction appended to multiple-choice questions (the wording lmms-eval's video tasks use).
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+#: Questions whose clue stays cached (per pipeline family, see :meth:`QuoTA.with_config`).
+CLUE_CACHE_SIZE = 256
 
-VideoInput = "str | os.PathLike[str] | Frames"
+#: Settings that decide which frames are decoded (and so the frame, feature and score caches' video key).
+_FRAME_FIELDS = ("base_frames", "frames_per_hour", "max_frames", "max_fps", "decode_max_side")
+#: Settings a scorer object is built with; changing one rebuilds the scorer around the same model.
+_SCORER_FIELDS = ("scorer_max_pixels", "scorer_batch_size", "scorer_vision_batch", "scorer_prefill_chunk",
+                  "score_normalize")
+#: Settings the decoupler is built with.
+_DECOUPLE_FIELDS = ("decouple", "decouple_max_new_tokens")
 
 
 @dataclass
-class _VideoState:
-    """What the pipeline keeps about the current video: frames, features and scores per clue."""
+class _Timed:
+    """A stage's result and the seconds it took when it was computed."""
 
-    key: str
-    frames: Frames
-    features: torch.Tensor | None = None
-    scores: dict[tuple[Any, ...], np.ndarray] | None = None
+    value: Any
+    seconds: float
+
+
+@dataclass
+class _VideoWork:
+    """What is kept about the current video: its frames, the base model's features, scores per clue."""
+
+    key: tuple[Any, ...]
+    frames: _Timed
+    features: _Timed | None = None
+    scores: dict[tuple[Any, ...], _Timed] = field(default_factory=dict)
+
+
+class _WorkCache:
+    """Work shared by a pipeline and the pipelines :meth:`QuoTA.with_config` makes from it (same models).
+
+    Every key holds what determines the result: the video's identity and the frame settings, the question
+    with its options and the decoupling settings, the clue with the scorer settings. One video is kept at a
+    time (its pixels and features are large); clues are kept for :data:`CLUE_CACHE_SIZE` questions.
+    """
+
+    def __init__(self) -> None:
+        self.video: _VideoWork | None = None
+        self.clues: OrderedDict[tuple[Any, ...], _Timed] = OrderedDict()
 
 
 class QuoTA:
@@ -53,25 +79,75 @@ class QuoTA:
     Args:
         adapter: the base model's adapter (:mod:`quota.models`), or ``None`` for plan-only use with
             the uniform scorer (no model at all).
-        scorer: anything with ``score(frames, clue) -> [T] scores`` (:mod:`quota.scoring`).
-        config: the settings (:class:`~quota.config.QuotaConfig`; the ``paper`` preset by default).
+        scorer: anything with ``score(frames, clue) -> [T] scores`` (:mod:`quota.scoring`). A scorer whose
+            ``uses_clue`` is false (the uniform scorer) needs no query decoupling, so none runs.
+        config: the settings (:class:`~quota.config.QuotaConfig`; the ``paper`` preset by default). They are
+            fixed for the pipeline's life: :meth:`with_config` gives a pipeline with other settings.
         quiet: no progress bars.
     """
 
     def __init__(self, adapter: Any, scorer: Any, config: QuotaConfig | None = None, *, quiet: bool = False) -> None:
         self.adapter = adapter
         self.scorer = scorer
-        self.config = config or get_config("paper")
+        self._config = config or get_config("paper")
         self.quiet = quiet
-        self.uniform = type(scorer).__name__ == "UniformScorer"
-        if adapter is None and not self.uniform:
+        if adapter is None and self.uses_clue:
             raise ConfigError("a base model is needed for query decoupling; give base=... or scorer='uniform'")
         self.decoupler = (
-            Decoupler.from_config(adapter.generate_text, self.config) if adapter is not None else None
+            Decoupler.from_config(adapter.generate_text, self._config) if adapter is not None else None
         )
-        self._video: _VideoState | None = None
-        self._clues: OrderedDict[tuple[Any, ...], Clue] = OrderedDict()
-        self.last_frames: Frames | None = None
+        self._cache = _WorkCache()
+
+    @property
+    def config(self) -> QuotaConfig:
+        """The settings this pipeline runs with (read-only; see :meth:`with_config`)."""
+        return self._config
+
+    @property
+    def uses_clue(self) -> bool:
+        """Whether the scorer reads the clue (``False`` for the uniform scorer: no decoupling runs)."""
+        from .scoring.base import uses_clue
+
+        return uses_clue(self.scorer)
+
+    @property
+    def uniform(self) -> bool:
+        """Whether frames are scored without looking at the question (the uniform scorer)."""
+        return not self.uses_clue
+
+    def with_config(self, config: QuotaConfig | None = None, **changes: Any) -> "QuoTA":
+        """A pipeline with other settings that shares this one's loaded models and cached work.
+
+        What depends on the settings is rebuilt: the decoupler (mode, token limit) and the scorer object
+        (its settings, around the same loaded model). Cached frames, features, clues and scores are shared
+        where the settings that determine them are equal, and recomputed where they differ.
+
+        Args:
+            config: a whole new config (its ``scorer`` must name the loaded scorer, or be ``"uniform"``).
+            **changes: fields to change (values may be strings, as on the command line).
+
+        Raises:
+            ConfigError: an unknown field or a bad value, or a change of the scorer model (load a new
+                pipeline with :meth:`from_pretrained` for that).
+        """
+        new_config = resolve_config(config or self._config, changes, source="with_config")
+        scorer = self.scorer
+        if new_config.scorer != self._config.scorer:
+            if new_config.scorer != "uniform":
+                raise ConfigError(
+                    f"with_config cannot swap the scorer model ({self._config.scorer!r} -> {new_config.scorer!r}); "
+                    "load a new pipeline with QuoTA.from_pretrained"
+                )
+            from .scoring import UniformScorer
+
+            scorer = UniformScorer()
+        elif any(getattr(new_config, f) != getattr(self._config, f) for f in _SCORER_FIELDS):
+            reconfigure = getattr(scorer, "reconfigured", None)
+            if reconfigure is not None:
+                scorer = reconfigure(new_config)
+        other = QuoTA(self.adapter, scorer, new_config, quiet=self.quiet)
+        other._cache = self._cache
+        return other
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -99,66 +175,28 @@ class QuoTA:
             device, dtype: where and how to run both models (CUDA + bfloat16 when available,
                 else CPU + float32).
             trust_remote_code: passed to ``from_pretrained``; off unless you ask for it.
-            **overrides: config fields to change (``budget=6272``, ``resize="adaptive_pool"``...).
+            **overrides: config fields to change (``budget=6272``, ``resize="adaptive_pool"``...); values
+                may be strings, as on the command line (:func:`quota.config.resolve_config`).
         """
         from .models import load_adapter
-        from .scoring import load_scorer
+        from .scoring import build_scorer
 
-        if scorer is None:
-            scorer = overrides.pop("scorer", None)
-        elif "scorer" in overrides and overrides["scorer"] != scorer:
-            raise ConfigError(f"scorer given twice: {scorer!r} and scorer={overrides['scorer']!r}")
-        overrides.pop("scorer", None)
-        config = get_config(preset, **overrides)
-        if scorer is None:
-            scorer = config.scorer
-        elif isinstance(scorer, str):
-            config = config.replace(scorer=scorer)  # the config names the scorer that actually runs
-        else:
-            config = config.replace(scorer=type(scorer).__name__)
+        config, scorer = _config_and_scorer(preset, overrides, scorer)
         adapter = None
         if base is not None:
             adapter = load_adapter(base, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-        if isinstance(scorer, str):
-            if scorer == "base":
-                if adapter is None:
-                    raise ConfigError("scorer='base' needs a base model")
-                from .scoring import LVLMScorer
-
-                qwen = adapter.family.startswith("qwen")
-                scorer_obj = LVLMScorer.from_model(
-                    adapter.model, adapter.processor, batch_size=config.scorer_batch_size,
-                    normalize=config.score_normalize, quiet=quiet,
-                    max_pixels=config.scorer_max_pixels if qwen else None,
-                    vision_batch_size=config.scorer_vision_batch, prefill_chunk=config.scorer_prefill_chunk,
-                )
-            else:
-                kw: dict[str, Any] = {"quiet": quiet}
-                if scorer != "uniform":
-                    kw.update(device=device, dtype=dtype, max_pixels=config.scorer_max_pixels,
-                              batch_size=config.scorer_batch_size, normalize=config.score_normalize,
-                              vision_batch_size=config.scorer_vision_batch,
-                              prefill_chunk=config.scorer_prefill_chunk, trust_remote_code=trust_remote_code)
-                scorer_obj = load_scorer(scorer, **kw)
-        else:
-            scorer_obj = scorer
+        scorer_obj = build_scorer(scorer, config, adapter=adapter, device=device, dtype=dtype, quiet=quiet,
+                                  trust_remote_code=trust_remote_code)
         return cls(adapter, scorer_obj, config, quiet=quiet)
 
     # ------------------------------------------------------------------ stages
     def load_video(self, video: Any) -> Frames:
         """The sampled frames of ``video`` (a path, or :class:`Frames` used as they are)."""
-        return self._state(video).frames
+        return self._video(video).frames.value
 
     def decouple(self, question: str, options: Sequence[str] | None = None) -> Clue:
-        """The clue for ``question`` (cached per question and options)."""
-        if self.uniform or self.config.decouple == "none" or self.decoupler is None:
-            return Clue(objects=None, mode="none", question=question)
-        key = (question, tuple(options or ()))
-        if key not in self._clues:
-            self._clues[key] = self.decoupler(question, list(options) if options else None)
-            while len(self._clues) > 256:
-                self._clues.popitem(last=False)
-        return self._clues[key]
+        """The clue for ``question`` (cached per question, options and decoupling settings)."""
+        return self._clue(question, options)[0].value
 
     def native_grid(self, frames: Frames) -> Grid:
         if self.adapter is None:
@@ -166,8 +204,42 @@ class QuoTA:
         return tuple(self.adapter.native_grid(frames))  # type: ignore[return-value]
 
     def plan(self, video: Any, question: str, options: Sequence[str] | None = None) -> Plan:
-        """Sample, decouple and score: which frames the model sees and with how many tokens."""
-        return self._plan(video, question, options, timings={})
+        """Sample, decouple and score: which frames the model sees and with how many tokens.
+
+        The plan carries the sampled frames (:attr:`Plan.frames`) and the seconds each stage took
+        (:attr:`Plan.timings`; stages served from the cache are listed in :attr:`Plan.reused`).
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("the question must be a non-empty string")
+        timings: dict[str, float] = {}
+        reused: list[str] = []
+        work = self._video(video, timings, reused)
+        clue = self._stage(timings, reused, "decouple", self._clue(question, options))
+        scores = self._stage(timings, reused, "score", self._scores(work, clue))
+        frames = work.frames.value
+        cfg = self._config
+        with _timer(timings, "assign"):
+            weights = frame_weights(scores, cfg.weight_scale, cfg.weight_power)
+            native = self.native_grid(frames)
+            cap = cfg.cap or cfg.resize != "bilinear"
+            grids = allocate_grids(weights, budget=cfg.budget, native=native, cap=cap, mode=cfg.allocation)
+        return Plan(
+            indices=frames.indices.tolist(),
+            timestamps=frames.timestamps.tolist(),
+            scores=scores.tolist(),
+            weights=weights.tolist(),
+            grids=grids,
+            budget=cfg.budget,
+            native=native,
+            method=cfg.resize,
+            duration=frames.duration,
+            clue=clue,
+            video=frames.path,
+            question=question,
+            timings=timings,
+            reused=reused,
+            frames=frames,
+        )
 
     def answer(
         self,
@@ -184,45 +256,37 @@ class QuoTA:
                 chosen letter is extracted into :attr:`Answer.choice`.
             baseline: skip QuoTA: the model's own video path on ``config.baseline_frames`` uniform
                 frames (the paper's baseline), for comparison.
+
+        Returns:
+            The :class:`Answer`; its ``timings`` hold the seconds of every stage (those served from the
+            cache, listed in ``reused``, with what they took when computed) and ``total``, their sum.
         """
         if self.adapter is None:
             raise ConfigError("answering needs a base model; load one with QuoTA.from_pretrained(base=...)")
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
         if baseline:
-            with _timer(timings, "decode"):
-                frames = self._baseline_frames(video)
-            self.last_frames = frames
-            prompt = self.answer_prompt(question, options, frames.duration, frames.timestamps)
-            with _timer(timings, "generate"):
-                text = self.adapter.generate_baseline(frames, prompt, max_new_tokens=self.config.max_new_tokens)
-            plan = None
-        else:
-            plan = self._plan(video, question, options, timings)
-            state = self._video
-            assert state is not None
-            with _timer(timings, "encode"):
-                if state.features is None:
-                    state.features = self.adapter.encode(state.frames)
-                method = self.config.resize
-                resized = resize_frames(state.features, plan.grids, method)
-            prompt = self.answer_prompt(question, options, plan.duration, plan.kept_timestamps)
-            labels = [format_seconds(t) for t in plan.kept_timestamps]
-            with _timer(timings, "generate"):
-                text = self.adapter.generate(
-                    prompt, resized, plan.kept_grids, newline=self.config.newline,
-                    frame_labels=labels, max_new_tokens=self.config.max_new_tokens,
-                )
-        timings["total"] = time.perf_counter() - start
-        choice = extract_choice(text, option_letters(len(options)), options) if options else None
-        return Answer(text=text, plan=plan, timings=timings, choice=choice)
+            return self._answer_baseline(video, question, options)
+        plan = self.plan(video, question, options)
+        timings, reused = dict(plan.timings), list(plan.reused)
+        work = self._cache.video
+        assert work is not None
+        features = self._stage(timings, reused, "encode", self._features(work))
+        with _timer(timings, "resize"):
+            resized = resize_frames(features, plan.grids, self._config.resize)
+        prompt = self.answer_prompt(question, options, plan.duration, plan.kept_timestamps)
+        labels = [format_seconds(t) for t in plan.kept_timestamps]
+        with _timer(timings, "generate"):
+            text = self.adapter.generate(
+                prompt, resized, plan.kept_grids, newline=self._config.newline,
+                frame_labels=labels, max_new_tokens=self._config.max_new_tokens,
+            )
+        return self._finish(text, options, plan, timings, reused)
 
     def answer_prompt(
         self, question: str, options: Sequence[str] | None, duration: float, timestamps: Sequence[float]
     ) -> str:
         """The user turn's text: time instruction (if on), question, lettered options, instruction."""
         parts = []
-        if self.config.time_prompt:
+        if self._config.time_prompt:
             parts.append(time_instruction(duration, [float(t) for t in timestamps]))
         parts.append(question.strip())
         if options:
@@ -231,91 +295,135 @@ class QuoTA:
         return "\n".join(parts)
 
     # ------------------------------------------------------------------ internals
-    def _plan(self, video: Any, question: str, options: Sequence[str] | None, timings: dict[str, float]) -> Plan:
+    def _answer_baseline(self, video: Any, question: str, options: Sequence[str] | None) -> Answer:
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("the question must be a non-empty string")
+        timings: dict[str, float] = {}
         with _timer(timings, "decode"):
-            state = self._state(video)
-        frames = state.frames
-        self.last_frames = frames
-        with _timer(timings, "decouple"):
-            clue = self.decouple(question, options)
-        with _timer(timings, "score"):
-            scores = self._scores(state, clue)
-        cfg = self.config
-        weights = frame_weights(scores, cfg.weight_scale, cfg.weight_power)
-        native = self.native_grid(frames)
-        cap = cfg.cap or cfg.resize != "bilinear"
-        grids = allocate_grids(weights, budget=cfg.budget, native=native, cap=cap, mode=cfg.allocation)
-        return Plan(
-            indices=frames.indices.tolist(),
-            timestamps=frames.timestamps.tolist(),
-            scores=scores.tolist(),
-            weights=weights.tolist(),
-            grids=grids,
-            budget=cfg.budget,
-            native=native,
-            method=cfg.resize,
-            duration=frames.duration,
-            clue=clue,
-            video=frames.path,
-            question=question,
-        )
+            frames = self._baseline_frames(video)
+        prompt = self.answer_prompt(question, options, frames.duration, frames.timestamps)
+        with _timer(timings, "generate"):
+            text = self.adapter.generate_baseline(frames, prompt, max_new_tokens=self._config.max_new_tokens)
+        return self._finish(text, options, None, timings, [], frames=frames)
 
-    def _scores(self, state: _VideoState, clue: Clue) -> np.ndarray:
-        if self.uniform:
-            key: tuple[Any, ...] = ("uniform",)
-        else:
-            key = (clue.objects, clue.mode, scoring_question(clue, clue.question))
-        if state.scores is None:
-            state.scores = {}
-        if key not in state.scores:
-            scores = np.asarray(self.scorer.score(state.frames, clue), dtype=np.float64).reshape(-1)
-            if scores.shape[0] != len(state.frames):
-                raise QuotaError(f"the scorer returned {scores.shape[0]} scores for {len(state.frames)} frames")
-            state.scores[key] = np.clip(scores, 0.0, 1.0)
-        return state.scores[key]
+    @staticmethod
+    def _finish(text: str, options: Sequence[str] | None, plan: Plan | None, timings: dict[str, float],
+                reused: list[str], frames: Frames | None = None) -> Answer:
+        timings["total"] = sum(timings.values())
+        choice = extract_choice(text, option_letters(len(options)), options) if options else None
+        return Answer(text=text, plan=plan, timings=timings, choice=choice, reused=reused,
+                      frames=frames if plan is None else plan.frames)
 
-    def _sampling(self) -> dict[str, Any]:
-        cfg = self.config
-        return {"base": cfg.base_frames, "per_hour": cfg.frames_per_hour, "max_frames": cfg.max_frames}
+    @staticmethod
+    def _stage(timings: dict[str, float], reused: list[str], name: str, timed: tuple[_Timed, bool]) -> Any:
+        """Record a stage's seconds (and whether it came from the cache); returns its value."""
+        result, was_cached = timed
+        timings[name] = timings.get(name, 0.0) + result.seconds
+        if was_cached:
+            reused.append(name)
+        return result.value
 
-    def _state(self, video: Any) -> _VideoState:
-        key = _video_key(video, self._sampling())
-        if self._video is None or self._video.key != key:
-            self._video = None  # free the previous video's frames and features first
+    def _video(self, video: Any, timings: dict[str, float] | None = None,
+               reused: list[str] | None = None) -> _VideoWork:
+        key = _video_key(video, self._config)
+        work = self._cache.video
+        hit = work is not None and work.key == key
+        if not hit:
+            self._cache.video = None  # free the previous video's frames and features first
+            start = time.perf_counter()
             if isinstance(video, Frames):
                 frames = video
             else:
                 from .video import load_frames
 
-                frames = load_frames(video, max_side=self.config.decode_max_side, **self._sampling())
-            self._video = _VideoState(key=key, frames=frames)
-        return self._video
+                frames = load_frames(video, max_side=self._config.decode_max_side, **self._config.sampling)
+            work = self._cache.video = _VideoWork(key=key, frames=_Timed(frames, time.perf_counter() - start))
+        assert work is not None
+        if timings is not None and reused is not None:
+            self._stage(timings, reused, "decode", (work.frames, hit))
+        return work
+
+    def _clue(self, question: str, options: Sequence[str] | None) -> tuple[_Timed, bool]:
+        if not self.uses_clue or self._config.decouple == "none" or self.decoupler is None:
+            return _Timed(Clue(objects=None, mode="none", question=question), 0.0), False
+        cfg = self._config
+        key = (question, tuple(options or ()), cfg.decouple, cfg.decouple_max_new_tokens)
+        clues = self._cache.clues
+        if key in clues:
+            clues.move_to_end(key)
+            return clues[key], True
+        start = time.perf_counter()
+        clue = self.decoupler(question, list(options) if options else None)
+        clues[key] = _Timed(clue, time.perf_counter() - start)
+        while len(clues) > CLUE_CACHE_SIZE:
+            clues.popitem(last=False)
+        return clues[key], False
+
+    def _scores(self, work: _VideoWork, clue: Clue) -> tuple[_Timed, bool]:
+        cfg = self._config
+        settings = (cfg.scorer,) + tuple(getattr(cfg, f) for f in _SCORER_FIELDS)
+        if self.uniform:
+            key: tuple[Any, ...] = ("uniform",)
+        else:
+            key = (clue.objects, clue.mode, scoring_question(clue, clue.question)) + settings
+        if key in work.scores:
+            return work.scores[key], True
+        frames = work.frames.value
+        start = time.perf_counter()
+        scores = np.asarray(self.scorer.score(frames, clue), dtype=np.float64).reshape(-1)
+        if scores.shape[0] != len(frames):
+            raise QuotaError(f"the scorer returned {scores.shape[0]} scores for {len(frames)} frames")
+        work.scores[key] = _Timed(np.clip(scores, 0.0, 1.0), time.perf_counter() - start)
+        return work.scores[key], False
+
+    def _features(self, work: _VideoWork) -> tuple[_Timed, bool]:
+        if work.features is not None:
+            return work.features, True
+        start = time.perf_counter()
+        features = self.adapter.encode(work.frames.value)
+        work.features = _Timed(features, time.perf_counter() - start)
+        return work.features, False
 
     def _baseline_frames(self, video: Any) -> Frames:
         if isinstance(video, Frames):
-            if len(video) <= self.config.baseline_frames:
+            if len(video) <= self._config.baseline_frames:
                 return video
             from .video import uniform_indices
 
-            return video.select(uniform_indices(len(video), self.config.baseline_frames))
+            return video.select(uniform_indices(len(video), self._config.baseline_frames))
         from .video import load_frames
 
-        return load_frames(video, n=self.config.baseline_frames, max_side=self.config.decode_max_side)
+        return load_frames(video, n=self._config.baseline_frames, max_side=self._config.decode_max_side)
 
 
-def _video_key(video: Any, sampling: dict[str, Any]) -> str:
+def _config_and_scorer(preset: str | QuotaConfig, overrides: dict[str, Any], scorer: Any) -> tuple[QuotaConfig, Any]:
+    """The config of :meth:`QuoTA.from_pretrained` and the scorer to build; ``scorer`` may come as the argument
+    or as ``scorer=`` among the overrides (not both, unless equal). The config names the scorer that runs."""
+    overrides = dict(overrides)
+    given = overrides.pop("scorer", None)
+    if scorer is not None and given is not None and given != scorer:
+        raise ConfigError(f"scorer given twice: {scorer!r} and scorer={given!r}")
+    scorer = scorer if scorer is not None else given
+    config = resolve_config(preset, overrides)
+    if scorer is None:
+        return config, config.scorer
+    name = os.fspath(scorer) if isinstance(scorer, (str, os.PathLike)) else type(scorer).__name__
+    return config.replace(scorer=str(name)), scorer
+
+
+def _video_key(video: Any, config: QuotaConfig) -> tuple[Any, ...]:
+    """What decides a video's sampled frames: the file (path, size, modification time) or the given
+    :class:`Frames` object, and the frame settings."""
+    settings = tuple(getattr(config, f) for f in _FRAME_FIELDS)
     if isinstance(video, Frames):
-        return f"frames:{id(video)}"
+        return ("frames", id(video)) + settings
     path = os.fspath(video)
     try:
         st = os.stat(path)
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
     except OSError:
         stamp = "missing"
-    raw = f"{os.path.abspath(path)}|{stamp}|{sorted(sampling.items())}"
-    return hashlib.sha1(raw.encode()).hexdigest()
+    return ("file", os.path.abspath(path), stamp) + settings
 
 
 @contextmanager

@@ -338,7 +338,8 @@ def render_png(plan: Plan, frames: Frames | None = None, path: str | os.PathLike
     Args:
         plan: the plan to draw.
         frames: decoded frames (uint8 ``[T, H, W, 3]``) aligned with ``plan.indices`` (or any frames,
-            matched by frame number); without them the picture has no thumbnails.
+            matched by frame number); default: the plan's own :attr:`~quota.types.Plan.frames`. Without
+            frames the picture has no thumbnails.
         path: where to write the PNG; ``None`` only returns the bytes.
         thumbnails: most thumbnails to show (the frames with the most tokens).
 
@@ -346,7 +347,7 @@ def render_png(plan: Plan, frames: Frames | None = None, path: str | os.PathLike
         the PNG file's bytes.
     """
     _check_plan(plan)
-    data = _figure_png(plan, frames, thumbnails)
+    data = _figure_png(plan, frames if frames is not None else plan.frames, thumbnails)
     if path is not None:
         _write(path, data)
     return data
@@ -420,9 +421,9 @@ def _html(plan: Plan, frames: Frames | None, thumbnails: int) -> str:
     else:
         out.append(f'<p class="meta">{_e(_objects_text(plan))}</p>')
     out.append(f'<p class="meta">{_e(_stats_text(plan))}</p>')
-    if plan.extra:
-        extras = " · ".join(f"{_e(k)}: {_e(v)}" for k, v in sorted(plan.extra.items(), key=lambda kv: str(kv[0])))
-        out.append(f'<p class="meta">{extras}</p>')
+    if plan.timings:
+        stages = " · ".join(f"{_e(k)} {v:.2f} s" for k, v in plan.timings.items())
+        out.append(f'<p class="meta">time per stage: {stages}</p>')
     if clue is not None and clue.reasoning:
         out.append(f"<details><summary>Model reasoning (query decoupling)</summary><pre>{_e(clue.reasoning)}</pre>"
                    "</details>")
@@ -483,7 +484,7 @@ def render_html(plan: Plan, frames: Frames | None = None, path: str | os.PathLik
         the HTML text.
     """
     _check_plan(plan)
-    text = _html(plan, frames, thumbnails)
+    text = _html(plan, frames if frames is not None else plan.frames, thumbnails)
     if path is not None:
         _write(path, text.encode("utf-8"))
     return text

@@ -8,7 +8,7 @@ printed, and the ones without pixels round-trip through JSON exactly.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -163,7 +163,9 @@ class Clue:
 class Plan:
     """Which frames the model sees and with how many tokens each.
 
-    One entry per *sampled* frame in every list; a frame whose grid is ``(0, 0)`` was dropped.
+    One entry per *sampled* frame in every list; a frame whose grid is ``(0, 0)`` was dropped. Two plans are
+    equal when they assign the same tokens to the same frames for the same question (``timings``,
+    ``reused`` and ``frames`` say how a plan was made and take no part in the comparison).
 
     Attributes:
         indices: frame numbers in the file.
@@ -178,6 +180,11 @@ class Plan:
         clue: the decoupling result the scores came from, if any.
         video: the video path, if any.
         question: the user's question.
+        timings: seconds each stage took (``decode``, ``decouple``, ``score``, ``assign``); a stage served
+            from the pipeline's cache counts the seconds it took when it was computed.
+        reused: the stages whose results came from the cache for this plan.
+        frames: the sampled :class:`Frames` the plan is about (pixels: kept in memory, never written to
+            JSON; ``None`` for a plan read back from JSON).
     """
 
     indices: list[int]
@@ -192,7 +199,9 @@ class Plan:
     clue: Clue | None = None
     video: str | None = None
     question: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+    reused: list[str] = field(default_factory=list, compare=False)
+    frames: Frames | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.indices = [int(i) for i in self.indices]
@@ -203,6 +212,8 @@ class Plan:
         self.native = (int(self.native[0]), int(self.native[1]))
         self.budget = int(self.budget)
         self.duration = float(self.duration)
+        self.timings = {str(k): float(v) for k, v in self.timings.items()}
+        self.reused = [str(r) for r in self.reused]
         n = len(self.indices)
         for name in ("timestamps", "scores", "weights", "grids"):
             if len(getattr(self, name)) != n:
@@ -231,15 +242,19 @@ class Plan:
         return time_instruction(self.duration, self.kept_timestamps)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Every field but ``frames`` (pixels stay out of JSON), as JSON-able values."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "frames"}
         data["grids"] = [list(g) for g in self.grids]
         data["native"] = list(self.native)
         data["clue"] = None if self.clue is None else self.clue.to_dict()
+        data["timings"] = dict(self.timings)
+        data["reused"] = list(self.reused)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Plan":
         data = dict(data)
+        data.pop("extra", None)  # written by quota 0.1.0 plans, always empty
         clue = data.pop("clue", None)
         data["grids"] = [tuple(g) for g in data["grids"]]
         data["native"] = tuple(data["native"])
@@ -270,20 +285,28 @@ class Answer:
     Attributes:
         text: the generated text.
         plan: the token plan the answer was made with (``None`` in the baseline mode).
-        timings: seconds spent per stage (``decode``, ``decouple``, ``score``, ``encode``, ``generate``).
+        timings: seconds per stage (``decode``, ``decouple``, ``score``, ``assign``, ``encode``,
+            ``generate``) and their sum, ``total``. Stages served from the pipeline's cache (listed in
+            ``reused``) count the seconds they took when computed.
         choice: the option letter extracted from ``text`` when the question had options.
+        reused: the stages whose results came from the pipeline's cache for this answer.
+        frames: the frames the model was shown (all sampled frames for QuoTA, of which the plan keeps
+            some; the uniform frames in the baseline mode). Not written to JSON.
     """
 
     text: str
     plan: Plan | None = None
     timings: dict[str, float] = field(default_factory=dict)
     choice: str | None = None
+    reused: list[str] = field(default_factory=list)
+    frames: Frames | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "choice": self.choice,
             "timings": dict(self.timings),
+            "reused": list(self.reused),
             "plan": None if self.plan is None else self.plan.to_dict(),
         }
 
@@ -295,6 +318,7 @@ class Answer:
             plan=None if plan is None else Plan.from_dict(plan),
             timings=dict(data.get("timings", {})),
             choice=data.get("choice"),
+            reused=list(data.get("reused", [])),
         )
 
 

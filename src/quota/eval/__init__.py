@@ -15,14 +15,13 @@ CLI, or a plain Python function in tests)::
 from __future__ import annotations
 
 from .benchmarks import BENCHMARKS, Benchmark, BenchmarkSpec, Sample, get_spec, load_benchmark
-from .choices import extract_choice, format_options, option_letters
+from ..choices import extract_choice, format_options, option_letters
 from .metrics import Metrics, Tally, compute_metrics, metrics_from_store
+from ..runtime import DistInfo, dist_info
 from .runner import (
     AnswerFn,
-    DistInfo,
     RunSummary,
     barrier,
-    dist_info,
     order_samples,
     run_benchmark,
     shard_samples,

@@ -32,10 +32,9 @@ from ..errors import ConfigError, QuotaError
 from .benchmarks import BENCHMARKS, Benchmark, get_spec, load_benchmark
 from .benchmarks._base import ON_MISSING
 from .metrics import Metrics, metrics_from_store
+from ..runtime import DistInfo, choose_device, dist_info
 from .runner import (
-    DistInfo,
     barrier,
-    dist_info,
     order_samples,
     run_benchmark,
     shard_samples,
@@ -87,22 +86,6 @@ def _write_atomic(path: Path, text: str) -> None:
         raise QuotaError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def choose_device(device: str | None, info: DistInfo) -> str | None:
-    """The device for this rank: with several ranks, ``cuda`` (or no choice) becomes ``cuda:LOCAL_RANK``
-    when CUDA is available, and the CPU otherwise; an explicit ``cuda:N`` or ``cpu`` is kept."""
-    if info.world_size <= 1:
-        return device
-    if device is None or str(device).strip().lower() == "cuda":
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{info.local_rank}"
-        if device is not None:
-            raise ConfigError("--device cuda was given but CUDA is not available on this machine")
-        return "cpu"
-    return device
-
-
 # ---------------------------------------------------------------------------------------------------------
 # quota eval
 # ---------------------------------------------------------------------------------------------------------
@@ -148,14 +131,13 @@ def run_config(args: argparse.Namespace) -> tuple[str, str, Any]:
     With ``--baseline`` no scorer is loaded and the scorer is recorded as ``uniform``: the baseline never
     scores frames, so its results do not depend on one.
     """
-    from ..cli import DEFAULT_BASE, config_overrides
-    from ..config import get_config
+    from ..cli import command_config
+    from ..config import DEFAULT_BASE
 
-    overrides = config_overrides(args)
-    config = get_config(args.preset, **overrides)
-    scorer = "uniform" if args.baseline else (args.scorer or config.scorer)
-    config = config.replace(scorer=scorer)
-    return args.base or DEFAULT_BASE, scorer, config
+    config = command_config(args)
+    if args.baseline:
+        config = config.replace(scorer="uniform")
+    return args.base or DEFAULT_BASE, config.scorer, config
 
 
 def run_fingerprint(args: argparse.Namespace, benchmark: str, base: str, scorer: str, config: Any) -> dict[str, Any]:
@@ -313,9 +295,8 @@ def run_eval(args: argparse.Namespace) -> int:
                            f"{len(ordered) - len(todo)} done or on other ranks)")
                 from .pipeline_answer import PipelineAnswer
 
-                args.scorer = scorer
                 args.device = choose_device(args.device, info)
-                qa = load_pipeline(args)
+                qa = load_pipeline(args, config=config)
                 if qa.config.to_dict() != fingerprint["config"]:
                     raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
                                      "fingerprint; please report this")
@@ -425,7 +406,6 @@ def run_report(args: argparse.Namespace) -> int:
 __all__ = [
     "add_eval_parser",
     "add_report_parser",
-    "choose_device",
     "load_runs",
     "run_config",
     "run_eval",

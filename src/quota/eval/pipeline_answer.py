@@ -109,8 +109,8 @@ class PipelineAnswer:
         baseline: answer without QuoTA (the base model on ``config.baseline_frames`` uniform frames).
 
     Each call asks ``qa.answer(video, sample.question, sample.options, baseline=...)``. The returned
-    ``timings`` are seconds per stage (``decode``, ``decouple``, ``score``, ``encode``, ``generate``,
-    ``total``); the plan summary is :meth:`quota.types.Plan.summary` (``{}`` for the baseline).
+    ``timings`` are the seconds this question cost per stage (``decode``, ``decouple``, ``score``,
+    ``assign``, ``encode``, ``generate``, ``total``; a stage served from a cache costs nothing); the plan summary is :meth:`quota.types.Plan.summary` (``{}`` for the baseline).
     Exceptions (a damaged video, out of memory ...) pass through: the runner records them as error rows.
     """
 
@@ -121,10 +121,6 @@ class PipelineAnswer:
         self._frames_key: tuple[Any, ...] | None = None
         self._frames: Frames | None = None
 
-    def _sampling(self) -> dict[str, Any]:
-        cfg = self.qa.config
-        return {"base": cfg.base_frames, "per_hour": cfg.frames_per_hour, "max_frames": cfg.max_frames}
-
     def video_input(self, sample: Sample, timings: dict[str, float]) -> str | Frames:
         """What to give the pipeline for ``sample``: the path itself (the pipeline caches its frames), or
         frames read here once per video (baseline) or per part of a video (``start``/``end``)."""
@@ -133,13 +129,13 @@ class PipelineAnswer:
             return sample.video
         cfg = self.qa.config
         key = (os.path.abspath(sample.video), sample.start, sample.end, self.baseline,
-               cfg.baseline_frames, tuple(sorted(self._sampling().items())), cfg.decode_max_side)
+               cfg.baseline_frames, tuple(sorted(cfg.sampling.items())), cfg.decode_max_side)
         if self._frames_key != key or self._frames is None:
             self._frames_key, self._frames = None, None  # drop the previous video's pixels first
             start = time.perf_counter()
             n = cfg.baseline_frames if self.baseline else None
             if ranged:
-                frames = clip_frames(sample.video, sample.start, sample.end, n=n, sampling=self._sampling(),
+                frames = clip_frames(sample.video, sample.start, sample.end, n=n, sampling=cfg.sampling,
                                      max_side=cfg.decode_max_side)
             else:
                 from ..video import load_frames
@@ -151,16 +147,16 @@ class PipelineAnswer:
 
     def __call__(self, sample: Sample) -> tuple[str, str | None, dict[str, Any], dict[str, float]]:
         self.stats.questions += 1
-        before = self.qa.last_frames
         early: dict[str, float] = {}
         video = self.video_input(sample, early)
         answer = self.qa.answer(video, sample.question, list(sample.options) or None, baseline=self.baseline)
-        if self.qa.last_frames is not before:
+        if early or (isinstance(video, str) and "decode" not in answer.reused):
             self.stats.decodes += 1
-        timings = {k: float(v) for k, v in answer.timings.items()}
+        # Seconds spent on this question: stages served from a cache cost nothing here.
+        timings = {k: 0.0 if k in answer.reused else float(v) for k, v in answer.timings.items() if k != "total"}
         for stage, seconds in early.items():  # frames read here count in the answer's timings
             timings[stage] = timings.get(stage, 0.0) + seconds
-            timings["total"] = timings.get("total", 0.0) + seconds
+        timings["total"] = sum(timings.values())
         plan = answer.plan.summary() if answer.plan is not None else {}
         return answer.text, answer.choice, plan, timings
 

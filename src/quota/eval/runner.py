@@ -27,8 +27,9 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..runtime import DistInfo, check_shard as _check_shard, dist_info
 from .benchmarks import Benchmark, Sample
-from .choices import extract_choice
+from ..choices import extract_choice
 from .store import RunStore
 
 log = logging.getLogger("quota.eval")
@@ -42,7 +43,7 @@ class AnswerFn(Protocol):
     Returns:
         text: the model's generated text.
         letter: the option letter it chose, or ``None`` to have it read from ``text`` with
-            :func:`quota.eval.choices.extract_choice`.
+            :func:`quota.choices.extract_choice`.
         plan: a small JSON-able summary of the token plan (``Plan.summary()``), or ``None``.
         timings: seconds per stage (``{"decode": 1.2, "generate": 3.4}``), or ``None``.
 
@@ -50,52 +51,6 @@ class AnswerFn(Protocol):
     """
 
     def __call__(self, sample: Sample) -> Any: ...
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """Where this process sits in a multi-process run (from the launcher's environment)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def shard(self) -> dict[str, int]:
-        """``{"rank": ..., "world_size": ...}`` for ``run_benchmark(**info.shard)``."""
-        return {"rank": self.rank, "world_size": self.world_size}
-
-
-def dist_info(env: Mapping[str, str] | None = None) -> DistInfo:
-    """Rank, world size and local rank from ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (set by
-    torchrun and accelerate; set them by hand to split a run over independent jobs).
-
-    Raises:
-        ConfigError: the values are not integers or the rank is outside ``[0, WORLD_SIZE)``.
-    """
-    env = os.environ if env is None else env
-    try:
-        world = int(env.get("WORLD_SIZE", "1") or 1)
-        rank = int(env.get("RANK", "0") or 0)
-        local = int(env.get("LOCAL_RANK", str(rank)) or 0)
-    except ValueError as exc:
-        raise ConfigError(
-            f"RANK/WORLD_SIZE/LOCAL_RANK must be integers, got {env.get('RANK')!r}/"
-            f"{env.get('WORLD_SIZE')!r}/{env.get('LOCAL_RANK')!r}"
-        ) from exc
-    _check_shard(rank, world)
-    return DistInfo(rank=rank, world_size=world, local_rank=local)
-
-
-def _check_shard(rank: int, world_size: int) -> None:
-    if world_size < 1:
-        raise ConfigError(f"world_size must be at least 1, got {world_size}")
-    if not 0 <= rank < world_size:
-        raise ConfigError(f"rank must be in [0, {world_size}), got {rank}")
 
 
 def barrier(timeout_s: float = 7 * 24 * 3600.0) -> bool:

@@ -34,12 +34,10 @@ supported (video multiple-choice tasks use ``generate_until``).
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import os
 import re
-import typing
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -56,104 +54,22 @@ except ImportError as _exc:  # pragma: no cover - only without lmms-eval
 from loguru import logger as eval_logger
 from tqdm import tqdm
 
-from ..config import QuotaConfig, get_config
+from ..config import DEFAULT_BASE, QuotaConfig, coerce_flag, coerce_setting, resolve_config
 from ..errors import ConfigError, VideoError
+from ..runtime import choose_device, dist_info
 from ..types import Frames
 
 #: File name endings taken as frame images when a task gives images (or a folder of them) for a video.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: How errors name the settings given to the plug-in.
+_SOURCE = "lmms-eval model_args"
 #: Sampling options of lmms-eval ``gen_kwargs`` that quota cannot honour (it decodes greedily).
 _SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "num_beams")
-_NONE_WORDS = ("none", "null", "")
-_TRUE_WORDS = ("1", "true", "yes", "on")
-_FALSE_WORDS = ("0", "false", "no", "off")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Pure helpers
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(QuotaConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(QuotaConfig)}
-
-
-def _allows_none(kind: Any) -> bool:
-    return type(None) in typing.get_args(kind)
-
-
-def _base_type(kind: Any) -> Any:
-    args = [a for a in typing.get_args(kind) if a is not type(None)]
-    return args[0] if args else kind
-
-
-def coerce_flag(name: str, value: Any) -> bool:
-    """``value`` as a switch: a bool, ``0``/``1``, or ``true/false/yes/no/on/off`` (any case).
-
-    Raises:
-        ConfigError: anything else.
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS + _FALSE_WORDS:
-        return value.strip().lower() in _TRUE_WORDS
-    raise ConfigError(f"lmms-eval model_args {name}={value!r}: expected true or false")
-
-
-def coerce_setting(name: str, value: Any) -> Any:
-    """One ``model_args`` value converted to the type of the :class:`QuotaConfig` field ``name``.
-
-    lmms-eval has already turned ``true``/``false`` into bools and numbers into ints or floats; strings
-    are converted here (``none``/``null`` give ``None`` where the field allows it).
-
-    Raises:
-        ConfigError: an unknown field, or a value that does not fit the field's type.
-    """
-    types = _field_types()
-    if name not in types:
-        raise ConfigError(f"lmms-eval model_args: unknown setting {name!r}; QuotaConfig fields are "
-                          f"{', '.join(sorted(types))}")
-    kind = types[name]
-    base = _base_type(kind)
-    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
-        if _allows_none(kind):
-            return None
-        raise ConfigError(f"lmms-eval model_args {name}: a value is required (it cannot be none)")
-    bad = ConfigError(f"lmms-eval model_args {name}={value!r}: expected a value of type {base.__name__}")
-    if base is bool:
-        return coerce_flag(name, value)
-    if base is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise bad
-            return int(value)
-        if isinstance(value, int):
-            return value
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            raise bad from None
-        if not number.is_integer():
-            raise bad
-        return int(number)
-    if base is float:
-        if isinstance(value, bool):
-            raise bad
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-    return str(value)
-
-
-def config_overrides(settings: dict[str, Any]) -> dict[str, Any]:
-    """``model_args`` naming :class:`QuotaConfig` fields, converted with :func:`coerce_setting`."""
-    return {name: coerce_setting(name, value) for name, value in settings.items()}
 
 
 def cut_at_stop(text: str, until: str | Sequence[str] | None) -> str:
@@ -258,27 +174,10 @@ def frames_from_images(
                               path=path)
 
 
-def choose_device(device: Any, world_size: int, local_rank: int) -> Any:
-    """The device for this process: with several processes, ``cuda`` (or nothing) becomes
-    ``cuda:<local rank>``; ``auto`` means the pipeline's own choice (CUDA when available)."""
-    if isinstance(device, str) and device.strip().lower() == "auto":
-        device = None
-    if world_size > 1 and (device is None or str(device) == "cuda"):
-        return f"cuda:{local_rank}"
-    return device
-
-
 def _number(value: Any, default: float) -> float:
     try:
         return float(value) if value is not None else default
     except (TypeError, ValueError):
-        return default
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
         return default
 
 
@@ -317,18 +216,16 @@ class QuotaLMM(lmms):
         **settings: Any,
     ) -> None:
         super().__init__()
-        from ..pipeline import DEFAULT_BASE, QuoTA
+        from ..pipeline import QuoTA
 
         if base is not None and pretrained is not None and str(base) != str(pretrained):
             raise ConfigError(f"lmms-eval model_args: base={base!r} and pretrained={pretrained!r} disagree; give one")
         base = base if base is not None else pretrained
         if base is None or str(base).strip() == "":
             base = DEFAULT_BASE
-        if scorer is not None:
-            scorer = str(scorer)
-        self.baseline = coerce_flag("baseline", baseline)
-        self.quiet = coerce_flag("quiet", quiet)
-        self.skip_bad_videos = coerce_flag("skip_bad_videos", skip_bad_videos)
+        self.baseline = coerce_flag("baseline", baseline, source=_SOURCE)
+        self.quiet = coerce_flag("quiet", quiet, source=_SOURCE)
+        self.skip_bad_videos = coerce_flag("skip_bad_videos", skip_bad_videos, source=_SOURCE)
         try:
             self.image_fps = float(image_fps)
         except (TypeError, ValueError):
@@ -338,20 +235,24 @@ class QuotaLMM(lmms):
         if str(batch_size) not in ("1", "auto") and not str(batch_size).startswith("auto"):
             eval_logger.warning(f"quota answers one request at a time; batch_size={batch_size} is ignored")
 
-        overrides = config_overrides(settings)
-        self._explicit_max_new_tokens = "max_new_tokens" in overrides
-        get_config(preset, **overrides)  # check the settings before any model loads
+        if scorer is not None:
+            settings["scorer"] = scorer
+        if self.baseline:
+            settings["scorer"] = "uniform"  # the baseline scores nothing: load no scorer
+        self._explicit_max_new_tokens = "max_new_tokens" in settings
+        config = resolve_config(preset, settings, source=_SOURCE)  # checked before any model loads
 
-        self._rank = _env_int("RANK", 0)
-        self._world_size = max(1, _env_int("WORLD_SIZE", 1))
-        local_rank = _env_int("LOCAL_RANK", 0)
-        device = choose_device(device, self._world_size, local_rank)
+        info = dist_info()
+        self._rank, self._world_size = info.rank, info.world_size
+        device = choose_device(device, info)
 
         self._qa = QuoTA.from_pretrained(
-            base=str(base), scorer=scorer, preset=preset, device=device, dtype=dtype, quiet=self.quiet,
-            trust_remote_code=coerce_flag("trust_remote_code", trust_remote_code), **overrides,
+            base=str(base), preset=config, device=device, dtype=dtype, quiet=self.quiet,
+            trust_remote_code=coerce_flag("trust_remote_code", trust_remote_code, source=_SOURCE),
         )
         self._config: QuotaConfig = self._qa.config
+        #: Pipelines for other ``max_new_tokens`` values the tasks ask for (sharing the loaded models).
+        self._by_max_new_tokens: dict[int, Any] = {config.max_new_tokens: self._qa}
         self.model_name = str(base)
         self.plan_log = self._rank_path(plan_log) if plan_log else None
         self._folder_frames: tuple[Any, Frames] | None = None
@@ -365,8 +266,8 @@ class QuotaLMM(lmms):
 
     @property
     def config(self) -> QuotaConfig:
-        """The settings as given (preset and ``model_args``); the pipeline's own copy,
-        ``pipeline.config``, takes each task's ``max_new_tokens`` unless ``model_args`` fixed it."""
+        """The settings as given (preset and ``model_args``); each request runs on a pipeline that shares
+        the models and takes the task's ``max_new_tokens`` unless ``model_args`` fixed it."""
         return self._config
 
     @property
@@ -409,13 +310,13 @@ class QuotaLMM(lmms):
             )
         context, gen_kwargs, doc_to_visual, doc_id, task, split = args
         gen_kwargs = dict(gen_kwargs or {})
-        self._set_max_new_tokens(gen_kwargs)
+        qa = self._pipeline_for(gen_kwargs)
         self._warn_sampling(gen_kwargs)
         doc = self.task_dict[task][split][doc_id]
         visuals = doc_to_visual(doc) if callable(doc_to_visual) else doc_to_visual
         try:
             video = self._video_input(visuals, task)
-            answer = self._qa.answer(video, context, options=None, baseline=self.baseline)
+            answer = qa.answer(video, context, options=None, baseline=self.baseline)
         except VideoError as exc:
             if not self.skip_bad_videos:
                 raise
@@ -426,18 +327,20 @@ class QuotaLMM(lmms):
         self._log_plan(task, split, doc_id, answer, text=text)
         return text
 
-    def _set_max_new_tokens(self, gen_kwargs: dict[str, Any]) -> None:
+    def _pipeline_for(self, gen_kwargs: dict[str, Any]) -> Any:
+        """The pipeline for a request: the task's ``max_new_tokens`` unless ``model_args`` fixed it."""
         wanted = self._config.max_new_tokens
         if not self._explicit_max_new_tokens and gen_kwargs.get("max_new_tokens") is not None:
-            wanted = coerce_setting("max_new_tokens", gen_kwargs["max_new_tokens"])
-        if self._qa.config.max_new_tokens != wanted:
-            self._qa.config = self._qa.config.replace(max_new_tokens=wanted)
+            wanted = coerce_setting("max_new_tokens", gen_kwargs["max_new_tokens"], source="gen_kwargs")
+        if wanted not in self._by_max_new_tokens:
+            self._by_max_new_tokens[wanted] = self._qa.with_config(max_new_tokens=wanted)
+        return self._by_max_new_tokens[wanted]
 
     def _warn_sampling(self, gen_kwargs: dict[str, Any]) -> None:
         if self._warned_sampling:
             return
         sampling = (
-            str(gen_kwargs.get("do_sample", "")).strip().lower() in _TRUE_WORDS
+            str(gen_kwargs.get("do_sample", "")).strip().lower() in ("1", "true", "yes", "on")
             or _number(gen_kwargs.get("temperature"), 0.0) > 0
             or _number(gen_kwargs.get("num_beams"), 1.0) > 1
         )
@@ -455,7 +358,7 @@ class QuotaLMM(lmms):
             raise ConfigError(f"quota: task {task!r} gave no video for a request; QuoTA answers questions about videos")
         cfg = self._qa.config
         n = cfg.baseline_frames if self.baseline else None
-        sampling = {"base": cfg.base_frames, "per_hour": cfg.frames_per_hour, "max_frames": cfg.max_frames}
+        sampling = cfg.sampling
         if len(items) == 1 and _is_pathlike(items[0]):
             path = os.fspath(items[0])
             if not os.path.isdir(path):
@@ -490,6 +393,7 @@ class QuotaLMM(lmms):
         record: dict[str, Any] = {"task": task, "split": split, "doc_id": doc_id, "baseline": self.baseline}
         if answer is not None:
             record.update(text=text, raw_text=answer.text, timings=dict(answer.timings),
+                          frames_shown=None if answer.frames is None else len(answer.frames),
                           plan=None if answer.plan is None else answer.plan.to_dict())
         if error is not None:
             record["error"] = error
@@ -500,6 +404,7 @@ class QuotaLMM(lmms):
     def clean(self) -> None:
         """Free the models (lmms-eval calls this once every request has run)."""
         self._qa = None
+        self._by_max_new_tokens = {}
         self._folder_frames = None
         gc.collect()
         super().clean()
@@ -518,12 +423,8 @@ def _jsonable(value: Any) -> Any:
 __all__ = [
     "QuotaLMM",
     "IMAGE_EXTENSIONS",
-    "coerce_flag",
-    "coerce_setting",
-    "config_overrides",
     "cut_at_stop",
     "flatten_visuals",
     "frames_from_images",
     "image_files",
-    "choose_device",
 ]

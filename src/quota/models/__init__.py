@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnsupportedModelError
-from .base import ModelInputs, VideoLMAdapter, model_type_of
+from .base import ModelInputs, VideoLMAdapter
+from .loading import model_type_of
 from .llava_onevision import LlavaOnevisionAdapter
 from .qwen2_vl import QwenVLAdapter
 

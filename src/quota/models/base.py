@@ -197,9 +197,4 @@ def flatten_frame_features(features: Sequence[torch.Tensor], grids: Sequence[Gri
     return flat
 
 
-def model_type_of(model_id: str, *, trust_remote_code: bool = False) -> str:
-    """``config.model_type`` of a checkpoint (loads the config only)."""
-    return str(load_config(model_id, trust_remote_code=trust_remote_code).model_type)
-
-
-__all__ = ["VideoLMAdapter", "ModelInputs", "flatten_frame_features", "model_type_of"]
+__all__ = ["VideoLMAdapter", "ModelInputs", "flatten_frame_features"]

@@ -67,6 +67,17 @@ def load_config(model_id: str | os.PathLike[str], *, trust_remote_code: bool = F
         ) from None
 
 
+def model_type_of(source: Any, *, trust_remote_code: bool = False) -> str:
+    """The ``model_type`` of a transformers config object, or of the checkpoint ``source`` names (an id or
+    folder: only its config is loaded). ``""`` when the config has none."""
+    config = source if hasattr(source, "model_type") or hasattr(source, "to_dict") else None
+    if config is None:
+        if source is None:
+            return ""
+        config = load_config(source, trust_remote_code=trust_remote_code)
+    return str(getattr(config, "model_type", "") or "")
+
+
 def load_processor(
     model_id: str | os.PathLike[str], *, trust_remote_code: bool = False, chat_template: bool = True, **kwargs: Any
 ) -> Any:
@@ -114,4 +125,4 @@ def load_model(
     return model.to(device).eval()
 
 
-__all__ = ["resolve_device", "resolve_dtype", "load_config", "load_processor", "load_model"]
+__all__ = ["resolve_device", "resolve_dtype", "load_config", "load_processor", "load_model", "model_type_of"]

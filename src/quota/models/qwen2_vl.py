@@ -33,30 +33,19 @@ class QwenVLAdapter(VideoLMAdapter):
     default_newline = "none"
     model_class_name = "AutoModelForImageTextToText"
 
-    def __init__(self, model: Any, processor: Any, *, frame_max_pixels: int | None = None, **kwargs: Any) -> None:
-        """
-        Args:
-            frame_max_pixels: most pixels per frame given to the vision tower (the processor's own
-                limit when ``None``); sets the native grid.
-        """
+    def __init__(self, model: Any, processor: Any, **kwargs: Any) -> None:
+        """Frames reach the vision tower at the size the checkpoint's image processor gives them (its own
+        pixel limits), which sets the native grid."""
         super().__init__(model, processor, **kwargs)
         cfg = self.model.config
         self.image_token_id = int(cfg.image_token_id)
         self.merge = int(cfg.vision_config.spatial_merge_size)
-        self.frame_max_pixels = frame_max_pixels
         if type(model).__name__.startswith("Qwen2_5"):
             self.family = "qwen2_5_vl"
 
     # ------------------------------------------------------------------ encoding
-    def _image_kwargs(self) -> dict[str, Any]:
-        if self.frame_max_pixels is None:
-            return {}
-        size = self.processor.image_processor.size
-        shortest = getattr(size, "shortest_edge", None) or 56 * 56
-        return {"size": {"longest_edge": int(self.frame_max_pixels), "shortest_edge": min(int(shortest), int(self.frame_max_pixels))}}
-
     def _process(self, pixels: Any) -> dict[str, torch.Tensor]:
-        return self.processor.image_processor(images=list(pixels), return_tensors="pt", **self._image_kwargs())
+        return self.processor.image_processor(images=list(pixels), return_tensors="pt")
 
     def native_grid(self, frames: Frames) -> Grid:
         """Merged-token grid of these frames (all frames of a video share their size)."""
@@ -128,7 +117,7 @@ class QwenVLAdapter(VideoLMAdapter):
         """The processor's own image path for these frames (each frame an image): the reference our
         :meth:`build_inputs` reproduces exactly when every frame keeps its native grid."""
         text = self.chat_text(self._content(len(frames), prompt, frame_labels))
-        enc = self.processor(text=text, images=list(frames.pixels), return_tensors="pt", **self._image_kwargs())
+        enc = self.processor(text=text, images=list(frames.pixels), return_tensors="pt")
         return self._to_device(enc, text, "pixel_values")
 
     def baseline_inputs(self, frames: Frames, prompt: str) -> ModelInputs:

@@ -7,12 +7,12 @@ Every scorer follows :class:`Scorer`: ``score(frames, clue) -> float64 [T] in [0
 * :class:`ClipScorer` (:mod:`.clip`): image-text similarity with CLIP / SigLIP / SigLIP 2.
 * :class:`UniformScorer` (:mod:`.uniform`): all ones, the baseline.
 
-:func:`load_scorer` picks one from a name, a Hugging Face id or a local folder. See ``docs/scoring.md``.
+:func:`load_scorer` picks one from a name, a Hugging Face id or a local folder; :func:`build_scorer` does the
+same with the settings of a :class:`~quota.config.QuotaConfig` (what the pipeline uses). See ``docs/scoring.md``.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
@@ -22,12 +22,13 @@ from .base import (
     LVLM_FAMILIES,
     QWEN_FAMILIES,
     Scorer,
-    model_type_of,
+    uses_clue,
 )
 from .uniform import UniformScorer
 
-#: Keyword arguments that :func:`load_scorer` drops silently when the chosen scorer has no use for them
-#: (the pipeline passes its scorer settings whatever the scorer is).
+#: Options every scorer may be handed; :func:`load_scorer` drops those the chosen scorer has no use for
+#: (callers pass their scorer settings whatever the scorer turns out to be). Each scorer class lists the
+#: options it takes in its ``options`` attribute.
 SHARED_OPTIONS = frozenset(
     {"max_pixels", "batch_size", "normalize", "dtype", "device", "quiet", "trust_remote_code", "template",
      "vision_batch_size", "prefill_chunk"}
@@ -47,12 +48,52 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'quota.scoring' has no attribute {name!r}")
 
 
-def _filter_kwargs(factory: Any, kwargs: dict[str, Any], name: str) -> dict[str, Any]:
-    accepted = set(inspect.signature(factory).parameters)
+def _options_for(cls: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``kwargs`` that ``cls`` takes (its ``options``); shared ones it does not take are
+    dropped, anything else is a :class:`ConfigError`."""
+    accepted = frozenset(getattr(cls, "options", ()))
     unknown = sorted(k for k in kwargs if k not in accepted and k not in SHARED_OPTIONS)
     if unknown:
-        raise ConfigError(f"unknown scorer option(s) {', '.join(unknown)} for {name}")
+        raise ConfigError(f"unknown scorer option(s) {', '.join(unknown)} for {cls.__name__}; it takes "
+                          f"{', '.join(sorted(accepted)) or 'none'}")
     return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+def scorer_class(name_or_id: str | os.PathLike[str], *, trust_remote_code: bool = False) -> tuple[Any, str]:
+    """``(class, checkpoint)`` for a scorer name: ``uniform``, ``clip:<id>``, ``lvlm:<id>`` or a checkpoint whose
+    ``model_type`` picks the class (only the config is read).
+
+    Raises:
+        ConfigError: an empty name, or ``"base"``.
+        UnsupportedModelError: a checkpoint of a family no scorer handles.
+    """
+    name = os.fspath(name_or_id)
+    key = name.strip().lower()
+    if not key:
+        raise ConfigError("scorer name is empty; use 'uniform', a model id or a checkpoint folder")
+    if key == "uniform":
+        return UniformScorer, ""
+    if key == "base":
+        raise ConfigError(
+            "scorer='base' reuses the loaded answering model; build it with LVLMScorer.from_model(model, processor) "
+            "(the pipeline does this), not with load_scorer"
+        )
+    from ..models.loading import model_type_of
+    from .clip import ClipScorer
+    from .lvlm import LVLMScorer, QwenVLScorer
+
+    if key.startswith("clip:"):
+        return ClipScorer, name[5:].strip()
+    if key.startswith("lvlm:"):
+        return LVLMScorer, name[5:].strip()
+    family = model_type_of(name, trust_remote_code=trust_remote_code)
+    for cls in (QwenVLScorer, LVLMScorer, ClipScorer):
+        if family in cls.families:
+            return cls, name
+    raise UnsupportedModelError(
+        f"{name}: model type {family or 'unknown'!r} is not a supported scorer; use a checkpoint of type "
+        f"{', '.join(LVLM_FAMILIES + CLIP_FAMILIES)}, or 'uniform'"
+    )
 
 
 def load_scorer(name_or_id: str | os.PathLike[str] | Scorer, **kwargs: Any) -> Scorer:
@@ -81,40 +122,47 @@ def load_scorer(name_or_id: str | os.PathLike[str] | Scorer, **kwargs: Any) -> S
         if callable(getattr(name_or_id, "score", None)):
             return name_or_id  # type: ignore[return-value]
         raise ConfigError(f"scorer must be a name, model id or folder, got {type(name_or_id).__name__}")
-    name = os.fspath(name_or_id)
-    key = name.strip().lower()
-    if not key:
-        raise ConfigError("scorer name is empty; use 'uniform', a model id or a checkpoint folder")
-    if key == "uniform":
-        _filter_kwargs(UniformScorer, kwargs, "the uniform scorer")
+    cls, checkpoint = scorer_class(name_or_id, trust_remote_code=bool(kwargs.get("trust_remote_code", False)))
+    options = _options_for(cls, kwargs)
+    return cls(**options) if cls is UniformScorer else cls(checkpoint, **options)
+
+
+def build_scorer(
+    spec: Any,
+    config: Any,
+    *,
+    adapter: Any = None,
+    device: Any = None,
+    dtype: Any = None,
+    quiet: bool = False,
+    trust_remote_code: bool = False,
+) -> Scorer:
+    """The scorer a pipeline runs, with the scorer settings of ``config`` (:class:`~quota.config.QuotaConfig`).
+
+    Args:
+        spec: ``"uniform"``, ``"base"`` (the loaded base model of ``adapter`` answers the scoring question),
+            a scorer id or folder (:func:`load_scorer`), or a scorer object (used as it is).
+        config: the settings; each scorer class takes what concerns it (``options_from_config``).
+        adapter: the loaded base-model adapter, needed for ``"base"``.
+        device, dtype, quiet, trust_remote_code: how a scorer checkpoint is loaded.
+
+    Raises:
+        ConfigError: ``"base"`` without a base model; the errors of :func:`load_scorer`.
+    """
+    if not isinstance(spec, (str, os.PathLike)):
+        return load_scorer(spec)
+    if os.fspath(spec).strip().lower() == "base":
+        if adapter is None:
+            raise ConfigError("scorer='base' needs a base model")
+        from .lvlm import LVLMScorer
+
+        return LVLMScorer.from_model(adapter.model, adapter.processor, quiet=quiet,
+                                     **LVLMScorer.options_from_config(config))
+    cls, checkpoint = scorer_class(spec, trust_remote_code=trust_remote_code)
+    if cls is UniformScorer:
         return UniformScorer()
-    if key == "base":
-        raise ConfigError(
-            "scorer='base' reuses the loaded answering model; build it with LVLMScorer.from_model(model, processor) "
-            "(the pipeline does this), not with load_scorer"
-        )
-    from .clip import ClipScorer
-    from .lvlm import LVLMScorer, QwenVLScorer
-
-    if key.startswith("clip:"):
-        return ClipScorer(name[5:].strip(), **_filter_kwargs(ClipScorer, kwargs, "ClipScorer"))
-    if key.startswith("lvlm:"):
-        return LVLMScorer(name[5:].strip(), **_filter_kwargs(LVLMScorer, kwargs, "LVLMScorer"))
-
-    from ..models.loading import load_config
-
-    config = load_config(name, trust_remote_code=bool(kwargs.get("trust_remote_code", False)))
-    family = model_type_of(config)
-    if family in QWEN_FAMILIES:
-        return QwenVLScorer(name, **_filter_kwargs(QwenVLScorer, kwargs, "QwenVLScorer"))
-    if family in LVLM_FAMILIES:
-        return LVLMScorer(name, **_filter_kwargs(LVLMScorer, kwargs, "LVLMScorer"))
-    if family in CLIP_FAMILIES:
-        return ClipScorer(name, **_filter_kwargs(ClipScorer, kwargs, "ClipScorer"))
-    raise UnsupportedModelError(
-        f"{name}: model type {family or 'unknown'!r} is not a supported scorer; use a checkpoint of type "
-        f"{', '.join(LVLM_FAMILIES + CLIP_FAMILIES)}, or 'uniform'"
-    )
+    return cls(checkpoint, device=device, dtype=dtype, quiet=quiet, trust_remote_code=trust_remote_code,
+               **cls.options_from_config(config))
 
 
 __all__ = [
@@ -124,6 +172,9 @@ __all__ = [
     "ClipScorer",
     "UniformScorer",
     "load_scorer",
+    "build_scorer",
+    "scorer_class",
+    "uses_clue",
     "LVLM_FAMILIES",
     "QWEN_FAMILIES",
     "CLIP_FAMILIES",

@@ -47,6 +47,12 @@ class Scorer(Protocol):
         ...
 
 
+def uses_clue(scorer: Any) -> bool:
+    """Whether ``scorer`` reads the clue (its ``uses_clue`` attribute; scorers without one do). A scorer that
+    does not (:class:`~quota.scoring.uniform.UniformScorer`) needs no query decoupling."""
+    return bool(getattr(scorer, "uses_clue", True))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Input checks
 # ---------------------------------------------------------------------------------------------------------
@@ -218,21 +224,6 @@ def run_batched(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def model_type_of(config: Any) -> str:
-    """The ``model_type`` field of a transformers config (``""`` when missing)."""
-    return str(getattr(config, "model_type", "") or "")
-
-
-def read_model_type(folder: str | os.PathLike[str]) -> str | None:
-    """``model_type`` from ``folder/config.json`` without importing transformers (``None`` if unreadable)."""
-    try:
-        data = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    value = data.get("model_type") if isinstance(data, dict) else None
-    return str(value) if value else None
-
-
 def model_device(model: Any) -> Any:
     """The device of a model's first parameter (CPU for a model without parameters)."""
     import torch
@@ -287,7 +278,7 @@ class CheckpointScorer:
         The config is read and its family checked before anything heavy loads; ``model_class(family)`` is the
         transformers class that loads the weights; ``chat_template`` says whether the processor must have one.
         """
-        from ..models.loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
+        from ..models.loading import load_config, load_model, load_processor, model_type_of, resolve_device, resolve_dtype
 
         config = load_config(model_id, trust_remote_code=trust_remote_code)
         family = cls._check_family(model_type_of(config), str(model_id))
@@ -303,6 +294,8 @@ class CheckpointScorer:
     def _adopt(cls, model: Any, model_id: str | None) -> tuple[Any, str, str]:
         """For ``from_model``: a blank instance, the loaded model's (checked) family and the name to show for it
         (``model_id``, else the model's own ``_name_or_path``, else its class name)."""
+        from ..models.loading import model_type_of
+
         config = getattr(model, "config", None)
         family = cls._check_family(model_type_of(config), model_id or type(model).__name__)
         name = model_id or str(getattr(config, "_name_or_path", "") or type(model).__name__)
@@ -316,6 +309,7 @@ __all__ = [
     "QWEN_FAMILIES",
     "CLIP_FAMILIES",
     "SIGMOID_FAMILIES",
+    "uses_clue",
     "as_frames",
     "check_image",
     "check_images",
@@ -324,8 +318,6 @@ __all__ = [
     "is_out_of_memory",
     "release_memory",
     "run_batched",
-    "model_type_of",
-    "read_model_type",
     "model_device",
     "model_dtype",
 ]

@@ -59,6 +59,18 @@ class ClipScorer(CheckpointScorer):
     """
 
     families: ClassVar[tuple[str, ...]] = CLIP_FAMILIES
+    #: The keyword options the constructor takes (besides the checkpoint).
+    options: ClassVar[tuple[str, ...]] = ("batch_size", "template", "dtype", "device", "quiet", "trust_remote_code")
+
+    @staticmethod
+    def options_from_config(config: Any) -> dict[str, Any]:
+        """The scorer settings of a :class:`~quota.config.QuotaConfig` this class uses (the batch size)."""
+        return {"batch_size": config.scorer_batch_size}
+
+    def reconfigured(self, config: Any) -> "ClipScorer":
+        """A scorer on the same loaded model and processor with the scorer settings of ``config``."""
+        return type(self).from_model(self.model, self.processor, template=self.template, quiet=self.quiet,
+                                     model_id=self.model_id, **self.options_from_config(config))
 
     def __init__(
         self,

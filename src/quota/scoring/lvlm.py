@@ -157,6 +157,22 @@ class LVLMScorer(CheckpointScorer):
     default_model_id: ClassVar[str | None] = None
     #: ``max_pixels`` when left out.
     default_max_pixels: ClassVar[int | None] = None
+    #: The keyword options the constructor takes (besides the checkpoint).
+    options: ClassVar[tuple[str, ...]] = ("max_pixels", "batch_size", "normalize", "vision_batch_size",
+                                          "prefill_chunk", "dtype", "device", "quiet", "trust_remote_code")
+
+    @staticmethod
+    def options_from_config(config: Any) -> dict[str, Any]:
+        """The scorer settings of a :class:`~quota.config.QuotaConfig` as keyword options of this class
+        (``max_pixels`` only matters for Qwen-VL checkpoints; other families ignore it)."""
+        return {"max_pixels": config.scorer_max_pixels, "batch_size": config.scorer_batch_size,
+                "normalize": config.score_normalize, "vision_batch_size": config.scorer_vision_batch,
+                "prefill_chunk": config.scorer_prefill_chunk}
+
+    def reconfigured(self, config: Any) -> "LVLMScorer":
+        """A scorer on the same loaded model and processor with the scorer settings of ``config``."""
+        return type(self).from_model(self.model, self.processor, quiet=self.quiet, model_id=self.model_id,
+                                     **self.options_from_config(config))
 
     def __init__(
         self,

@@ -18,6 +18,18 @@ class UniformScorer:
     """
 
     model_id = "uniform"
+    #: The scores do not depend on the clue, so the pipeline runs no query decoupling for this scorer.
+    uses_clue = False
+    #: The constructor takes no options.
+    options: tuple[str, ...] = ()
+
+    @staticmethod
+    def options_from_config(config: Any) -> dict[str, Any]:
+        """No settings concern this scorer."""
+        return {}
+
+    def reconfigured(self, config: Any) -> "UniformScorer":
+        return self
 
     def score(self, frames: Frames | np.ndarray, clue: Clue | None = None) -> np.ndarray:
         """Ones, float64 ``[T]``; ``clue`` is ignored. Bad frames raise :class:`~quota.errors.FramesError`."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ...errors import BenchmarkError
-from ..choices import format_options, option_letters, strip_option_prefix
+from ...choices import format_options, option_letters, strip_option_prefix
 from ._files import VideoFinder, text
 
 log = logging.getLogger("quota.eval")
