@@ -18,6 +18,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,11 +26,14 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .config import DEFAULT_BASE, PRESETS, QuotaConfig, field_names, parse_setting, resolve_config
-from .errors import ConfigError, QuotaError
+from .errors import TRUST_HINT, ConfigError, QuotaError
+from .outputs import check_outputs, write_atomic
 
 PROG = "quota"
 #: Exit status for errors quota reports on purpose (bad input, missing files or models), as argparse uses.
 EXIT_ERROR = 2
+#: Exit status when the main result was delivered but a side output (the report) failed.
+EXIT_PARTIAL = 1
 REPORT_SUFFIXES = (".html", ".htm", ".png")
 
 #: ``(module, function)`` pairs that add the subcommands, in the order ``quota --help`` lists them. To add a
@@ -79,6 +83,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, plan_only: bool = Fals
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow checkpoints to run their own code (off unless you ask)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="also the time of every stage, and the libraries' own warnings and progress bars")
 
 
 def command_config(args: argparse.Namespace) -> QuotaConfig:
@@ -89,8 +95,19 @@ def command_config(args: argparse.Namespace) -> QuotaConfig:
                           getattr(args, "settings", None) or [], source="--set")
 
 
-def _quiet_libraries() -> None:
-    """Silence transformers' own progress bars and warnings (``--quiet``)."""
+def quiet_libraries() -> None:
+    """Silence what the libraries underneath say that means nothing to a user of the command line:
+    transformers' and the hub's warnings and progress bars, Python warnings from torch and friends. Our own
+    status lines and warnings stay. ``--verbose`` skips this."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "huggingface_hub", "accelerate", "torch", "urllib3", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 
@@ -98,12 +115,34 @@ def _quiet_libraries() -> None:
         hf_logging.disable_progress_bar()
     except Exception:  # transformers missing or changed: quiet is best effort
         pass
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+#: ANSI escape sequences (CSI, OSC and two-character ones) and control characters other than tab and newline.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe to print to a terminal: escape sequences and control characters (model output can hold
+    them) are removed; tabs and newlines stay."""
+    return _ESCAPES.sub("", str(text))
 
 
 def _status(args: argparse.Namespace, message: str) -> None:
     if not getattr(args, "quiet", False):
-        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+        print(f"{PROG}: {terminal_text(message)}", file=sys.stderr, flush=True)
+
+
+def _verbose_timings(args: argparse.Namespace, timings: dict[str, float]) -> None:
+    if getattr(args, "verbose", False) and not getattr(args, "quiet", False):
+        stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
+        print(f"{PROG}: time per stage: {stages}", file=sys.stderr, flush=True)
+
+
+def base_model(args: argparse.Namespace, config: QuotaConfig, *, plan_only: bool = False) -> str | None:
+    """The base model to load: ``--base``, the paper's by default, none for plans with the uniform scorer."""
+    if args.base is None and plan_only and config.scorer == "uniform":
+        return None
+    return args.base or DEFAULT_BASE
 
 
 def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: QuotaConfig | None = None) -> Any:
@@ -113,11 +152,9 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
     With ``plan_only`` and ``--scorer uniform`` and no ``--base``, no model is loaded at all.
     """
     config = config or command_config(args)  # checked before anything loads: a typo costs no model load
-    base = args.base
-    if base is None and not (plan_only and config.scorer == "uniform"):
-        base = DEFAULT_BASE
-    if args.quiet:
-        _quiet_libraries()
+    base = base_model(args, config, plan_only=plan_only)
+    if not getattr(args, "verbose", False):
+        quiet_libraries()
     from .pipeline import QuoTA
 
     what = [f"base {base}"] if base else []
@@ -135,30 +172,57 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
     return qa
 
 
-def check_video(path: str) -> None:
+def check_video(path: str) -> Any:
     """Open ``path`` as a video before any model loads, so a wrong path or a damaged file fails in a
-    moment (the frame index this builds is cached and reused when the frames are read).
+    moment (the frame index this builds is cached and reused when the frames are read). Returns the index.
 
     Raises:
         VideoNotFoundError, VideoDecodeError: as :func:`quota.video.probe`.
     """
     from .video import probe
 
-    probe(path)
+    return probe(path)
+
+
+def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None,
+              outputs: dict[str, str | None], baseline: bool = False) -> None:
+    """Every check that needs no model weights and no decoded frame, in the order a user would fix them:
+    the question and options, the output paths, the device, the video, where the models come from (failing
+    fast when the hub is needed but off or unreachable), and the budget against the sampled frames and the
+    base model's context.
+
+    Raises:
+        ConfigError, BudgetError, ModelNotFoundError, VideoError: the first problem found.
+    """
+    from .choices import option_letters
+    from .preflight import check_budget, check_device, context_tokens, resolve_sources
+
+    _check_question(args)
+    if args.options:
+        option_letters(len(args.options))  # at most 26 options
+    check_outputs(outputs, [args.video], force=getattr(args, "force", False))
+    check_device(args.device)
+    index = check_video(args.video)
+    scorer = None if baseline or config.scorer in ("uniform", "base") else config.scorer
+    sources = resolve_sources({"base": base, "scorer": scorer})
+    if baseline:
+        return
+    from .video import sample_indices
+
+    frames = len(sample_indices(index.n_frames, index.fps or 1.0, **config.sampling))
+    context = None
+    if any(s.role == "base" for s in sources):
+        from .models.loading import load_config
+
+        context = context_tokens(load_config(base, trust_remote_code=args.trust_remote_code))
+    # room for the text: the prompt with one time stamp per frame, newline tokens, the answer
+    reserve = 128 + 8 * frames + config.max_new_tokens
+    check_budget(config.budget, frames=frames, context=context, reserve=reserve)
 
 
 def _check_report_path(path: str | None) -> None:
     if path is not None and Path(path).suffix.lower() not in REPORT_SUFFIXES:
         raise ConfigError(f"--report {path!r}: the report format comes from the suffix; use .html or .png")
-
-
-def _write_text(path: str, text: str) -> None:
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise QuotaError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write_report(args: argparse.Namespace, plan: Any) -> None:
@@ -189,6 +253,7 @@ def _fmt_clue(clue: Any) -> str:
 def _early_stages(args: argparse.Namespace, qa: Any, options: Sequence[str] | None) -> None:
     """Decode the video and decouple the question ahead of ``qa.plan`` / ``qa.answer``, with a status line
     after each (the pipeline caches both, so the later call reuses them and still reports their seconds)."""
+    qa.check_question(args.question, options)
     start = time.perf_counter()
     frames = qa.load_video(args.video)
     seconds = time.perf_counter() - start
@@ -210,6 +275,8 @@ def _check_question(args: argparse.Namespace) -> None:
     _check_report_path(args.report)
     if not args.question.strip():
         raise ConfigError("the question must be a non-empty string")
+    if args.options is not None and not all(str(o).strip() for o in args.options):
+        raise ConfigError("--options: an option is empty")
 
 
 def _plan_line(plan: Any) -> str:
@@ -240,39 +307,47 @@ def add_ask_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="print one JSON object: text, choice, plan, timings, question, options, video")
     p.add_argument("--report", metavar="FILE", default=None,
                    help="also draw the token plan to FILE (.html or .png)")
+    p.add_argument("--force", action="store_true", help="replace an existing --report file")
     add_model_options(p)
     p.set_defaults(func=run_ask)
     return p
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    _check_question(args)
     if args.baseline and args.report:
         raise ConfigError("--report needs a token plan, and --baseline makes none; drop one of them")
     config = command_config(args)
     if args.baseline:
         config = config.replace(scorer="uniform")  # the baseline scores nothing: load no scorer
-    check_video(args.video)
+    preflight(args, config, base=base_model(args, config), outputs={"--report": args.report},
+              baseline=args.baseline)
     qa = load_pipeline(args, config=config)
     if not args.baseline:
         _early_stages(args, qa, args.options)
+        _status(args, "scoring the frames")
         qa.plan(args.video, args.question, options=args.options)  # scores are cached for the answer
     _status(args, "answering")
     answer = qa.answer(args.video, args.question, options=args.options, baseline=args.baseline)
     if answer.plan is not None:
         _status(args, _plan_line(answer.plan) + f"; {answer.timings.get('total', 0.0):.1f} s in all")
-    if args.report:
-        _write_report(args, answer.plan)
+    _verbose_timings(args, answer.timings)
     if args.json:
         data = answer.to_dict()
         data.update(question=args.question, options=args.options, video=str(args.video))
-        print(json.dumps(data))
+        print(json.dumps(data), flush=True)
     else:
-        text = answer.text.strip()
+        text = terminal_text(answer.text.strip())
         if answer.choice and not text.startswith(answer.choice):
-            print(f"{answer.choice}: {text}")
+            print(f"{answer.choice}: {text}", flush=True)
         else:
-            print(text)
+            print(text, flush=True)
+    if args.report:  # the answer is out already: a failing report costs only the report
+        try:
+            _write_report(args, answer.plan)
+        except QuotaError as exc:
+            print(f"{PROG}: warning: the answer is above, but the report failed: {_one_line(str(exc))}",
+                  file=sys.stderr)
+            return EXIT_PARTIAL
     return 0
 
 
@@ -292,21 +367,25 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="write the plan JSON here (default: print it)")
     p.add_argument("--report", metavar="FILE", default=None,
                    help="also draw the plan to FILE (.html: page with chart, thumbnails and table; .png: picture)")
+    p.add_argument("--force", action="store_true", help="replace existing --out / --report files")
     add_model_options(p, plan_only=True)
     p.set_defaults(func=run_plan)
     return p
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    _check_question(args)
-    check_video(args.video)
-    qa = load_pipeline(args, plan_only=True)
+    config = command_config(args)
+    base = base_model(args, config, plan_only=True)
+    preflight(args, config, base=base, outputs={"--out": args.out, "--report": args.report})
+    qa = load_pipeline(args, plan_only=True, config=config)
     _early_stages(args, qa, args.options)
+    _status(args, "scoring the frames")
     plan = qa.plan(args.video, args.question, options=args.options)
     _status(args, _plan_line(plan))
+    _verbose_timings(args, plan.timings)
     text = plan_json(plan)
     if args.out and args.out != "-":
-        _write_text(args.out, text + "\n")
+        write_atomic(args.out, text + "\n")
         _status(args, f"plan written to {args.out}")
     else:
         print(text)
@@ -365,7 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except QuotaError as exc:
-        print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr)
+        message = _one_line(str(exc)).replace(TRUST_HINT, "--trust-remote-code")
+        print(f"{PROG}: error: {terminal_text(message)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -10,6 +10,11 @@ Messages say what was wrong and, where possible, what to do about it.
 from __future__ import annotations
 
 
+#: How messages tell the user to allow a checkpoint's own code; the command line shows ``--trust-remote-code``
+#: in its place.
+TRUST_HINT = "trust_remote_code=True"
+
+
 class QuotaError(Exception):
     """Base class of every error raised by quota on purpose."""
 
@@ -76,6 +81,7 @@ class RunStoreError(QuotaError):
 
 
 __all__ = [
+    "TRUST_HINT",
     "QuotaError",
     "ConfigError",
     "VideoError",

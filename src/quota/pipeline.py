@@ -21,11 +21,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from .assign import LLAVA_NATIVE_GRID, Grid, allocate_grids, frame_weights, resize_frames
+from .assign import LLAVA_NATIVE_GRID, Grid, allocate_grids, frame_weights, resize_frames, token_count
 from .choices import extract_choice, option_letters, option_lines
 from .config import DEFAULT_BASE, QuotaConfig, get_config, resolve_config
 from .decouple import Decoupler, scoring_question
-from .errors import ConfigError, QuotaError
+from .errors import BudgetError, ConfigError, QuotaError
 from .types import Answer, Clue, Frames, Plan, format_seconds, time_instruction
 
 #: Instruction appended to multiple-choice questions (the wording lmms-eval's video tasks use).
@@ -198,6 +198,15 @@ class QuoTA:
         """The clue for ``question`` (cached per question, options and decoupling settings)."""
         return self._clue(question, options)[0].value
 
+    def check_question(self, question: str, options: Sequence[str] | None = None) -> None:
+        """Raise before any work when the question is empty, has more options than letters, or cannot fit in the
+        base model's context together with the token budget (:class:`BudgetError`)."""
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("the question must be a non-empty string")
+        lines = option_lines(options)  # more than 26 options: ConfigError
+        if self.adapter is not None:
+            self._check_fits("\n".join([question, *lines]), self._config.budget)
+
     def native_grid(self, frames: Frames) -> Grid:
         if self.adapter is None:
             return LLAVA_NATIVE_GRID
@@ -209,8 +218,7 @@ class QuoTA:
         The plan carries the sampled frames (:attr:`Plan.frames`) and the seconds each stage took
         (:attr:`Plan.timings`; stages served from the cache are listed in :attr:`Plan.reused`).
         """
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("the question must be a non-empty string")
+        self.check_question(question, options)
         timings: dict[str, float] = {}
         reused: list[str] = []
         work = self._video(video, timings, reused)
@@ -267,12 +275,13 @@ class QuoTA:
             return self._answer_baseline(video, question, options)
         plan = self.plan(video, question, options)
         timings, reused = dict(plan.timings), list(plan.reused)
+        prompt = self.answer_prompt(question, options, plan.duration, plan.kept_timestamps)
+        self._check_fits(prompt, token_count(plan.grids, self.adapter.resolve_newline(self._config.newline)))
         work = self._cache.video
         assert work is not None
         features = self._stage(timings, reused, "encode", self._features(work))
         with _timer(timings, "resize"):
             resized = resize_frames(features, plan.grids, self._config.resize)
-        prompt = self.answer_prompt(question, options, plan.duration, plan.kept_timestamps)
         labels = [format_seconds(t) for t in plan.kept_timestamps]
         with _timer(timings, "generate"):
             text = self.adapter.generate(
@@ -302,9 +311,28 @@ class QuoTA:
         with _timer(timings, "decode"):
             frames = self._baseline_frames(video)
         prompt = self.answer_prompt(question, options, frames.duration, frames.timestamps)
+        self._check_fits(prompt, 0)
         with _timer(timings, "generate"):
             text = self.adapter.generate_baseline(frames, prompt, max_new_tokens=self._config.max_new_tokens)
         return self._finish(text, options, None, timings, [], frames=frames)
+
+    def _check_fits(self, prompt: str, visual_tokens: int) -> None:
+        """Raise :class:`BudgetError` before any encoding when the prompt, the visual tokens and the answer do not
+        fit in the base model's context."""
+        from .preflight import context_tokens
+
+        context = context_tokens(self.adapter.model.config)
+        tokenizer = getattr(self.adapter.processor, "tokenizer", None)
+        if context is None or tokenizer is None:
+            return
+        text = len(tokenizer(prompt)["input_ids"])
+        needed = text + visual_tokens + self._config.max_new_tokens
+        if needed > context:
+            raise BudgetError(
+                f"the question and prompt ({text} tokens), {visual_tokens} visual tokens and up to "
+                f"{self._config.max_new_tokens} answer tokens need {needed} positions, more than the base model's "
+                f"context of {context}; shorten the question or lower the budget"
+            )
 
     @staticmethod
     def _finish(text: str, options: Sequence[str] | None, plan: Plan | None, timings: dict[str, float],

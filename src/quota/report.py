@@ -324,11 +324,9 @@ def _check_plan(plan: Plan) -> None:
 
 
 def _write(path: str | os.PathLike, data: bytes) -> Path:
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    from .outputs import write_atomic
+
+    return write_atomic(path, data)
 
 
 def render_png(plan: Plan, frames: Frames | None = None, path: str | os.PathLike | None = None, *,

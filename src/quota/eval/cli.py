@@ -32,6 +32,7 @@ from ..errors import ConfigError, QuotaError
 from .benchmarks import BENCHMARKS, Benchmark, get_spec, load_benchmark
 from .benchmarks._base import ON_MISSING
 from .metrics import Metrics, metrics_from_store
+from ..outputs import check_outputs, write_atomic
 from ..runtime import DistInfo, choose_device, dist_info
 from .runner import (
     barrier,
@@ -74,16 +75,6 @@ def _own_messages() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(old)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise QuotaError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -244,7 +235,7 @@ def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> t
         "questions": len(ids), "not_answered_yet": left, "missing_videos": len(bench.missing_videos),
         "missing_questions": len(bench.missing), "counts": counts, "written": time.time(),
     }
-    _write_atomic(paths["metrics"], json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_atomic(paths["metrics"], json.dumps(data, indent=2, sort_keys=True) + "\n")
     fp = store.fingerprint
     title = get_spec(fp["benchmark"]).title if fp.get("benchmark") in BENCHMARKS else str(fp.get("benchmark"))
     lines = [
@@ -263,8 +254,23 @@ def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> t
         to_markdown([metrics]),
         "",
     ]
-    _write_atomic(paths["report"], "\n".join(lines))
+    write_atomic(paths["report"], "\n".join(lines))
     return metrics, paths
+
+
+def _check_run_dir(args: argparse.Namespace) -> None:
+    """RUN_DIR is a folder of its own: not a file, not the annotations or the videos (its result files are the
+    run's own and are rewritten as the run goes on)."""
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the run (it is created if missing)")
+    for name, given in (("--annotations", args.annotations), ("--videos", args.videos)):
+        source = Path(given).expanduser().resolve()
+        if out.resolve() == source:
+            raise ConfigError(f"--out {out} is {name} {given}; give the run its own folder")
+    from ..preflight import check_device
+
+    check_device(args.device)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -272,6 +278,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 0:
         raise ConfigError(f"--limit must be at least 0, got {args.limit}")
+    _check_run_dir(args)
     info = dist_info()
     with _own_messages():
         spec = get_spec(args.benchmark)
@@ -346,6 +353,7 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="reporting fields to show (default: all of the benchmark's); the chart uses the first")
     p.add_argument("--markdown", metavar="FILE", default=None, help="also write the table as Markdown")
     p.add_argument("--png", metavar="FILE", default=None, help="also draw a bar chart (PNG)")
+    p.add_argument("--force", action="store_true", help="replace existing --markdown / --png files")
     p.add_argument("-q", "--quiet", action="store_true", help="no status lines")
     p.set_defaults(func=run_report)
     return p
@@ -375,6 +383,8 @@ def _check_suffix(path: str | None, suffix: str, option: str) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     _check_suffix(args.png, ".png", "--png")
+    stores = [Path(d) / name for d in args.runs for name in (RESULTS_FILE, METRICS_FILE, REPORT_FILE)]
+    check_outputs({"--markdown": args.markdown, "--png": args.png}, [*args.runs, *stores], force=args.force)
     runs = load_runs(args.runs, args.names)
     fields = args.fields
     if fields is not None:
@@ -387,12 +397,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.markdown:
         title = get_spec(runs[0].benchmark).title if runs[0].benchmark else "Benchmark"
         text = f"# {title}: " + " vs ".join(m.name for m in runs) + "\n\n" + to_markdown(runs, fields=fields) + "\n"
-        target = Path(args.markdown)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise QuotaError(f"cannot write {target}: {exc.strerror or exc}") from None
-        _write_atomic(target, text)
+        write_atomic(args.markdown, text)
         _say(args, f"Markdown table written to {args.markdown}")
     if args.png:
         try:

@@ -11,11 +11,14 @@ apart from writing the picture::
 
 from __future__ import annotations
 
+import io
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..outputs import write_atomic
 from ..errors import QuotaError
 from .metrics import Metrics, Tally
 
@@ -205,9 +208,9 @@ def plot_comparison(
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    return write_atomic(path, buffer.getvalue())
 
 
 __all__ = ["Row", "comparison_rows", "table_cells", "format_table", "to_markdown", "plot_comparison"]

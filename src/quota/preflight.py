@@ -1,0 +1,155 @@
+"""Checks that run before any model loads or any frame is decoded.
+
+A typo, an unusable device, a budget the model cannot hold or an unreachable hub should cost a moment, not a
+model load. Everything here reads configuration files at most: no weights, no pixels.
+
+- :func:`check_device`: the device name is one torch knows and this machine has.
+- :func:`resolve_sources`: where each model comes from (local folder, the local hub cache, or the hub); fails
+  fast, naming every model that cannot be had, when the hub is off or unreachable.
+- :func:`check_budget`: the visual token budget against the sampled frame count and the base model's context.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+from .errors import BudgetError, ConfigError, ModelNotFoundError
+
+#: Seconds to wait for the hub before calling it unreachable.
+HUB_TIMEOUT_S = 3.0
+_TRUE = ("1", "true", "yes", "on")
+
+
+def check_device(device: Any) -> None:
+    """Raise :class:`ConfigError` unless ``device`` (``None``/``"auto"`` for the default) can hold a model here.
+
+    Refused: names torch does not know, ``meta`` (holds no data), and accelerators this machine lacks
+    (``cuda`` without a GPU, ``cuda:3`` with two GPUs, ``mps`` off Apple hardware).
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+        return
+    import torch
+
+    try:
+        dev = torch.device(str(device).strip())
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "meta":
+        raise ConfigError("--device meta holds no data and cannot run a model; use cpu or cuda")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {device}: this machine has no CUDA GPU; use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"--device {device}: this machine has {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {device}: quota runs models on cpu, cuda or mps, not {dev.type}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a model comes from: ``local`` (a folder), ``cache`` (the hub cache) or ``hub`` (to download)."""
+
+    role: str
+    model_id: str
+    kind: str
+
+
+def hub_offline() -> bool:
+    """Whether the user switched the hub off (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub's endpoint opens within ``timeout`` seconds."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _looks_local(model_id: str) -> bool:
+    from .models.loading import _looks_local as looks_local
+
+    return looks_local(model_id)
+
+
+def _in_cache(model_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return False
+    try:
+        found = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # a malformed id: not in the cache
+        return False
+    return isinstance(found, str)
+
+
+def resolve_sources(models: Mapping[str, str | None], *, probe_hub: bool = True) -> list[Source]:
+    """Where each model of ``models`` (role -> id or folder; ``None`` skipped) will be loaded from.
+
+    Raises:
+        ModelNotFoundError: a local path that does not exist; or models that only the hub has while the hub
+            is switched off or cannot be reached. The message names every such model and how to give local
+            folders instead (``--base`` / ``--scorer``).
+    """
+    sources: list[Source] = []
+    for role, model_id in models.items():
+        if model_id is None:
+            continue
+        path = Path(model_id).expanduser()
+        if path.exists():
+            sources.append(Source(role, model_id, "local"))
+        elif _looks_local(model_id):
+            raise ModelNotFoundError(f"--{role} {model_id}: no such folder")
+        else:
+            sources.append(Source(role, model_id, "cache" if _in_cache(model_id) else "hub"))
+    remote = [s for s in sources if s.kind == "hub"]
+    if remote:
+        why = None
+        if hub_offline():
+            why = "the Hugging Face hub is switched off here (HF_HUB_OFFLINE)"
+        elif probe_hub and not hub_reachable():
+            why = "the Hugging Face hub cannot be reached from this machine"
+        if why:
+            names = " and ".join(f"the {s.role} model {s.model_id}" for s in remote)
+            flags = " / ".join(f"--{s.role} /path/to/folder" for s in remote)
+            raise ModelNotFoundError(f"{names} must be downloaded, but {why}; point {flags} at local checkpoint "
+                                     "folders (saved with save_pretrained), or download them on a connected machine")
+    return sources
+
+
+def context_tokens(model_config: Any) -> int | None:
+    """The longest sequence a base model's language model takes (``max_position_embeddings``), if stated."""
+    text = getattr(model_config, "text_config", None) or model_config
+    value = getattr(text, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def check_budget(budget: int, *, frames: int | None = None, context: int | None = None, reserve: int = 0) -> None:
+    """Raise :class:`BudgetError` when ``budget`` cannot give the sampled frames a token each, or does not fit in
+    the base model's ``context`` with ``reserve`` tokens left for the text (prompt and answer)."""
+    if frames is not None and budget < frames:
+        raise BudgetError(f"budget {budget} is less than one token for each of the {frames} sampled frames; "
+                          f"use at least {frames} (the paper uses 12544)")
+    if context is not None and budget + reserve > context:
+        raise BudgetError(f"budget {budget} plus about {reserve} text tokens exceeds the base model's context of "
+                          f"{context} tokens; use at most {max(context - reserve, 0)}")
+
+
+__all__ = ["check_device", "resolve_sources", "Source", "hub_offline", "hub_reachable", "context_tokens",
+           "check_budget", "HUB_TIMEOUT_S"]
