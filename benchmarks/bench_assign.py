@@ -3,7 +3,8 @@
 160 frames of 27×27×3584 float32 features (LLaVA-Video-7B's native SigLIP grid and hidden size),
 a plan for the paper's 12,544-token budget from skewed scores, then ``resize_frames`` against a
 plain per-frame loop over ``F.interpolate``, both measured in this run. Also prints the budget
-used by the ``paper`` and ``exact`` allocation modes.
+used by the ``paper`` and ``exact`` allocation modes, and for Qwen-shaped native grids (16:9, 4:3,
+portrait) the budget used by the paper's near-square grids against grids in the native aspect ratio.
 
     python benchmarks/bench_assign.py [--frames 160] [--channels 3584] [--repeat 7]
 """
@@ -54,6 +55,17 @@ def main() -> None:
         print(f"allocation {mode:5s} cap={cap!s:5s}: {used:6d} / {args.budget} tokens used "
               f"({100 * used / args.budget:.2f}%), {kept} of {args.frames} frames kept, "
               f"{len(set(g for g in grids if g[0]))} distinct grids")
+
+    # Qwen bases: native merged-token grids of 640x360 (16:9), 640x480 (4:3) and 360x640 frames under the
+    # processor's default pixel limits; 96 frames (a video under 1 h), skewed scores.
+    qwen_weights = frame_weights(rng.beta(0.5, 2.0, 96))
+    for name, native in (("16:9", (13, 23)), ("4:3", (17, 23)), ("9:16", (23, 13))):
+        for cap in (False, True):
+            row = []
+            for shape in ("square", "aspect"):
+                g = allocate_grids(qwen_weights, budget=args.budget, native=native, cap=cap, shape=shape)
+                row.append(f"{shape} {100 * token_count(g) / args.budget:6.2f}%")
+            print(f"qwen {name} native {native[0]}x{native[1]} cap={cap!s:5s}: budget used " + ", ".join(row))
 
     grids = allocate_grids(weights, budget=args.budget)
     ours = resize_frames(features, grids)

@@ -76,6 +76,15 @@ def tiny_llava_ov(tiny_model_root: Path) -> Path:
     return tiny_model_cache("llava_onevision")
 
 
+@pytest.fixture(scope="session")
+def tiny_llava_video(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight LLaVA-Video: SigLIP 378x378 / patch 14 (the real 27x27 grid),
+    in a folder named ``llava_video`` (so quota recognises it as LLaVA-Video: one newline per grid row)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("llava_video")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Tiny dual encoders (quota.testing.tiny_clip)
 # ---------------------------------------------------------------------------------------------------------

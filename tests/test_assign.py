@@ -15,6 +15,7 @@ from quota.assign import (
     allocate_grids,
     frame_weights,
     grid_for_tokens,
+    grid_for_tokens_aspect,
     linspace_positions,
     merge_tokens,
     resize_frames,
@@ -172,6 +173,90 @@ def test_exact_never_uses_less_than_paper(scores, budget, native):
     assert token_count(paper) <= token_count(exact) <= budget
 
 
+# ---------------------------------------------------------------- grids in the native aspect ratio (Qwen)
+def test_aspect_grid_hand_checked():
+    # 16:9 frame of Qwen's default processor at 640x360: 13x23 merged tokens
+    assert grid_for_tokens_aspect(299, (13, 23)) == (13, 23)
+    # ideal 7.50 x 13.33: rows 7 or 8, columns 13 or 14; the most cells within 100 is 7x14 = 98
+    assert grid_for_tokens_aspect(100, (9, 16)) == (7, 14)
+    assert grid_for_tokens_aspect(100, (16, 9)) == (14, 7)  # portrait: the transpose
+    assert grid_for_tokens_aspect(100, (27, 27)) == (10, 10)
+    assert grid_for_tokens_aspect(0, (3, 4)) == (0, 0)
+    assert grid_for_tokens_aspect(1, (1, 40)) == (1, 1)
+    assert grid_for_tokens_aspect(7, (1, 40)) == (1, 7)
+    with pytest.raises(ValueError):
+        grid_for_tokens_aspect(4, (0, 3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 20000), st.tuples(st.integers(1, 60), st.integers(1, 60)))
+def test_aspect_grid_properties(n, native):
+    h, w = grid_for_tokens_aspect(n, native)
+    if n == 0:
+        assert (h, w) == (0, 0)
+        return
+    H, W = native
+    assert 1 <= h * w <= n  # never over the frame's token count
+    ideal_h, ideal_w = math.sqrt(n * H / W), math.sqrt(n * W / H)
+    if ideal_h < 1 or ideal_w < 1:  # too few tokens for even one full row (column): one line of n
+        assert (h, w) == ((1, n) if ideal_h < 1 else (n, 1))
+        return
+    # each side is its ideal length rounded down or up
+    assert math.floor(ideal_h) <= h <= math.ceil(ideal_h)
+    assert math.floor(ideal_w) <= w <= math.ceil(ideal_w)
+    # and no such rounding holds more cells within n
+    rounded = [(a, b) for a in {math.floor(ideal_h), math.ceil(ideal_h)}
+               for b in {math.floor(ideal_w), math.ceil(ideal_w)} if a * b <= n]
+    assert h * w == max(a * b for a, b in rounded)
+    # the transposed frame gets the transposed grid, unless the two orientations tie
+    th, tw = grid_for_tokens_aspect(n, (W, H))
+    assert th * tw == h * w
+    if H != W:
+        assert (th, tw) == (w, h)
+    # a scaled native grid at its own token count is reproduced exactly
+    for k in (1, 2, 3):
+        assert grid_for_tokens_aspect(k * k * H * W, native) == (k * H, k * W)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scores_st, budget_st, native_st, st.booleans(), st.sampled_from(["paper", "exact"]))
+def test_aspect_allocation_properties(scores, budget, native, cap, mode):
+    weights = frame_weights(scores)
+    grids = allocate_grids(weights, budget=budget, native=native, cap=cap, mode=mode, shape="aspect")
+    square = allocate_grids(weights, budget=budget, native=native, cap=cap, mode=mode)
+    assert len(grids) == len(scores)
+    assert token_count(grids) <= budget
+    assert [g == (0, 0) for g in grids] == [g == (0, 0) for g in square] or mode == "exact"
+    if cap or mode == "exact":
+        assert all(h <= native[0] and w <= native[1] for h, w in grids)
+    higher_weight = weights[:, None] > weights[None, :]
+    sizes = np.array([h * w for h, w in grids])
+    assert np.all(sizes[:, None] >= sizes[None, :], where=higher_weight)
+
+
+@pytest.mark.parametrize("native", [(9, 16), (12, 16), (16, 9), (3, 4), (27, 27), (13, 23)])
+@pytest.mark.parametrize("frames", [1, 8, 96])
+def test_aspect_uniform_at_native_count_gives_the_native_grid(native, frames):
+    budget = frames * native[0] * native[1]
+    grids = allocate_grids(frame_weights([0.5] * frames), budget=budget, native=native, shape="aspect")
+    assert grids == [native] * frames
+
+
+def test_aspect_uses_the_budget_better_on_wide_frames():
+    """Skewed scores, 96 frames of a 13x23 native grid (Qwen at 640x360), the paper's budget."""
+    rng = np.random.default_rng(0)
+    w = frame_weights(rng.beta(0.5, 2.0, 96))
+    square = allocate_grids(w, budget=12544, native=(13, 23), cap=True)
+    aspect = allocate_grids(w, budget=12544, native=(13, 23), cap=True, shape="aspect")
+    assert token_count(aspect) >= token_count(square)
+    assert all(h <= w_ for h, w_ in (g for g in aspect if g[0]))  # wide frames get wide grids
+
+
+def test_bad_shape_raises():
+    with pytest.raises(ValueError):
+        allocate_grids([1.0], shape="round")
+
+
 # ---------------------------------------------------------------- resizing
 def _features(t=6, h=7, w=7, c=5, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -290,6 +375,23 @@ def test_token_count_policies():
     assert token_count([(0, 0)], "video") == 0
     with pytest.raises(ValueError):
         token_count(grids, "page")
+
+
+def test_token_count_of_a_plan_uses_its_newline_policy():
+    from quota.types import Plan
+
+    grids = [(14, 14), (0, 0), (5, 4)]
+    plan = Plan(indices=[0, 1, 2], timestamps=[0.0, 1.0, 2.0], scores=[1.0, 0.0, 0.5], weights=[0.6, 0.0, 0.4],
+                grids=grids, budget=300, native=(27, 27), newline="row")
+    assert token_count(plan) == 196 + 20 + 14 + 5 == plan.positions
+    assert plan.visual_tokens == plan.tokens == 216 and plan.newline_tokens == 19
+    assert token_count(plan, "video") == 217 and token_count(plan, "none") == 216
+    assert token_count(grids) == 216  # a bare list has no policy: features only
+    video = Plan.from_json(plan.to_json().replace('"row"', '"video"'))
+    assert video.newline == "video" and video.newline_tokens == 1 and token_count(video) == 217
+    with pytest.raises(ValueError):
+        Plan(indices=[0], timestamps=[0.0], scores=[1.0], weights=[1.0], grids=[(1, 1)], budget=1,
+             native=(1, 1), newline="auto")
 
 
 def test_paper_budget_is_64_pooled_frames():

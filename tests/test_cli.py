@@ -131,7 +131,9 @@ def test_plan_with_models_in_process(tmp_path, capsys, video, tiny_llava_ov, tin
     assert len(plan.indices) == 6 and plan.tokens <= plan.budget == 30
     assert plan.clue is not None and plan.clue.mode == "entity"
     assert plan.question == "Where is the red ball?" and plan.video == str(video)
-    assert "frames kept" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "frames kept" in err and plan.newline == "video"  # LLaVA-OneVision: one newline after the video
+    assert f"{plan.tokens:,} of 30 visual tokens (+1 newline token: {plan.tokens + 1:,} positions)" in err
 
 
 # ---------------------------------------------------------------------------------------------------------

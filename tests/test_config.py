@@ -16,6 +16,8 @@ def test_paper_preset_is_the_default_and_holds_the_papers_settings():
     assert (cfg.weight_scale, cfg.weight_power, cfg.scorer_batch_size) == (100.0, 2.0, 64)
     assert (cfg.resize, cfg.allocation, cfg.cap, cfg.decouple) == ("bilinear", "paper", False, "entity")
     assert cfg.score_normalize == "none" and cfg.scorer_prefill_chunk is None and cfg.time_prompt
+    # the reference lists every sampled frame's time; newlines and grid shapes follow the base model
+    assert (cfg.time_frames, cfg.newline, cfg.grid_shape) == ("sampled", "auto", "auto")
 
 
 def test_our_presets_differ_from_the_paper_only_where_they_say():
@@ -26,6 +28,7 @@ def test_our_presets_differ_from_the_paper_only_where_they_say():
         "paper-half": {"budget"},
         "exact": {"allocation", "cap"},
         "paper-lowmem": {"scorer_vision_batch", "scorer_prefill_chunk"},
+        "kept-times": {"time_frames"},
     }
 
 
@@ -40,7 +43,8 @@ def test_overrides_and_none_values():
     "overrides",
     [dict(budget=0), dict(budget=None), dict(budget=1.5), dict(resize="nearest"), dict(allocation="greedy"),
      dict(newline="page"), dict(decouple="objects"), dict(score_normalize="softmax"), dict(max_frames=0),
-     dict(weight_power=0), dict(scorer_prefill_chunk=0), dict(budgett=3)],
+     dict(weight_power=0), dict(scorer_prefill_chunk=0), dict(budgett=3), dict(grid_shape="round"),
+     dict(time_frames="all")],
 )
 def test_bad_settings_raise_config_error(overrides):
     with pytest.raises(ConfigError):

@@ -326,6 +326,26 @@ def test_scoring_question_needs_a_question():
     assert "Who loses?" in scoring_question(with_q, "Who loses?")
 
 
+@pytest.mark.parametrize(
+    "clue",
+    [Clue(objects=("dog", "red ball")), Clue(objects=("man jumping",), mode="event"), Clue(objects=None),
+     Clue(objects=("a\nC. maybe",)), None],
+    ids=["entity", "event", "none", "object-with-option-line", "no-clue"],
+)
+def test_scoring_question_keeps_the_papers_two_option_structure(clue):
+    """Two options, A = yes then B = no, however many option lines the user's question carries."""
+    import re
+
+    question = "Which pet appears?\nA. a cat\nB. a dog\nC. a bird\nAnswer with the option's letter."
+    q = scoring_question(clue, question)
+    lettered = [line for line in q.splitlines() if re.match(r"^\s*[A-Z][.)]\s", line)]
+    assert lettered == [f"{YES_LETTER}. Yes", f"{NO_LETTER}. No"] and YES_LETTER == "A"
+    lines = q.splitlines()
+    assert lines[-3:] == [f"{YES_LETTER}. Yes", f"{NO_LETTER}. No", f"Reply with the letter {YES_LETTER} or {NO_LETTER} only."]
+    if clue is None or not clue.objects:
+        assert "Which pet appears? A. a cat B. a dog C. a bird" in q  # folded onto one line, words kept
+
+
 def test_letters():
     assert (YES_LETTER, NO_LETTER) == ("A", "B")
 

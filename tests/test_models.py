@@ -177,3 +177,137 @@ def test_unsupported_family_raises(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(UnsupportedModelError):
         load_adapter(str(tmp_path))
+
+
+# ---------------------------------------------------------------- LLaVA-Video: one newline per grid row
+@pytest.fixture(scope="module")
+def llava_video(tiny_llava_video):
+    return load_adapter(str(tiny_llava_video), device="cpu", dtype="float32")
+
+
+class _Cfg:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "fields", "policy"),
+    [
+        ("llava-hf/LLaVA-Video-7B-Qwen2-hf", {}, "row"),
+        ("llava-hf/LLaVA-Video-72B-Qwen2-hf", {}, "row"),
+        ("/models/my_llava_video_ckpt", {}, "row"),
+        ("llava-hf/llava-onevision-qwen2-7b-ov-hf", {}, "video"),
+        ("llava-hf/LLaVA-NeXT-Video-7B-hf", {}, "video"),  # another family's name does not count
+        ("/data/llava-video-runs/llava-onevision-qwen2-7b-ov-hf", {}, "video"),  # only the folder's own name
+        ("some/converted-model", {"mm_newline_position": "grid"}, "row"),
+        ("llava-hf/LLaVA-Video-7B-Qwen2-hf", {"mm_newline_position": "one_token"}, "video"),  # config wins
+    ],
+)
+def test_llava_video_is_recognised_by_config_field_then_name(model_id, fields, policy):
+    from quota.models.llava_onevision import newline_rule
+
+    got, reason = newline_rule(model_id, _Cfg(**fields))
+    assert got == policy and reason
+
+
+def test_llava_video_folder_in_the_hub_cache_is_recognised(tmp_path, tiny_llava_ov):
+    from quota.models.llava_onevision import newline_rule
+
+    snapshot = tmp_path / "models--llava-hf--LLaVA-Video-7B-Qwen2-hf" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    assert newline_rule(str(snapshot), _Cfg())[0] == "row"
+    link = tmp_path / "current"
+    link.symlink_to(snapshot)
+    assert newline_rule(str(link), _Cfg())[0] == "row"
+
+
+def test_tiny_checkpoints_resolve_auto_by_family(llava, llava_video):
+    assert llava.resolve_newline("auto") == "video" and llava.variant == "llava_onevision"
+    assert llava_video.resolve_newline("auto") == "row" and llava_video.variant == "llava_video"
+    assert llava_video.resolve_newline("video") == "video"  # newline= overrides the rule
+    assert llava_video.native_grid() == (27, 27) and llava_video.pooled_grid() == (14, 14)
+
+
+def test_llava_video_skewed_plan_puts_rows_plus_newlines_into_the_language_model(llava_video):
+    frames = _frames(t=8, h=72, w=128, seed=3)
+    weights = frame_weights([0.95, 0.1, 0.0, 0.6, 0.3, 0.85, 0.02, 0.5])
+    grids = allocate_grids(weights, budget=8 * 196, native=llava_video.native_grid())
+    kept = [g for g in grids if g[0]]
+    assert len(kept) < 8 and len(set(kept)) > 3  # skewed: a frame dropped, grids of many sizes
+    inputs = llava_video.build_inputs("What happens?", resize_frames(llava_video.encode(frames), grids), kept)
+    ids = inputs.extra["input_ids"]
+    expected = sum(h * (w + 1) for h, w in kept)
+    assert int((ids == llava_video.video_token_id).sum()) == inputs.visual_tokens == expected
+    assert expected == token_count(grids, "row")
+    embeds = inputs.kwargs["inputs_embeds"]
+    assert embeds.shape[1] == ids.shape[1]  # the language model reads exactly this sequence
+    # the last position of every row is the learned newline embedding
+    visual = embeds[0, (ids[0] == llava_video.video_token_id)]
+    newline = llava_video.model.model.image_newline
+    ends, at = [], 0
+    for h, w in kept:
+        ends += [at + r * (w + 1) + w for r in range(h)]
+        at += h * (w + 1)
+    assert all(torch.equal(visual[i], newline) for i in ends)
+    assert sum(torch.equal(v, newline) for v in visual) == len(ends)
+    assert llava_video.logits(inputs).shape[1] == ids.shape[1]
+
+
+def test_llava_video_baseline_pools_like_the_stock_video_path(llava_video):
+    """The baseline's 14x14 frames are exactly the Hugging Face video path's pooled features."""
+    frames = _frames(t=3, h=90, w=160, seed=4)
+    ours = llava_video.pooled_features(frames)
+    pixels = llava_video.processor.video_processor(videos=[frames.pixels], return_tensors="pt")["pixel_values_videos"]
+    cfg = llava_video.model.config
+    with torch.inference_mode():
+        stock = llava_video.model.model.get_video_features(
+            pixels, vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+        ).pooler_output
+    assert stock.shape[1] == 3 * 196 + 1  # the Hugging Face path: one newline after the video
+    torch.testing.assert_close(ours.reshape(1, -1, ours.shape[-1]), stock[:, :-1], rtol=0, atol=1e-6)
+    inputs = llava_video.baseline_inputs(frames, "Q?")
+    assert inputs.visual_tokens == 3 * 14 * 15
+    hf = llava_video.baseline_inputs(frames, "Q?", newline="video")  # override: the stock call
+    assert "pixel_values_videos" in hf.kwargs and hf.visual_tokens == 3 * 196 + 1
+
+
+def test_llava_video_baseline_holds_64_frames_of_14_rows_plus_newlines(llava_video):
+    frames = _frames(t=64, h=54, w=96, seed=5)
+    inputs = llava_video.baseline_inputs(frames, "What happens?")
+    ids = inputs.extra["input_ids"]
+    assert int((ids == llava_video.video_token_id).sum()) == inputs.visual_tokens == 64 * 14 * 15
+    with torch.inference_mode():
+        out = llava_video.model(**inputs.kwargs, logits_to_keep=1)
+    assert out.logits.shape[:2] == (1, 1)
+
+
+# ---------------------------------------------------------------- Qwen: grids keep the frame's aspect ratio
+@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
+def qwen_large(request, tiny_qwen2_vl, tiny_qwen2_5_vl):
+    """The tiny Qwen models with frames up to 448x448 pixels, so grids have room for their aspect ratio."""
+    folder = tiny_qwen2_vl if request.param == "qwen2_vl" else tiny_qwen2_5_vl
+    return load_adapter(str(folder), device="cpu", dtype="float32", frame_max_pixels=448 * 448)
+
+
+@pytest.mark.parametrize(
+    ("size", "native"),
+    [((180, 320), (6, 11)), ((168, 224), (6, 8)), ((320, 180), (11, 6))],
+    ids=["16:9", "4:3", "portrait-9:16"],
+)
+def test_qwen_uniform_native_count_reproduces_the_image_path_for_any_aspect(qwen_large, size, native):
+    frames = _frames(t=3, h=size[0], w=size[1], seed=6)
+    assert qwen_large.native_grid(frames) == native
+    assert qwen_large.resolve_grid_shape("auto") == "aspect"
+    budget = 3 * native[0] * native[1]
+    grids = allocate_grids(frame_weights([0.4] * 3), budget=budget, native=native, shape="aspect")
+    assert grids == [native] * 3 and token_count(grids) == budget  # the whole budget used
+    square = allocate_grids(frame_weights([0.4] * 3), budget=budget, native=native)
+    assert square != grids  # the paper's near-square rule cannot give these grids
+    labels = [f"{t:.2f}s" for t in frames.timestamps]
+    ours = qwen_large.build_inputs("Q?", resize_frames(qwen_large.encode(frames), grids), grids, frame_labels=labels)
+    stock = qwen_large.image_inputs(frames, "Q?", frame_labels=labels)
+    assert torch.equal(ours.kwargs["input_ids"], stock.kwargs["input_ids"])
+    assert torch.equal(ours.kwargs["image_grid_thw"], stock.kwargs["image_grid_thw"])
+    a, b = qwen_large.logits(ours), qwen_large.logits(stock)
+    assert a.dtype == torch.float32 and torch.equal(a, b)

@@ -127,8 +127,94 @@ def test_baseline_mode_uses_the_stock_video_path(llava_qa, video):
 
 def test_answer_prompt_has_time_instruction_and_options(llava_qa):
     prompt = llava_qa.answer_prompt("Why?", ["A. yes", "B. no"], 12.5, [0.0, 6.25])
-    assert "12.50s" in prompt and "0.00s, 6.25s" in prompt
-    assert "A. yes\nB. no" in prompt and prompt.endswith(MC_INSTRUCTION)
+    assert prompt == (
+        "The video lasts for 12.50 seconds, and 2 frames are uniformly sampled from it. These frames are located "
+        "at 0.00s,6.25s.Please answer the following questions related to this video.\n"
+        f"Why?\nA. yes\nB. no\n{MC_INSTRUCTION}"
+    )
+
+
+def _llava_vid_template() -> str:
+    """The time-instruction f-string of lmms-eval's ``llava_vid`` model, read as text from the installed source
+    (importing it needs the LLaVA-NeXT package, which the test environment does not have)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("lmms_eval")
+    if spec is None or spec.origin is None:
+        pytest.skip("lmms-eval is not installed")
+    source = (Path(spec.origin).parent / "models" / "simple" / "llava_vid.py").read_text(encoding="utf-8")
+    assert 'frame_time = ",".join([f"{i:.2f}s" for i in frame_time])' in source
+    assert 'qs = f"{time_instruciton}\\n{qs}"' in source  # its own line, before the question
+    marker = 'time_instruciton = f"'
+    start = source.index(marker) + len(marker)
+    return source[start:source.index('"\n', start)]
+
+
+def test_time_instruction_is_lmms_evals_llava_vid_text():
+    """Interface text: our sentence equals lmms-eval's, filled in the way its code fills it."""
+    from quota.types import time_instruction
+
+    template = _llava_vid_template()
+    times = [0.0, 1.5, 3.0, 59.999]
+    filled = (template.replace("{video_time:.2f}", f"{61.0:.2f}").replace("{len(video)}", str(len(times)))
+              .replace("{frame_time}", ",".join(f"{t:.2f}s" for t in times)))
+    assert "{" not in filled
+    assert time_instruction(61.0, times) == filled
+
+
+class _Spy:
+    """Records what the pipeline hands the (real) adapter: prompts and model inputs."""
+
+    def __init__(self, adapter, monkeypatch):
+        self.prompts, self.inputs = [], []
+        build = adapter.build_inputs
+
+        def spy_build(prompt, *args, **kwargs):
+            out = build(prompt, *args, **kwargs)
+            self.prompts.append(prompt)
+            self.inputs.append(out)
+            return out
+
+        monkeypatch.setattr(adapter, "build_inputs", spy_build)
+
+
+@pytest.mark.parametrize("listed", ["sampled", "kept"])
+def test_answer_prompt_lists_sampled_or_kept_frame_times(tiny_llava_ov, video, monkeypatch, listed):
+    qa = QuoTA.from_pretrained(str(tiny_llava_ov), scorer=_Skewed(), device="cpu", quiet=True,
+                               **{**FAST, "budget": 20}, time_frames=listed)
+    spy = _Spy(qa.adapter, monkeypatch)
+    ans = qa.answer(video, "What happens?")
+    plan = ans.plan
+    assert 0 < len(plan.keep) < len(plan.indices)
+    times = plan.timestamps if listed == "sampled" else plan.kept_timestamps
+    assert spy.prompts[-1].splitlines()[0] == plan.time_prompt(listed)
+    assert f"and {len(times)} frames are uniformly sampled" in spy.prompts[-1]
+    assert ",".join(f"{t:.2f}s" for t in times) + ".Please" in spy.prompts[-1]
+
+
+def test_llava_video_pipeline_uses_row_newlines_in_both_modes(tiny_llava_video, video, monkeypatch):
+    qa = QuoTA.from_pretrained(str(tiny_llava_video), scorer=_Skewed(), device="cpu", quiet=True,
+                               **{**FAST, "budget": 8 * 30, "baseline_frames": 6})
+    spy = _Spy(qa.adapter, monkeypatch)
+    ans = qa.answer(video, "What happens?")
+    plan = ans.plan
+    assert plan.newline == "row" and plan.grid_shape == "square" and plan.native == (27, 27)
+    assert plan.positions == plan.tokens + sum(h for h, _ in plan.kept_grids) == token_count(plan)
+    assert spy.inputs[-1].visual_tokens == plan.positions
+    assert json.loads(plan.to_json())["newline"] == "row"
+    qa.answer(video, "What happens?", baseline=True)
+    assert spy.inputs[-1].visual_tokens == 6 * 14 * 15  # the stock model: 14x14 per frame, a newline per row
+    forced = QuoTA(qa.adapter, qa.scorer, qa.config.replace(newline="video"), quiet=True)
+    assert forced.plan(video, "What happens?").newline == "video"
+
+
+def test_plan_records_the_base_models_layout(llava_qa, qwen_qa, video):
+    llava = llava_qa.plan(video, "Q?")
+    assert (llava.newline, llava.grid_shape) == ("video", "square")
+    assert llava.newline_tokens == 1 and llava.positions == llava.tokens + 1
+    qwen = qwen_qa.plan(video, "Q?")
+    assert (qwen.newline, qwen.grid_shape) == ("none", "aspect") and qwen.positions == qwen.tokens
 
 
 def test_frames_can_be_given_directly(qwen_qa):

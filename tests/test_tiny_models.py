@@ -130,7 +130,26 @@ def _messages(kind: str) -> list[dict]:
 
 
 def test_families_listed() -> None:
-    assert set(FAMILIES) == set(FAMILY_SPECS)
+    # llava_video is llava_onevision at the real 27x27 grid; its own test is below
+    assert set(FAMILIES) == set(FAMILY_SPECS) | {"llava_video"}
+
+
+def test_llava_video_checkpoint_has_the_real_grid(tiny_llava_video: Path) -> None:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    assert tiny_llava_video.name == "llava_video"
+    processor = AutoProcessor.from_pretrained(tiny_llava_video)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_llava_video).eval()
+    vision = model.config.vision_config
+    assert type(model).__name__ == "LlavaOnevisionForConditionalGeneration"
+    assert (vision.image_size, vision.patch_size) == (378, 14)  # 27x27 patches per frame
+    assert processor.apply_chat_template(_messages("video"), add_generation_prompt=True) == \
+        FAMILY_SPECS["llava_onevision"].video_prompt
+    text = processor.apply_chat_template(_messages("video"), add_generation_prompt=True)
+    enc = processor(text=text, videos=[_video(2, 84)], return_tensors="pt")
+    assert enc["pixel_values_videos"].shape[-2:] == (378, 378)
+    # the Hugging Face video path: 14x14 per frame, one newline after the video
+    assert int((enc["input_ids"] == model.config.video_token_id).sum()) == 2 * 14 * 14 + 1
 
 
 def test_checkpoint_files_and_classes(family: tuple[Family, Path]) -> None:

@@ -330,7 +330,7 @@ def test_time_prompt_and_metadata(vdir):
     assert frames.fps == 25.0
     assert frames.timestamps.tolist() == pytest.approx([0.0, 5.96, 11.96])
     text = frames.time_prompt()
-    assert "12.00s" in text and "0.00s, 5.96s, 11.96s" in text and "3 frames" in text
+    assert "lasts for 12.00 seconds" in text and "at 0.00s,5.96s,11.96s." in text and "3 frames" in text
 
 
 def test_sample_video_is_made_once():

@@ -3,7 +3,9 @@
 Three steps turn per-frame relevance scores into per-frame visual features:
 
 1. :func:`frame_weights`: scores in [0, 1] -> weights that sum to 1, ``w_i ∝ (scale·s_i)^power``.
-2. :func:`allocate_grids`: weights and a token budget -> one token grid ``(h, w)`` per frame.
+2. :func:`allocate_grids`: weights and a token budget -> one token grid ``(h, w)`` per frame, near-square
+   (the paper's rule, :func:`grid_for_tokens`) or in the native grid's aspect ratio
+   (:func:`grid_for_tokens_aspect`, for models whose native grid is not square: Qwen2-VL / Qwen2.5-VL).
 3. :func:`resize_frames`: native-grid features ``[T, H, W, C]`` -> one resized tensor per kept frame.
 
 :func:`token_count` says how many tokens the language model then sees, newline tokens included.
@@ -15,13 +17,13 @@ import heapq
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ALLOCATION_MODES, NEWLINE_LAYOUTS, RESIZE_METHODS
+from .config import ALLOCATION_MODES, GRID_SHAPE_RULES, NEWLINE_LAYOUTS, RESIZE_METHODS
 from .errors import BudgetError, ConfigError
 
 Grid = tuple[int, int]
@@ -34,6 +36,8 @@ LLAVA_NATIVE_GRID: Grid = (27, 27)
 
 #: The newline layouts :func:`token_count` knows (the config's ``auto`` resolves to one of them).
 NEWLINE_POLICIES = NEWLINE_LAYOUTS
+#: How a frame's token count becomes a grid: ``"square"`` (the paper) or ``"aspect"`` (the native grid's shape).
+GRID_SHAPES = GRID_SHAPE_RULES
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +108,75 @@ def _next_grid(grid: Grid) -> Grid:
     return (h + 1, w) if h == w else (h, w + 1)
 
 
+def _ideal_side(n: int, num: int, den: int) -> tuple[int, int]:
+    """Floor and ceiling of ``√(n·num/den)``, in exact integer arithmetic."""
+    lo = math.isqrt(n * num // den)  # ⌊√⌊x⌋⌋ = ⌊√x⌋ for x ≥ 0
+    hi = lo if lo * lo * den == n * num else lo + 1
+    return lo, hi
+
+
+def grid_for_tokens_aspect(n: int, native: Grid) -> Grid:
+    """A grid of at most ``n`` tokens in the aspect ratio of ``native`` (as closely as integers allow).
+
+    The ideal real grid has the native grid's aspect ratio and exactly ``n`` cells:
+    ``h* = √(n·H/W)``, ``w* = √(n·W/H)``. Each side is rounded down or up; of these at most four
+    grids, the one with the most cells that still fits in ``n`` is taken, ties going to the smaller
+    aspect-ratio error ``|ln(h/w) − ln(H/W)|``, then to fewer rows. So each side is within one of its
+    ideal length, and ``n = H·W`` gives the native grid itself. (When a side's ideal length is below
+    1, which needs ``n < W/H`` or ``n < H/W``, the grid is one row, or one column, of ``n`` tokens.)
+
+    Args:
+        n: tokens the frame may have (the paper's ``⌊budget·w_i⌋``); ``n ≤ 0`` gives :data:`DROPPED`.
+        native: the model's native grid ``(H, W)`` of this frame, both positive.
+
+    Returns:
+        ``(h, w)`` with ``1 ≤ h·w ≤ n``, or ``(0, 0)``.
+    """
+    n = int(n)
+    nh, nw = int(native[0]), int(native[1])
+    if nh < 1 or nw < 1:
+        raise BudgetError(f"native grid must be positive, got {native!r}")
+    if n <= 0:
+        return DROPPED
+    rows, cols = _ideal_side(n, nh, nw), _ideal_side(n, nw, nh)
+    if rows[1] <= 1 and rows[0] == 0:  # h* < 1: a single row of all n tokens
+        return (1, n)
+    if cols[1] <= 1 and cols[0] == 0:  # w* < 1: a single column
+        return (n, 1)
+    target = math.log(nh / nw)
+    best: tuple[int, float, int] | None = None
+    grid = (1, 1)
+    for h in sorted(set(rows)):
+        for w in sorted(set(cols)):
+            if h * w > n:
+                continue
+            key = (-(h * w), abs(math.log(h / w) - target), h)
+            if best is None or key < best:
+                best, grid = key, (h, w)
+    return grid
+
+
+def grid_for(n: int, native: Grid, shape: str = "square") -> Grid:
+    """The grid of ``n`` tokens by the rule ``shape`` (``"square"``: :func:`grid_for_tokens`, ``"aspect"``:
+    :func:`grid_for_tokens_aspect`)."""
+    if shape == "square":
+        return grid_for_tokens(n)
+    if shape == "aspect":
+        return grid_for_tokens_aspect(n, native)
+    raise ConfigError(f"shape={shape!r} is not one of {', '.join(GRID_SHAPES)}")
+
+
+def _next_aspect_grid(grid: Grid, native: Grid) -> Grid:
+    """The next larger grid of the aspect rule: the first token count above ``h·w`` whose grid is larger."""
+    h, w = grid
+    n = h * w + 1
+    while True:
+        nxt = grid_for_tokens_aspect(n, native)
+        if nxt[0] * nxt[1] > h * w:
+            return nxt
+        n += 1
+
+
 def _check_weights(weights: Sequence[float] | np.ndarray) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.size == 0:
@@ -148,6 +221,7 @@ def allocate_grids(
     native: Grid = LLAVA_NATIVE_GRID,
     cap: bool = False,
     mode: str = "paper",
+    shape: str = "square",
 ) -> list[Grid]:
     """One token grid ``(h, w)`` per frame for a total budget of visual tokens.
 
@@ -164,16 +238,22 @@ def allocate_grids(
             floors and near-square grids leave unused is handed out, largest shortfall first, one
             grid step at a time, so the grids use as much of the budget as they can; never more
             than the budget, never more than the native token count per frame (``cap`` is implied).
+        shape: how a frame's token count ``n_i`` becomes a grid: ``"square"`` (the paper's near-square
+            grid, :func:`grid_for_tokens`) or ``"aspect"`` (the native grid's aspect ratio,
+            :func:`grid_for_tokens_aspect`; with equal weights and ``budget = T·H·W`` every frame gets
+            exactly its native grid). The token counts ``n_i`` are the same for both.
 
     Returns:
         ``[T]`` grids in frame order; :data:`DROPPED` ``(0, 0)`` for a frame with no tokens.
 
     Raises:
         BudgetError: bad weights, a budget below 1 or a non-positive native grid.
-        ConfigError: an unknown mode.
+        ConfigError: an unknown mode or shape.
     """
     if mode not in ALLOCATION_MODES:
         raise ConfigError(f"mode={mode!r} is not one of {', '.join(ALLOCATION_MODES)}")
+    if shape not in GRID_SHAPES:
+        raise ConfigError(f"shape={shape!r} is not one of {', '.join(GRID_SHAPES)}")
     budget = int(budget)
     if budget < 1:
         raise BudgetError(f"budget must be at least 1 token, got {budget}")
@@ -189,14 +269,16 @@ def allocate_grids(
     # Guard against float round-off pushing the floors over the budget (it needs sum(w) > 1).
     while counts.sum() > budget:
         counts[int(np.argmax(counts))] -= 1
-    grids = [grid_for_tokens(int(n)) for n in counts]
+    grids = [grid_for(int(n), (nh, nw), shape) for n in counts]
     if mode == "exact":
-        grids = _fill_leftover(grids, targets, budget, native_tokens)
+        grow = _next_grid if shape == "square" else (lambda g: _next_aspect_grid(g, (nh, nw)))
+        grids = _fill_leftover(grids, targets, budget, native_tokens, grow)
     return grids
 
 
-def _fill_leftover(grids: list[Grid], targets: np.ndarray, budget: int, native_tokens: int) -> list[Grid]:
-    """Grow grids one near-square step at a time, the frame furthest below its target first."""
+def _fill_leftover(grids: list[Grid], targets: np.ndarray, budget: int, native_tokens: int,
+                   grow: Callable[[Grid], Grid] = _next_grid) -> list[Grid]:
+    """Grow grids one step of their shape rule at a time, the frame furthest below its target first."""
     grids = list(grids)
     left = budget - sum(h * w for h, w in grids)
     heap = [(-(targets[i] - h * w), i) for i, (h, w) in enumerate(grids)]
@@ -204,7 +286,7 @@ def _fill_leftover(grids: list[Grid], targets: np.ndarray, budget: int, native_t
     while heap and left > 0:
         _, i = heapq.heappop(heap)
         h, w = grids[i]
-        nh, nw = _next_grid((h, w))
+        nh, nw = grow((h, w))
         cost = nh * nw - h * w
         if nh * nw > native_tokens or cost > left:
             continue  # this frame cannot grow any more within the budget; others still may
@@ -376,32 +458,52 @@ def merge_tokens(tokens: torch.Tensor, target: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # 4. counting
 # --------------------------------------------------------------------------------------------
-def token_count(grids: Sequence[Grid], newline: str = "none") -> int:
-    """Tokens the language model sees for these grids.
+def token_count(grids: Sequence[Grid] | Any, newline: str | None = None) -> int:
+    """Positions the language model sees for these grids: feature tokens plus newline tokens.
 
     Args:
-        grids: per-frame grids; ``(0, 0)`` frames count for nothing.
+        grids: per-frame grids (``(0, 0)`` frames count for nothing), or a :class:`~quota.types.Plan`
+            (its grids, and its recorded newline policy when ``newline`` is not given).
         newline: ``"none"``: feature tokens only; ``"row"``: one newline token after every grid row
             (original LLaVA-Video); ``"frame"``: one after every kept frame; ``"video"``: one after
-            the whole video (Hugging Face LLaVA-OneVision).
+            the whole video (Hugging Face LLaVA-OneVision). ``None``: the plan's policy, or ``"none"``
+            for a plain list of grids.
     """
+    if hasattr(grids, "grids") and hasattr(grids, "budget"):  # a Plan (no import: types imports nothing here)
+        if newline is None:
+            newline = getattr(grids, "newline", None) or "none"
+        grids = grids.grids
+    if newline is None:
+        newline = "none"
     if newline not in NEWLINE_POLICIES:
         raise ConfigError(f"newline={newline!r} is not one of {', '.join(NEWLINE_POLICIES)}")
     kept = [(int(h), int(w)) for h, w in grids if int(h) * int(w) > 0]
     features = sum(h * w for h, w in kept)
+    return features + newline_count(kept, newline)
+
+
+def newline_count(grids: Sequence[Grid], newline: str) -> int:
+    """Newline tokens alone for these grids under a policy (see :func:`token_count`)."""
+    if newline not in NEWLINE_POLICIES:
+        raise ConfigError(f"newline={newline!r} is not one of {', '.join(NEWLINE_POLICIES)}")
+    kept = [(int(h), int(w)) for h, w in grids if int(h) * int(w) > 0]
     if newline == "row":
-        return features + sum(h for h, _ in kept)
+        return sum(h for h, _ in kept)
     if newline == "frame":
-        return features + len(kept)
+        return len(kept)
     if newline == "video":
-        return features + (1 if kept else 0)
-    return features
+        return 1 if kept else 0
+    return 0
 
 
 __all__ = [
     "frame_weights",
     "allocate_grids",
     "grid_for_tokens",
+    "grid_for_tokens_aspect",
+    "grid_for",
+    "newline_count",
+    "GRID_SHAPES",
     "resize_frames",
     "merge_tokens",
     "linspace_positions",

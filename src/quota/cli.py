@@ -282,8 +282,10 @@ def _check_question(args: argparse.Namespace) -> None:
 def _plan_line(plan: Any) -> str:
     objects = None if plan.clue is None else plan.clue.objects
     looked = f"; looked for: {', '.join(objects)}" if objects else ""
+    n = plan.newline_tokens
+    newlines = f" (+{n:,} newline token{'' if n == 1 else 's'}: {plan.positions:,} positions)" if n else ""
     return (f"{len(plan.keep)} of {len(plan.indices)} frames kept, {plan.tokens:,} of {plan.budget:,} "
-            f"tokens{looked}")
+            f"visual tokens{newlines}{looked}")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,12 +27,20 @@ NEWLINE_LAYOUTS = ("none", "row", "frame", "video")
 NEWLINE_POLICIES = ("auto",) + NEWLINE_LAYOUTS
 DECOUPLE_MODES = ("entity", "event", "none")
 SCORE_NORMALIZATIONS = ("none", "pair")
+#: How a frame's token count becomes a grid (see :func:`quota.assign.allocate_grids`).
+GRID_SHAPE_RULES = ("square", "aspect")
+#: ``auto`` resolves to the base model family's own rule (``aspect`` for Qwen, ``square`` for LLaVA).
+GRID_SHAPES = ("auto",) + GRID_SHAPE_RULES
+#: Which frames' times the answer prompt lists.
+TIME_FRAMES = ("sampled", "kept")
 CHOICES: dict[str, tuple[str, ...]] = {
     "allocation": ALLOCATION_MODES,
     "resize": RESIZE_METHODS,
     "newline": NEWLINE_POLICIES,
+    "grid_shape": GRID_SHAPES,
     "decouple": DECOUPLE_MODES,
     "score_normalize": SCORE_NORMALIZATIONS,
+    "time_frames": TIME_FRAMES,
 }
 _NONE_WORDS = ("none", "null", "")
 _TRUE_WORDS = ("1", "true", "yes", "on")
@@ -63,12 +71,19 @@ class QuotaConfig:
         allocation: ``"paper"`` (floors, square grids) or ``"exact"`` (ours: uses the leftover).
         cap: no frame gets more tokens than its native grid (paper: off for bilinear).
         resize: how features are resized to a frame's grid.
-        newline: newline token policy; ``"auto"`` is the model family's own.
+        newline: newline token policy; ``"auto"``: one newline per grid row for LLaVA-Video checkpoints (as
+            trained), one after the video for LLaVA-OneVision, none for Qwen (docs/models.md says how a
+            checkpoint is recognised); ``"row"``, ``"video"``, ``"frame"``, ``"none"`` override it.
+        grid_shape: how a frame's token count becomes a grid: ``"auto"`` (the base model's choice: the
+            native aspect ratio for Qwen2-VL / Qwen2.5-VL, the paper's near-square grid for LLaVA),
+            ``"square"`` (the paper) or ``"aspect"``.
         decouple: ``"entity"`` (paper), ``"event"`` (the paper's alternative) or ``"none"`` (no CoT:
             the scorer asks whether each frame holds enough to answer).
         max_new_tokens: tokens generated for an answer.
         decouple_max_new_tokens: tokens generated for the chain of thought.
         time_prompt: put the video length and frame times into the answer prompt (paper: on).
+        time_frames: which frames' times that prompt lists: ``"sampled"`` (every sampled frame, as the
+            reference implementation) or ``"kept"`` (ours: only the frames that kept tokens).
         baseline_frames: uniform frames the baseline mode (no QuoTA) gives the model (paper: 64).
         decode_max_side: scale frames while decoding so the longest side is at most this many
             pixels (``None``: full size, as the paper; the processors resize afterwards anyway).
@@ -91,10 +106,12 @@ class QuotaConfig:
     cap: bool = False
     resize: str = "bilinear"
     newline: str = "auto"
+    grid_shape: str = "auto"
     decouple: str = "entity"
     max_new_tokens: int = 64
     decouple_max_new_tokens: int = 256
     time_prompt: bool = True
+    time_frames: str = "sampled"
     baseline_frames: int = 64
     decode_max_side: int | None = None
 
@@ -301,11 +318,13 @@ PRESETS: dict[str, QuotaConfig] = {
     "exact": QuotaConfig(allocation="exact", cap=True),
     # Ours: the paper's settings with a scorer that needs far less memory (same scores to float rounding).
     "paper-lowmem": QuotaConfig(scorer_vision_batch=2, scorer_prefill_chunk=64),
+    # Ours: the paper's settings, but the answer prompt lists only the times of the frames that kept tokens.
+    "kept-times": QuotaConfig(time_frames="kept"),
 }
 
 
 __all__ = [
     "QuotaConfig", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
     "parse_setting", "field_names", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
-    "DECOUPLE_MODES", "SCORE_NORMALIZATIONS",
+    "DECOUPLE_MODES", "SCORE_NORMALIZATIONS", "GRID_SHAPES", "GRID_SHAPE_RULES", "TIME_FRAMES",
 ]

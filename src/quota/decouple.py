@@ -585,6 +585,11 @@ def scoring_question(clue: Clue | None, question: str | None = None) -> str:
     original question? Option :data:`YES_LETTER` is yes, :data:`NO_LETTER` is no; the frame score
     is the probability of :data:`YES_LETTER`.
 
+    The paper publishes this question's structure, not its wording: a two-option multiple-choice
+    question whose first option, ``A``, is yes. The user's question and the objects are folded onto one
+    line each, so text that holds option lines of its own (a benchmark question with its choices)
+    cannot add options to it.
+
     Args:
         clue: the decoupling result, or ``None``.
         question: the user's question; ``None`` uses ``clue.question`` (set by :class:`Decoupler`).
@@ -595,8 +600,8 @@ def scoring_question(clue: Clue | None, question: str | None = None) -> str:
             raise ConfigError(
                 "scoring_question needs the user's question: pass it, or a Clue made by Decoupler"
             )
-    q = _check_question(question)
-    objects = None if clue is None else clue.objects
+    q = " ".join(_check_question(question).split())
+    objects = None if clue is None else [" ".join(o.split()) for o in clue.objects or () if o.strip()]
     options = f"{YES_LETTER}. Yes\n{NO_LETTER}. No"
     if objects:
         sep = "; " if any("," in o for o in objects) else ", "

@@ -230,7 +230,9 @@ class QuoTA:
             weights = frame_weights(scores, cfg.weight_scale, cfg.weight_power)
             native = self.native_grid(frames)
             cap = cfg.cap or cfg.resize != "bilinear"
-            grids = allocate_grids(weights, budget=cfg.budget, native=native, cap=cap, mode=cfg.allocation)
+            newline, shape = self._layout()
+            grids = allocate_grids(weights, budget=cfg.budget, native=native, cap=cap, mode=cfg.allocation,
+                                   shape=shape)
         return Plan(
             indices=frames.indices.tolist(),
             timestamps=frames.timestamps.tolist(),
@@ -247,7 +249,18 @@ class QuoTA:
             timings=timings,
             reused=reused,
             frames=frames,
+            newline=newline,
+            grid_shape=shape,
         )
+
+    def _layout(self) -> tuple[str, str]:
+        """The concrete newline policy and grid shape for this base model (``auto`` resolved by the adapter;
+        with no model, ``auto`` means no newline and the paper's square grids)."""
+        cfg = self._config
+        if self.adapter is None:
+            return ("none" if cfg.newline == "auto" else cfg.newline,
+                    "square" if cfg.grid_shape == "auto" else cfg.grid_shape)
+        return self.adapter.resolve_newline(cfg.newline), self.adapter.resolve_grid_shape(cfg.grid_shape)
 
     def answer(
         self,
@@ -275,8 +288,9 @@ class QuoTA:
             return self._answer_baseline(video, question, options)
         plan = self.plan(video, question, options)
         timings, reused = dict(plan.timings), list(plan.reused)
-        prompt = self.answer_prompt(question, options, plan.duration, plan.kept_timestamps)
-        self._check_fits(prompt, token_count(plan.grids, self.adapter.resolve_newline(self._config.newline)))
+        listed = plan.timestamps if self._config.time_frames == "sampled" else plan.kept_timestamps
+        prompt = self.answer_prompt(question, options, plan.duration, listed)
+        self._check_fits(prompt, token_count(plan))
         work = self._cache.video
         assert work is not None
         features = self._stage(timings, reused, "encode", self._features(work))
@@ -285,7 +299,7 @@ class QuoTA:
         labels = [format_seconds(t) for t in plan.kept_timestamps]
         with _timer(timings, "generate"):
             text = self.adapter.generate(
-                prompt, resized, plan.kept_grids, newline=self._config.newline,
+                prompt, resized, plan.kept_grids, newline=plan.newline,
                 frame_labels=labels, max_new_tokens=self._config.max_new_tokens,
             )
         return self._finish(text, options, plan, timings, reused)
@@ -293,7 +307,8 @@ class QuoTA:
     def answer_prompt(
         self, question: str, options: Sequence[str] | None, duration: float, timestamps: Sequence[float]
     ) -> str:
-        """The user turn's text: time instruction (if on), question, lettered options, instruction."""
+        """The user turn's text: time instruction (if on; LLaVA-Video's, :func:`~quota.types.time_instruction`,
+        listing ``timestamps``), question, lettered options, instruction, one per line."""
         parts = []
         if self._config.time_prompt:
             parts.append(time_instruction(duration, [float(t) for t in timestamps]))
@@ -313,7 +328,8 @@ class QuoTA:
         prompt = self.answer_prompt(question, options, frames.duration, frames.timestamps)
         self._check_fits(prompt, 0)
         with _timer(timings, "generate"):
-            text = self.adapter.generate_baseline(frames, prompt, max_new_tokens=self._config.max_new_tokens)
+            text = self.adapter.generate_baseline(frames, prompt, newline=self._config.newline,
+                                                  max_new_tokens=self._config.max_new_tokens)
         return self._finish(text, options, None, timings, [], frames=frames)
 
     def _check_fits(self, prompt: str, visual_tokens: int) -> None:

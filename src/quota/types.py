@@ -13,25 +13,38 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import FramesError
+from .errors import ConfigError, FramesError
 
 
 def format_seconds(seconds: float) -> str:
-    """Seconds as the answer prompt writes them: two decimals and an ``s`` (``12.50s``)."""
+    """Seconds as LLaVA-Video's time instruction writes a frame time: two decimals and an ``s`` (``12.50s``)."""
     return f"{seconds:.2f}s"
 
 
+#: Which frames' times the answer prompt lists: every sampled frame (the reference implementation) or
+#: only the frames that kept tokens.
+TIME_FRAMES = ("sampled", "kept")
+
+
 def time_instruction(duration: float, timestamps: Sequence[float]) -> str:
-    """The sentence that tells the model how long the video is and when its frames were taken.
+    """LLaVA-Video's time instruction: the video's length and the time of each listed frame.
+
+    Interface text, reproduced exactly (wording, ``.2f`` numbers, frame times joined by ``","`` with no
+    space, and no space after the period before "Please"): the sentence LLaVA-Video was trained with
+    (LLaVA-NeXT ``llava/train/train.py``, ``add_time_instruction``) and that lmms-eval's ``llava_vid``
+    model puts before the question (``lmms_eval/models/simple/llava_vid.py``, ``add_time_instruction``).
+    The answer prompt puts it on its own line before the question, as both do.
 
     Args:
         duration: length of the whole video in seconds.
-        timestamps: presentation time in seconds of each frame the model will see, in order.
+        timestamps: presentation time in seconds of each listed frame, in order (the reference lists
+            every sampled frame).
     """
-    times = ", ".join(format_seconds(t) for t in timestamps)
+    times = ",".join(format_seconds(t) for t in timestamps)
     return (
-        f"This video is {format_seconds(duration)} long. You are shown {len(timestamps)} frames of it, "
-        f"taken at {times}. Use them to answer the question below."
+        f"The video lasts for {duration:.2f} seconds, and {len(timestamps)} frames are uniformly sampled "
+        f"from it. These frames are located at {times}.Please answer the following questions related to "
+        "this video."
     )
 
 
@@ -185,6 +198,10 @@ class Plan:
         reused: the stages whose results came from the cache for this plan.
         frames: the sampled :class:`Frames` the plan is about (pixels: kept in memory, never written to
             JSON; ``None`` for a plan read back from JSON).
+        newline: the newline token policy the model input uses for this plan (``"row"``, ``"video"``,
+            ``"frame"`` or ``"none"``; resolved from ``auto`` for the base model).
+        grid_shape: how token counts became grids (``"square"``: the paper; ``"aspect"``: the native
+            grid's aspect ratio, for Qwen bases).
     """
 
     indices: list[int]
@@ -202,6 +219,8 @@ class Plan:
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     reused: list[str] = field(default_factory=list, compare=False)
     frames: Frames | None = field(default=None, repr=False, compare=False)
+    newline: str = "none"
+    grid_shape: str = "square"
 
     def __post_init__(self) -> None:
         self.indices = [int(i) for i in self.indices]
@@ -214,6 +233,10 @@ class Plan:
         self.duration = float(self.duration)
         self.timings = {str(k): float(v) for k, v in self.timings.items()}
         self.reused = [str(r) for r in self.reused]
+        if self.newline not in ("none", "row", "frame", "video"):
+            raise ConfigError(f"Plan.newline must be a resolved policy (none, row, frame, video), got {self.newline!r}")
+        if self.grid_shape not in ("square", "aspect"):
+            raise ConfigError(f"Plan.grid_shape must be 'square' or 'aspect', got {self.grid_shape!r}")
         n = len(self.indices)
         for name in ("timestamps", "scores", "weights", "grids"):
             if len(getattr(self, name)) != n:
@@ -234,12 +257,33 @@ class Plan:
 
     @property
     def tokens(self) -> int:
-        """Visual feature tokens in the plan (no newline tokens)."""
+        """Visual feature tokens in the plan (no newline tokens): what the budget counts."""
         return sum(h * w for h, w in self.grids)
 
-    def time_prompt(self) -> str:
-        """The time instruction for the kept frames only."""
-        return time_instruction(self.duration, self.kept_timestamps)
+    @property
+    def visual_tokens(self) -> int:
+        """Same as :attr:`tokens`: feature tokens, ``Σ h·w`` over kept frames."""
+        return self.tokens
+
+    @property
+    def newline_tokens(self) -> int:
+        """Newline tokens the model input adds under :attr:`newline` (``row``: ``Σ h``)."""
+        from .assign import newline_count
+
+        return newline_count(self.grids, self.newline)
+
+    @property
+    def positions(self) -> int:
+        """Sequence positions the video takes in the model input: visual plus newline tokens."""
+        return self.visual_tokens + self.newline_tokens
+
+    def time_prompt(self, frames: str = "sampled") -> str:
+        """The time instruction listing every sampled frame (``frames="sampled"``, the reference) or only
+        the kept ones (``"kept"``)."""
+        if frames not in TIME_FRAMES:
+            raise ConfigError(f"frames={frames!r} is not one of {', '.join(TIME_FRAMES)}")
+        listed = self.timestamps if frames == "sampled" else self.kept_timestamps
+        return time_instruction(self.duration, listed)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field but ``frames`` (pixels stay out of JSON), as JSON-able values."""
@@ -273,6 +317,8 @@ class Plan:
             "sampled": len(self.indices),
             "kept": len(self.keep),
             "tokens": self.tokens,
+            "newline_tokens": self.newline_tokens,
+            "newline": self.newline,
             "budget": self.budget,
             "objects": None if self.clue is None or self.clue.objects is None else list(self.clue.objects),
         }
@@ -322,4 +368,4 @@ class Answer:
         )
 
 
-__all__ = ["Frames", "Clue", "Plan", "Answer", "time_instruction", "format_seconds"]
+__all__ = ["Frames", "Clue", "Plan", "Answer", "time_instruction", "format_seconds", "TIME_FRAMES"]

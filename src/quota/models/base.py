@@ -53,8 +53,11 @@ class VideoLMAdapter(ABC):
     family: ClassVar[str]
     #: ``config.model_type`` values this adapter handles.
     model_types: ClassVar[tuple[str, ...]]
-    #: The newline policy of the family's own video path (used when the config says ``"auto"``).
+    #: The newline policy of the family's own video path (used when the config says ``"auto"``); an
+    #: adapter may set its own per checkpoint (LLaVA-Video vs LLaVA-OneVision).
     default_newline: ClassVar[str]
+    #: How token counts become grids under ``grid_shape="auto"``: ``"square"`` (the paper) or ``"aspect"``.
+    default_grid_shape: ClassVar[str] = "square"
     #: The ``transformers`` model class to load.
     model_class_name: ClassVar[str]
 
@@ -120,12 +123,18 @@ class VideoLMAdapter(ABC):
         """
 
     @abstractmethod
-    def baseline_inputs(self, frames: Frames, prompt: str) -> ModelInputs:
-        """Inputs of the model's own, unmodified video path for these frames (the baseline)."""
+    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto") -> ModelInputs:
+        """Inputs of the model's own video path for these frames (the baseline), with its newline tokens
+        (``"auto"``: as the checkpoint was trained)."""
 
     # ------------------------------------------------------------------ shared
-    def resolve_newline(self, newline: str) -> str:
+    def resolve_newline(self, newline: str | None) -> str:
+        """The concrete newline policy: ``"auto"`` / ``None`` give this checkpoint's own."""
         return self.default_newline if newline in (None, "auto") else newline
+
+    def resolve_grid_shape(self, shape: str | None) -> str:
+        """The concrete grid shape rule: ``"auto"`` / ``None`` give this family's own."""
+        return self.default_grid_shape if shape in (None, "auto") else shape
 
     def chat_text(self, content: list[dict[str, Any]]) -> str:
         """One user turn rendered with the checkpoint's chat template, ready for the answer."""
@@ -150,9 +159,9 @@ class VideoLMAdapter(ABC):
         return self._generate(inputs, max_new_tokens)
 
     @torch.inference_mode()
-    def generate_baseline(self, frames: Frames, prompt: str, *, max_new_tokens: int = 64) -> str:
+    def generate_baseline(self, frames: Frames, prompt: str, *, newline: str = "auto", max_new_tokens: int = 64) -> str:
         """Greedy answer through the model's own video path (no QuoTA)."""
-        return self._generate(self.baseline_inputs(frames, prompt), max_new_tokens)
+        return self._generate(self.baseline_inputs(frames, prompt, newline=newline), max_new_tokens)
 
     @torch.inference_mode()
     def generate_text(self, prompt: str, max_new_tokens: int = 256) -> str:

@@ -8,13 +8,21 @@ The model's own video path (transformers): vision tower hidden state at ``vision
 tokens in a row → one ``image_newline`` token after the whole video. :meth:`encode` stops
 before that pooling (27×27 for SigLIP-384), so the assigner resizes from the native grid.
 
-Newline policies (``newline=``): ``"video"`` (default: the Hugging Face path, one newline after
-the video), ``"row"`` (original LLaVA-Video code: one after every grid row), ``"frame"``,
-``"none"``. The newline embedding is the model's learned ``image_newline``.
+Newline policies (``newline=``): ``"row"`` (one ``image_newline`` after every grid row: how
+LLaVA-Video was trained and is evaluated by its own code), ``"video"`` (one after the whole video: the
+Hugging Face video path, and LLaVA-OneVision's own setting), ``"frame"``, ``"none"``. ``"auto"``
+resolves per checkpoint by :func:`newline_rule`: ``"row"`` for LLaVA-Video, ``"video"`` otherwise.
+
+The baseline (:meth:`LlavaOnevisionAdapter.baseline_inputs`) is the model's own video path: the
+processor's frames, the model's own 2× bilinear pooling (27×27 → 14×14). Under ``"video"`` it is the
+stock Hugging Face call itself; under ``"row"`` (LLaVA-Video) the pooled features are laid out with a
+newline after every row, since the Hugging Face path cannot do that.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -23,6 +31,47 @@ from ..assign import Grid
 from ..errors import BudgetError
 from ..types import Frames
 from .base import ModelInputs, VideoLMAdapter, flatten_frame_features
+
+
+#: ``mm_newline_position`` of the original LLaVA-NeXT configs -> our newline policy.
+_ORIGINAL_NEWLINE = {"grid": "row", "one_token": "video", "frame": "frame", "no_token": "none"}
+
+
+def _name_parts(model_id: str) -> list[str]:
+    """The names a checkpoint goes by: the hub id's name, the folder's name, and for a folder inside the
+    Hugging Face cache (``models--org--name/snapshots/<hash>``) that cache entry's name."""
+    names = [model_id.rstrip("/").split("/")[-1]]
+    path = Path(model_id).expanduser()
+    if path.exists():
+        real = Path(os.path.realpath(path))
+        names.append(real.name)
+        names += [part for part in real.parts if part.startswith("models--")]
+    return names
+
+
+def newline_rule(model_id: str, config: Any) -> tuple[str, str]:
+    """How a LLaVA-OneVision-class checkpoint lays out its newline tokens, and why.
+
+    The Hugging Face port of LLaVA-Video is a ``llava_onevision`` checkpoint with nothing in its config
+    that tells it apart from LLaVA-OneVision, so the rule looks at the config first, then the name:
+
+    1. a ``mm_newline_position`` field (the original LLaVA-NeXT config key, kept by some conversions):
+       ``grid`` -> ``"row"``, ``one_token`` -> ``"video"``, ``frame`` -> ``"frame"``, ``no_token`` -> ``"none"``;
+    2. the checkpoint's name (hub id, folder name, or Hugging Face cache entry) contains ``llava-video`` or
+       ``llava_video`` (any case), as ``llava-hf/LLaVA-Video-7B-Qwen2-hf`` does -> ``"row"``;
+    3. otherwise LLaVA-OneVision -> ``"video"`` (one newline after the whole video).
+
+    Returns:
+        ``(policy, reason)``: the newline policy and a short text saying which rule decided.
+    """
+    original = getattr(config, "mm_newline_position", None)
+    if isinstance(original, str) and original in _ORIGINAL_NEWLINE:
+        return _ORIGINAL_NEWLINE[original], f"config mm_newline_position={original!r}"
+    for name in _name_parts(str(model_id)):
+        lowered = name.lower()
+        if "llava-video" in lowered or "llava_video" in lowered:
+            return "row", f"LLaVA-Video checkpoint by name ({name!r})"
+    return "video", "LLaVA-OneVision (no LLaVA-Video name or config field)"
 
 
 class LlavaOnevisionAdapter(VideoLMAdapter):
@@ -38,6 +87,9 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
         vision = self.model.config.vision_config
         side = vision.image_size // vision.patch_size
         self._native: Grid = (side, side)
+        #: This checkpoint's own newline policy and the rule that chose it (:func:`newline_rule`).
+        self.default_newline, self.newline_reason = newline_rule(self.model_id, self.model.config)
+        self.variant = "llava_video" if self.default_newline == "row" else "llava_onevision"
 
     # ------------------------------------------------------------------ geometry
     def native_grid(self, frames: Frames | None = None) -> Grid:
@@ -132,13 +184,32 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
             extra={"input_ids": ids},
         )
 
-    def baseline_inputs(self, frames: Frames, prompt: str) -> ModelInputs:
+    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto") -> ModelInputs:
+        """The stock model at these frames: its own pooling to :meth:`pooled_grid`, newlines as trained.
+
+        ``"video"``: the Hugging Face processor and video path, unchanged. Any other policy (``"row"`` for
+        LLaVA-Video): the same pooled features (the model's own ``apply_pooling``) laid out by policy.
+        """
+        policy = self.resolve_newline(newline)
+        if policy != "video":
+            pooled = self.pooled_features(frames)
+            grid = self.pooled_grid()
+            return self.build_inputs(prompt, list(pooled), [grid] * len(pooled), newline=policy)
         text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}])
         enc = self.processor(text=text, videos=[frames.pixels], return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items()}
         enc["pixel_values_videos"] = enc["pixel_values_videos"].to(self.dtype)
         n = int((enc["input_ids"] == self.video_token_id).sum())
         return ModelInputs(kwargs=enc, visual_tokens=n, prompt=text)
+
+    @torch.inference_mode()
+    def pooled_features(self, frames: Frames) -> torch.Tensor:
+        """``[T, h, w, C]``: each frame pooled by the model's own ``apply_pooling`` (27×27 -> 14×14)."""
+        native = self.encode(frames)
+        t, h, w, c = native.shape
+        pooled = self.model.model.apply_pooling(native.reshape(t, h * w, c))
+        ph, pw = self.pooled_grid()
+        return pooled.reshape(t, ph, pw, c)
 
 
 __all__ = ["LlavaOnevisionAdapter"]

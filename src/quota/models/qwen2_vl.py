@@ -11,6 +11,11 @@ the model's own ``get_rope_index``; the features go in through ``mm_encoder_outp
 Newline policy: the family has no newline token; its runs are delimited by the vision start and
 end tokens, so ``"auto"`` means ``"none"``.
 
+Grid shape: a Qwen frame's native grid has the frame's aspect ratio and the rotary positions encode
+that layout, so ``grid_shape="auto"`` means ``"aspect"`` (:func:`quota.assign.grid_for_tokens_aspect`):
+the paper's token count per frame, in a grid of the native aspect ratio. With equal scores and a budget
+of ``T·H·W`` every frame keeps its native grid, and the input equals the processor's image path.
+
 The baseline (:meth:`QwenVLAdapter.baseline_inputs`) is the model's own video path: frames in pairs
 through the temporal patch, as the processor does for ``videos=``.
 """
@@ -31,6 +36,7 @@ class QwenVLAdapter(VideoLMAdapter):
     family = "qwen2_vl"
     model_types = ("qwen2_vl", "qwen2_5_vl")
     default_newline = "none"
+    default_grid_shape = "aspect"
     model_class_name = "AutoModelForImageTextToText"
 
     def __init__(self, model: Any, processor: Any, **kwargs: Any) -> None:
@@ -120,7 +126,9 @@ class QwenVLAdapter(VideoLMAdapter):
         enc = self.processor(text=text, images=list(frames.pixels), return_tensors="pt")
         return self._to_device(enc, text, "pixel_values")
 
-    def baseline_inputs(self, frames: Frames, prompt: str) -> ModelInputs:
+    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto") -> ModelInputs:
+        if self.resolve_newline(newline) != "none":
+            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
         text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}])
         metadata = [{"total_num_frames": len(frames), "fps": max(len(frames) / max(frames.duration, 1e-6), 1e-3)}]
         try:

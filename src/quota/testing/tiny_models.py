@@ -22,6 +22,9 @@ Sizes, per family (see :data:`TINY_FACTS` for the numbers in code):
   3x3 = 9 visual tokens, a 112x112 image 8x8 patches and 16 tokens.
 * LLaVA-OneVision: SigLIP at 84x84 pixels with patch 14 (a 6x6 native grid, 36 features per tile); a video
   frame is pooled to 3x3 = 9 tokens, plus one newline token after the whole video.
+* LLaVA-Video (``llava_video``): the same classes with SigLIP at 378x378 pixels, so the native grid is the real
+  model's 27x27 and the model's own pooling gives 14x14. Its cache folder is named ``llava_video``, which is
+  how quota recognises a LLaVA-Video checkpoint (one newline token per grid row; docs/models.md).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ __all__ = [
 ]
 
 #: Family names accepted by :func:`build_tiny_model` and :func:`tiny_model_cache`.
-FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision")
+FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision", "llava_video")
 
 #: Bumped whenever the builders change what they write, so stale folders in a persistent cache are rebuilt.
 BUILDER_VERSION = 1
@@ -84,6 +87,11 @@ _QWEN_MROPE_SECTION = [2, 3, 3]
 _SIGLIP_IMAGE = 84
 _SIGLIP_PATCH = 14
 _LLAVA_PINPOINTS = [[84, 84], [84, 168], [168, 84], [168, 168]]
+# LLaVA-Video: the real model's 27x27 SigLIP grid (378 / 14).
+_SIGLIP_VIDEO_IMAGE = 378
+_LLAVA_VIDEO_PINPOINTS = [[378, 378], [378, 756], [756, 378], [756, 756]]
+# Positions needed for 64 frames x 14 x 15 = 13,440 visual positions plus the prompt.
+_LLAVA_VIDEO_MAX_POSITIONS = 16384
 
 #: Numbers later code (adapters, tests) can rely on, per family.
 TINY_FACTS: dict[str, dict[str, Any]] = {
@@ -110,6 +118,14 @@ TINY_FACTS: dict[str, dict[str, Any]] = {
         "native_grid": _SIGLIP_IMAGE // _SIGLIP_PATCH,  # 6 -> 6x6 features per tile / frame
         "pooled_grid": -(-(_SIGLIP_IMAGE // _SIGLIP_PATCH) // 2),  # ceil(6 / 2) = 3 -> 3x3 per frame
         "image_grid_pinpoints": _LLAVA_PINPOINTS,
+    },
+    "llava_video": {
+        "hidden_size": _HIDDEN,
+        "image_size": _SIGLIP_VIDEO_IMAGE,
+        "patch_size": _SIGLIP_PATCH,
+        "native_grid": _SIGLIP_VIDEO_IMAGE // _SIGLIP_PATCH,  # 27 -> 27x27 features per frame
+        "pooled_grid": -(-(_SIGLIP_VIDEO_IMAGE // _SIGLIP_PATCH) // 2),  # ceil(27 / 2) = 14 -> 14x14
+        "image_grid_pinpoints": _LLAVA_VIDEO_PINPOINTS,
     },
 }
 
@@ -423,7 +439,9 @@ def build_tiny_qwen2_vl(path: str | os.PathLike[str], *, variant: str = "qwen2_v
     return _save(Path(path), model, processor, _generation_config(tokenizer), variant, seed)
 
 
-def build_tiny_llava_onevision(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+def build_tiny_llava_onevision(
+    path: str | os.PathLike[str], *, seed: int = 0, image_size: int = _SIGLIP_IMAGE, family: str = "llava_onevision"
+) -> Path:
     """Write a tiny random-weight LLaVA-OneVision checkpoint (SigLIP vision tower + Qwen2 language model).
 
     The layout follows llava-hf/llava-onevision-qwen2-*-hf and LLaVA-Video-*-Qwen2-hf: feature layer -1 with
@@ -434,6 +452,8 @@ def build_tiny_llava_onevision(path: str | os.PathLike[str], *, seed: int = 0) -
     Args:
         path: folder to write (created if missing).
         seed: seed of the random weights.
+        image_size: SigLIP input size in pixels (84: a 6x6 grid; 378: LLaVA-Video's 27x27).
+        family: the family name written into the marker file.
 
     Returns:
         The checkpoint folder as a :class:`pathlib.Path`.
@@ -450,13 +470,18 @@ def build_tiny_llava_onevision(path: str | os.PathLike[str], *, seed: int = 0) -
 
     tokenizer = _build_tokenizer(_LLAVA_OV_SPECIALS, LLAVA_ONEVISION_CHAT_TEMPLATE)
     ids = {t: _token_id(tokenizer, t) for t in _LLAVA_OV_SPECIALS}
-    text_config = Qwen2Config(**_language_model_kwargs(tokenizer), tie_word_embeddings=False)
+    pinpoints = _LLAVA_PINPOINTS if image_size == _SIGLIP_IMAGE else [[image_size * a, image_size * b]
+                                                                      for a, b in ((1, 1), (1, 2), (2, 1), (2, 2))]
+    lm_kwargs = _language_model_kwargs(tokenizer)
+    if image_size != _SIGLIP_IMAGE:
+        lm_kwargs["max_position_embeddings"] = _LLAVA_VIDEO_MAX_POSITIONS
+    text_config = Qwen2Config(**lm_kwargs, tie_word_embeddings=False)
     vision_config = SiglipVisionConfig(
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=2,
-        image_size=_SIGLIP_IMAGE,
+        image_size=image_size,
         patch_size=_SIGLIP_PATCH,
         vision_use_head=False,
     )
@@ -467,21 +492,21 @@ def build_tiny_llava_onevision(path: str | os.PathLike[str], *, seed: int = 0) -
         video_token_index=ids["<video>"],
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
-        image_grid_pinpoints=[list(p) for p in _LLAVA_PINPOINTS],
+        image_grid_pinpoints=[list(p) for p in pinpoints],
         vision_aspect_ratio="anyres_max_9",
         tie_word_embeddings=False,
     )
     siglip_norm = dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     image_processor = LlavaOnevisionImageProcessor(
-        size={"height": _SIGLIP_IMAGE, "width": _SIGLIP_IMAGE},
-        image_grid_pinpoints=[list(p) for p in _LLAVA_PINPOINTS],
+        size={"height": image_size, "width": image_size},
+        image_grid_pinpoints=[list(p) for p in pinpoints],
         **siglip_norm,
     )
     video_processor = LlavaOnevisionVideoProcessor(
-        size={"height": _SIGLIP_IMAGE, "width": _SIGLIP_IMAGE},
+        size={"height": image_size, "width": image_size},
         **siglip_norm,
     )
-    native = _SIGLIP_IMAGE // _SIGLIP_PATCH
+    native = image_size // _SIGLIP_PATCH
     processor = LlavaOnevisionProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -492,13 +517,15 @@ def build_tiny_llava_onevision(path: str | os.PathLike[str], *, seed: int = 0) -
         vision_aspect_ratio="anyres_max_9",
     )
     model = seeded_model(LlavaOnevisionForConditionalGeneration, config, seed)
-    return _save(Path(path), model, processor, _generation_config(tokenizer), "llava_onevision", seed)
+    return _save(Path(path), model, processor, _generation_config(tokenizer), family, seed)
 
 
 _BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_vl": lambda path, **kw: build_tiny_qwen2_vl(path, variant="qwen2_vl", **kw),
     "qwen2_5_vl": lambda path, **kw: build_tiny_qwen2_vl(path, variant="qwen2_5_vl", **kw),
     "llava_onevision": build_tiny_llava_onevision,
+    "llava_video": lambda path, **kw: build_tiny_llava_onevision(
+        path, image_size=_SIGLIP_VIDEO_IMAGE, family="llava_video", **kw),
 }
 
 
