@@ -84,6 +84,7 @@ CHANGES = {
     "weight_scale": 10.0, "weight_power": 1.0, "budget": 20, "allocation": "exact", "cap": True,
     "resize": "linspace", "newline": "none", "decouple": "event", "max_new_tokens": 2,
     "decouple_max_new_tokens": 9, "time_prompt": False, "baseline_frames": 3, "decode_max_side": 32,
+    "grid_shape": "square", "time_frames": "kept",
 }
 
 

@@ -205,7 +205,7 @@ def test_llava_video_pipeline_uses_row_newlines_in_both_modes(tiny_llava_video, 
     assert json.loads(plan.to_json())["newline"] == "row"
     qa.answer(video, "What happens?", baseline=True)
     assert spy.inputs[-1].visual_tokens == 6 * 14 * 15  # the stock model: 14x14 per frame, a newline per row
-    forced = QuoTA(qa.adapter, qa.scorer, qa.config.replace(newline="video"), quiet=True)
+    forced = qa.with_config(newline="video")
     assert forced.plan(video, "What happens?").newline == "video"
 
 
