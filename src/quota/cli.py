@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import re
 import sys
@@ -215,8 +216,9 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
         from .models.loading import load_config
 
         context = context_tokens(load_config(base, trust_remote_code=args.trust_remote_code))
-    # room for the text: the prompt with one time stamp per frame, newline tokens, the answer
-    reserve = 128 + 8 * frames + config.max_new_tokens
+    # room for the text: the prompt with one time stamp per frame, the answer, and newline tokens: at most one
+    # per grid row, and the rows of all frames add up to at most sqrt(frames * budget) (Cauchy-Schwarz)
+    reserve = 128 + 8 * frames + config.max_new_tokens + math.isqrt(frames * config.budget) + 1
     check_budget(config.budget, frames=frames, context=context, reserve=reserve)
 
 
