@@ -6,14 +6,19 @@ import base64
 import html
 import io
 import re
+import warnings
 
+import matplotlib
+import matplotlib.text
 import numpy as np
 import pytest
 from PIL import Image
 
 from quota.assign import allocate_grids, frame_weights
 from quota.errors import ConfigError, FramesError
-from quota.report import frame_positions, render_html, render_png, save_report, top_frames
+from quota import report
+from quota.report import (RunInfo, font_families, frame_positions, render_html, render_png, save_report,
+                          score_limits, top_frames)
 from quota.testing.videos import frame_pattern
 from quota.types import Clue, Frames, Plan
 
@@ -138,3 +143,102 @@ def test_top_frames_and_frame_matching():
 def test_save_report_rejects_unknown_suffix(tmp_path):
     with pytest.raises(ConfigError, match=r"\.png or \.html"):
         save_report(_plan(), tmp_path / "plan.pdf")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the report says besides the plan; text shown once; scales; fonts
+# ---------------------------------------------------------------------------------------------------------
+
+CJK_QUESTION = "视频里的狗把红色的球带到哪里去了？"
+
+
+def _info(**kw) -> RunInfo:
+    args = dict(answer="B. The dog drops it by the <bench>.", choice="B", options=("A. lake", "B. bench", "C. car"),
+                base="/models/tiny-llava", scorer="uniform", preset="paper",
+                timings={"decode": 0.25, "decouple": 1.5, "score": 2.0, "generate": 3.25, "total": 7.0})
+    args.update(kw)
+    return RunInfo(**args)
+
+
+def _figure_texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+
+
+def test_html_holds_answer_options_models_and_timings():
+    plan = _plan()
+    text = render_html(plan, _frames(plan), info=_info())
+    assert "A: B. The dog drops it by the &lt;bench&gt;." in text  # the text starts with the letter already
+    assert "A: (C) by the car" in render_html(plan, info=_info(answer="by the car", choice="C"))
+    assert '<li class="chosen">B. bench</li>' in text and "<li>A. lake</li>" in text
+    assert "base /models/tiny-llava · scorer uniform · preset paper" in text
+    assert "decode 0.25 s · decouple 1.50 s · score 2.00 s · generate 3.25 s · total 7.00 s" in text
+    # a plan-only report says so; a report without info says nothing about an answer
+    assert "no answer was asked for" in render_html(plan, info=_info(answer=None, choice=None, options=()))
+    assert "no answer was asked for" not in render_html(plan)
+
+
+def test_question_and_stats_appear_once_in_the_page():
+    plan = _plan(question="Where does the zebra go?")
+    text = render_html(plan, _frames(plan), info=_info())
+    body = text.split("</head>", 1)[1]
+    assert body.count("Where does the zebra go?") == 1
+    assert body.count("sampled frames kept") == 1
+    # the page's chart carries no header of its own; the PNG keeps it
+    assert not any("zebra" in t for t in _figure_texts(report._figure(plan, None, 0, header=False)))
+    png_texts = _figure_texts(report._figure(plan, None, 0, info=_info()))
+    assert any("zebra" in t for t in png_texts) and any("total 7.00 s" in t for t in png_texts)
+    assert any(t.startswith("A: B. The dog") for t in png_texts)
+
+
+def test_scores_have_one_precision_everywhere():
+    plan = _plan()
+    text = render_html(plan, _frames(plan))
+    captions = re.findall(r"score (\d+\.\d+)</figcaption>", text)
+    cells = re.findall(r"<td>(\d\.\d+)</td><td>0\.\d{4}</td>", text)
+    assert captions and len(cells) == len(plan.indices)
+    assert {len(c.split(".")[1]) for c in captions + cells} == {3}
+    assert set(captions) <= set(cells)
+
+
+def test_score_axis_fits_small_scores():
+    assert score_limits([0.1, 0.9]) == pytest.approx((-0.04, 1.06))  # spread: the whole scale
+    lo, hi = score_limits([0.001, 0.004, 0.002])
+    assert lo < 0.001 and hi > 0.004 and hi - lo < 0.01  # fitted: the shape is visible
+    lo, hi = score_limits([0.5, 0.5])
+    assert lo < 0.5 < hi
+    assert score_limits([]) == pytest.approx((-0.04, 1.06))
+    small = _plan(scores=np.linspace(0.001, 0.004, 24))
+    fig = report._figure(small, None, 0)
+    score_ax = next(ax for ax in fig.axes if ax.get_ylabel() == "relevance score")
+    bottom, top = score_ax.get_ylim()
+    assert top - bottom < 0.01
+
+
+def _glyph_warnings(families: list[str], plan: Plan) -> list[str]:
+    with matplotlib.rc_context({"font.family": families}), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = report._figure(plan, None, 0, info=_info(answer="狗把球带到了长椅旁边。"))
+        fig.canvas.draw()
+    return [str(w.message) for w in caught if "missing" in str(w.message).lower()]
+
+
+def test_cjk_text_is_drawn_with_a_font_that_has_its_glyphs():
+    families = list(font_families())
+    if not set(families) - {"DejaVu Sans", "Noto Sans", "sans-serif"}:
+        pytest.skip("no CJK font installed here (Debian: fonts-wqy-zenhei or fonts-noto-cjk; .ci/run installs one)")
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    def covered(char: str) -> bool:
+        for family in families:
+            path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+            if FT2Font(path).get_char_index(ord(char)):
+                return True
+        return False
+
+    assert all(covered(c) for c in CJK_QUESTION if not c.isspace())
+    plan = _plan(question=CJK_QUESTION, clue=Clue(("狗", "红色的球"), "", "entity", CJK_QUESTION))
+    assert _glyph_warnings(families, plan) == []
+    # control: with the default font alone the same text has missing glyphs (boxes)
+    assert _glyph_warnings(["DejaVu Sans"], plan)
+    _png(render_png(plan, _frames(plan), info=_info()))

@@ -227,11 +227,25 @@ def _check_report_path(path: str | None) -> None:
         raise ConfigError(f"--report {path!r}: the report format comes from the suffix; use .html or .png")
 
 
-def _write_report(args: argparse.Namespace, plan: Any) -> None:
+def report_info(args: argparse.Namespace, qa: Any, answer: Any = None) -> Any:
+    """What a report prints besides the plan (:class:`quota.report.RunInfo`): the answer (``None``: none was
+    asked for), the options, the models loaded, the preset and the seconds per stage."""
+    from .report import RunInfo
+
+    base = args.base or (DEFAULT_BASE if getattr(qa, "adapter", None) is not None else None)
+    timings = answer.timings if answer is not None else None
+    return RunInfo(
+        answer=None if answer is None else answer.text, choice=None if answer is None else answer.choice,
+        options=tuple(getattr(args, "options", None) or ()), base=base, scorer=qa.config.scorer,
+        preset=args.preset, timings=dict(timings or {}),
+    )
+
+
+def _write_report(args: argparse.Namespace, plan: Any, *, qa: Any = None, answer: Any = None) -> None:
     from .report import save_report
 
     try:
-        save_report(plan, args.report)
+        save_report(plan, args.report, info=None if qa is None else report_info(args, qa, answer))
     except OSError as exc:
         raise QuotaError(f"cannot write {args.report}: {exc.strerror or exc}") from None
     _status(args, f"report written to {args.report}")
@@ -347,7 +361,7 @@ def run_ask(args: argparse.Namespace) -> int:
             print(text, flush=True)
     if args.report:  # the answer is out already: a failing report costs only the report
         try:
-            _write_report(args, answer.plan)
+            _write_report(args, answer.plan, qa=qa, answer=answer)
         except QuotaError as exc:
             print(f"{PROG}: warning: the answer is above, but the report failed: {_one_line(str(exc))}",
                   file=sys.stderr)
@@ -394,7 +408,7 @@ def run_plan(args: argparse.Namespace) -> int:
     else:
         print(text)
     if args.report:
-        _write_report(args, plan)
+        _write_report(args, plan, qa=qa)
     return 0
 
 

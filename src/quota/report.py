@@ -21,11 +21,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import os
 import textwrap
 import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -44,7 +47,78 @@ _TOKEN_COLOR = "#1b6ca8"
 _DROP_COLOR = "#9a9a9a"
 _TOP_COLOR = "#e7298a"
 
-__all__ = ["render_png", "render_html", "save_report", "top_frames", "frame_positions"]
+#: Font families for the charts, in order; matplotlib takes each glyph from the first that has it, so
+#: Latin text keeps matplotlib's default and CJK text (questions, objects, answers) comes from a CJK font.
+#: Families that are not installed are left out (:func:`font_families`). Debian: ``fonts-wqy-zenhei``
+#: or ``fonts-noto-cjk``.
+FONT_FALLBACK: tuple[str, ...] = (
+    "DejaVu Sans",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Source Han Sans",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "Noto Sans",
+)
+#: Font files of the families above, registered with matplotlib when its font cache predates them.
+_FONT_FILES = ("wqy-zenhei.ttc", "wqy-microhei.ttc", "NotoSansCJK-Regular.ttc", "DroidSansFallbackFull.ttf")
+
+__all__ = ["render_png", "render_html", "save_report", "top_frames", "frame_positions", "frame_strip_html",
+           "render_charts", "score_limits", "font_families", "RunInfo", "FONT_FALLBACK"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a report tells besides the plan: the answer and how it was made (every field optional).
+
+    Attributes:
+        answer: the model's answer text; ``None`` when no answer was asked for (``quota plan``).
+        choice: the option letter read from the answer.
+        options: the multiple-choice options the question was asked with.
+        base: the base model (id or folder).
+        scorer: the frame scorer (id, folder, ``base`` or ``uniform``).
+        preset: the preset name the settings started from.
+        timings: seconds per stage (``decode``, ``decouple``, ``score``, ``encode``, ``generate``, ``total``).
+    """
+
+    answer: str | None = None
+    choice: str | None = None
+    options: tuple[str, ...] = ()
+    base: str | None = None
+    scorer: str | None = None
+    preset: str | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fonts
+# ---------------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def font_families() -> tuple[str, ...]:
+    """The families of :data:`FONT_FALLBACK` that matplotlib can use here, in order (at least one).
+
+    A CJK font installed after matplotlib built its font cache is added to it first (by file name).
+    """
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    if not any(name in known for name in FONT_FALLBACK[1:]):
+        try:
+            paths = font_manager.findSystemFonts()
+        except Exception:  # no font directories or fc-list trouble: keep what matplotlib has
+            paths = []
+        for path in paths:
+            if os.path.basename(path) in _FONT_FILES:
+                try:
+                    font_manager.fontManager.addfont(path)
+                except Exception:  # an unreadable font file: skip it
+                    continue
+        known = {f.name for f in font_manager.fontManager.ttflist}
+    found = tuple(name for name in FONT_FALLBACK if name in known)
+    return found or ("sans-serif",)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -144,6 +218,42 @@ def _thumbnail(pixels: np.ndarray, grid: tuple[int, int], max_side: int | None) 
     return img
 
 
+def _fmt_score(score: float) -> str:
+    """A relevance score as every view of the report prints it (three decimals)."""
+    return f"{score:.3f}"
+
+
+def _answer_text(info: RunInfo) -> str:
+    """``A: (B) the text`` for an answer; a note when none was asked for."""
+    if info.answer is None:
+        return "A: no answer was asked for (token plan only)"
+    text = " ".join(info.answer.split()) or "(empty answer)"
+    if info.choice and not text.startswith(info.choice):
+        text = f"({info.choice}) {text}"
+    return "A: " + text
+
+
+def _models_text(info: RunInfo) -> str:
+    parts = [f"{label} {value}" for label, value in
+             (("base", info.base), ("scorer", info.scorer), ("preset", info.preset)) if value]
+    return " · ".join(parts)
+
+
+def _timings_text(timings: Mapping[str, float]) -> str:
+    """``decode 0.12 s · score 1.50 s · total 1.62 s`` (stages in the order they ran, total last)."""
+    stages = [(k, v) for k, v in timings.items() if k != "total"]
+    if "total" in timings:
+        stages.append(("total", timings["total"]))
+    return " · ".join(f"{k} {float(v):.2f} s" for k, v in stages)
+
+
+def _stage_timings(plan: Plan, info: RunInfo | None) -> Mapping[str, float]:
+    """The seconds per stage to print: the run's (answering included) when known, else the plan's own."""
+    if info is not None and info.timings:
+        return info.timings
+    return plan.timings
+
+
 def _wrap(text: str, width: int, max_lines: int) -> str:
     lines = textwrap.wrap(" ".join(str(text).split()), width=width) or [""]
     if len(lines) > max_lines:
@@ -155,6 +265,28 @@ def _wrap(text: str, width: int, max_lines: int) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # The figure
 # ---------------------------------------------------------------------------------------------------------
+
+
+def score_limits(scores: Any) -> tuple[float, float]:
+    """The y range of the score panel: the whole ``[0, 1]`` scale when the scores spread over half of it or
+    more, else a range fitted around them (10% margins), so small or close scores still show their shape.
+
+    Args:
+        scores: relevance scores in ``[0, 1]`` (any sequence; NaNs are ignored).
+
+    Returns:
+        ``(low, high)`` with ``low < high``.
+    """
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return (-0.04, 1.06)
+    lo, hi = float(values.min()), float(values.max())
+    span = hi - lo
+    if span >= 0.5:
+        return (min(lo, 0.0) - 0.04, max(hi, 1.0) + 0.06)
+    pad = 0.1 * span if span > 0 else max(0.1 * abs(hi), 1e-3)
+    return (lo - pad, hi + pad)
 
 
 def _bar_width(times: np.ndarray, span: float) -> float:
@@ -195,126 +327,188 @@ def _legend(ax: Any) -> None:
                   ncol=len(handles), borderaxespad=0.2, handlelength=1.5)
 
 
-def _figure(plan: Plan, frames: Frames | None, thumbnails: int) -> Any:
-    """The matplotlib Figure (Agg canvas attached) for ``plan``."""
+@dataclass(frozen=True)
+class _Series:
+    """The plan's per-frame numbers as arrays, shared by the panels of the figure."""
+
+    times: np.ndarray  # [T] seconds
+    scores: np.ndarray  # [T] in [0, 1]
+    tokens: np.ndarray  # [T] visual tokens
+    kept: np.ndarray  # [T] bool
+    t_max: float  # seconds, at least 1
+    width: float  # bar width in seconds
+
+    @classmethod
+    def of(cls, plan: Plan) -> "_Series":
+        times = np.asarray(plan.timestamps, dtype=np.float64)
+        tokens = np.asarray(_tokens(plan), dtype=np.float64)
+        t_max = max(plan.duration, float(times.max()) if len(times) else 0.0, 1.0)
+        return cls(times, np.asarray(plan.scores, dtype=np.float64), tokens, tokens > 0, t_max,
+                   _bar_width(times, t_max))
+
+
+def _header_lines(plan: Plan, info: RunInfo | None) -> list[tuple[str, dict[str, Any]]]:
+    """The header's text lines, each with its matplotlib text style."""
+    question = plan.question or (plan.clue.question if plan.clue else "") or "(no question)"
+    lines: list[tuple[str, dict[str, Any]]] = [
+        (_wrap("Q: " + question, 120, 2), {"fontsize": 12, "fontweight": "bold"}),
+    ]
+    if info is not None:
+        lines.append((_wrap(_answer_text(info), 130, 2), {"fontsize": 11, "color": "#0b3d6b"}))
+    lines.append((_wrap(_objects_text(plan), 150, 1), {"fontsize": 10, "color": "#333333"}))
+    lines.append((_stats_text(plan), {"fontsize": 9.5, "color": "#555555"}))
+    run = " · ".join(t for t in (_models_text(info) if info else "", _timings_text(_stage_timings(plan, info))) if t)
+    if run:
+        lines.append((_wrap(run, 170, 1), {"fontsize": 9, "color": "#555555"}))
+    return lines
+
+
+def _line_height(text: str, style: dict[str, Any]) -> float:
+    """Inches a header line takes: 1.55 × its font size per wrapped line."""
+    return (text.count("\n") + 1) * style["fontsize"] * 1.55 / 72
+
+
+def _draw_header(fig: Any, cell: Any, lines: list[tuple[str, dict[str, Any]]], height: float) -> None:
+    """The header text, top to bottom. parse_math=False: a "$" in a question is text, not math."""
+    head = fig.add_subplot(cell)
+    head.axis("off")
+    y = 1.0
+    for text, style in lines:
+        head.text(0.0, y, text, va="top", ha="left", parse_math=False, transform=head.transAxes, **style)
+        y -= _line_height(text, style) / height
+
+
+def _style_panel(ax: Any, series: _Series, top: list[int], *, label_top: bool) -> None:
+    """Light y grid, no top/right spines, and a faint vertical line at each thumbnail's time."""
+    ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    for k, p in enumerate(top):
+        ax.axvline(series.times[p], color=_TOP_COLOR, alpha=0.3, linewidth=1.0, zorder=0,
+                   label="thumbnail below" if k == 0 and label_top else None)
+
+
+def _draw_scores(ax: Any, s: _Series) -> None:
+    """Relevance over time: a line through every frame, kept frames filled, dropped ones hollow."""
+    if len(s.times):
+        order = np.argsort(s.times, kind="stable")
+        ax.plot(s.times[order], s.scores[order], color=_SCORE_COLOR, linewidth=1.2, zorder=2)
+        if s.kept.any():
+            ax.scatter(s.times[s.kept], s.scores[s.kept], s=16, color=_SCORE_COLOR, zorder=3, clip_on=False,
+                       label="kept frame")
+        if (~s.kept).any():
+            ax.scatter(s.times[~s.kept], s.scores[~s.kept], s=18, facecolors="white", edgecolors=_DROP_COLOR,
+                       linewidths=1.0, zorder=3, clip_on=False, label="dropped frame")
+        _legend(ax)
+    else:
+        ax.text(0.5, 0.5, "the plan holds no frames", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(*score_limits(s.scores))
+    ax.set_ylabel("relevance score")
+    ax.set_title("Relevance of each sampled frame to the question", loc="left", fontsize=10)
+    ax.tick_params(labelbottom=False)
+
+
+def _draw_tokens(ax: Any, s: _Series, native_grid: tuple[int, int]) -> None:
+    """Tokens per frame as bars, dropped frames as grey crosses at 0, the native grid as a dashed line
+    when the bars come near it; also sets the shared time axis."""
+    top_tokens = float(s.tokens.max()) if len(s.tokens) else 0.0
+    if len(s.times):
+        if s.kept.any():
+            ax.bar(s.times[s.kept], s.tokens[s.kept], width=s.width, color=_TOKEN_COLOR, zorder=2, label="tokens")
+        else:
+            ax.text(0.5, 0.55, "no frame was given any token (is the budget too small?)", ha="center",
+                    va="center", color="#666666", transform=ax.transAxes)
+        if (~s.kept).any():
+            ax.scatter(s.times[~s.kept], np.zeros(int((~s.kept).sum())), marker="x", s=18, color=_DROP_COLOR,
+                       linewidths=1.0, zorder=3, clip_on=False, label="dropped (0 tokens)")
+        native = native_grid[0] * native_grid[1]
+        if native > 0 and s.kept.any() and top_tokens >= 0.5 * native:
+            ax.axhline(native, color="#444444", linestyle="--", linewidth=0.9, zorder=1,
+                       label=f"native grid {native_grid[0]}×{native_grid[1]} = {native}")
+            top_tokens = max(top_tokens, native)
+        _legend(ax)
+    ax.set_ylim(0, max(top_tokens * 1.08, 1.0))
+    ax.set_ylabel("visual tokens")
+    _time_axis(ax, s.t_max)
+    ax.set_title("Tokens given to each frame", loc="left", fontsize=10)
+    xlim = (-0.02 * s.t_max, s.t_max * 1.02)
+    if len(s.times):  # room for the half bars at both ends
+        xlim = (min(xlim[0], float(s.times.min()) - 0.6 * s.width), max(xlim[1], float(s.times.max()) + 0.6 * s.width))
+    ax.set_xlim(*xlim)
+
+
+def _draw_thumbnails(fig: Any, cell: Any, plan: Plan, frames: Frames, rows: dict[int, int], top: list[int]) -> None:
+    """One picture per position in ``top``, captioned with its time, grid and score."""
+    sub = cell.subgridspec(1, max(len(top), 4), wspace=0.08)
+    for k, p in enumerate(top):
+        ax = fig.add_subplot(sub[0, k])
+        ax.imshow(np.asarray(_thumbnail(frames.pixels[rows[p]], plan.grids[p], 320)))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor(_TOP_COLOR)
+        h, w = plan.grids[p]
+        ax.set_title(f"{_fmt_time(plan.timestamps[p])} · {h}×{w}\nscore {_fmt_score(plan.scores[p])}",
+                     fontsize=8.5, parse_math=False)
+
+
+def _figure(plan: Plan, frames: Frames | None, thumbnails: int, *, header: bool = True,
+            info: RunInfo | None = None) -> Any:
+    """The matplotlib Figure (Agg canvas attached) for ``plan``: an optional header, the score and token
+    panels, and (with ``frames``) a row of the ``thumbnails`` frames with the most tokens."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows = frame_positions(plan, frames)
     top = [p for p in top_frames(plan, thumbnails) if p in rows] if thumbnails > 0 else []
-    n_thumbs = len(top)
-
+    lines = _header_lines(plan, info) if header else []
+    head_h = sum(_line_height(text, style) for text, style in lines) + 0.05 if lines else 0.0
     thumb_h = 0.0
-    if n_thumbs:
-        cols = max(n_thumbs, 4)
+    if top:
+        cols = max(len(top), 4)
         aspect = frames.pixels.shape[1] / frames.pixels.shape[2]
         thumb_h = min(11.0 / cols * aspect + 0.5, 3.2)
     # Rows: header, scores, tokens, then (with thumbnails) a spacer for the time axis label and the strip.
-    heights = [1.05, 2.1, 2.1] + ([0.05, thumb_h] if n_thumbs else [])
-    bottom = 0.15 if n_thumbs else 0.5  # inches below the last row (room for the time axis label)
+    heights = ([head_h] if lines else []) + [2.1, 2.1] + ([0.05, thumb_h] if top else [])
+    bottom = 0.15 if top else 0.5  # inches below the last row (room for the time axis label)
     total = sum(heights) + 0.7 + bottom  # inches: panels, the gaps between them and the margins
     fig = Figure(figsize=(12, total), dpi=100)
     FigureCanvasAgg(fig)
     gs = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.45,
                           left=0.065, right=0.985, top=1 - 0.12 / total, bottom=bottom / total)
-
-    # Header: question, clue, numbers. parse_math=False: a "$" in a question is text, not math.
-    head = fig.add_subplot(gs[0])
-    head.axis("off")
-    question = plan.question or (plan.clue.question if plan.clue else "") or "(no question)"
-    head.text(0.0, 1.0, _wrap("Q: " + question, 120, 2), va="top", ha="left", fontsize=12,
-              fontweight="bold", parse_math=False, transform=head.transAxes)
-    head.text(0.0, 0.42, _wrap(_objects_text(plan), 150, 1), va="top", ha="left", fontsize=10,
-              color="#333333", parse_math=False, transform=head.transAxes)
-    head.text(0.0, 0.10, _stats_text(plan), va="top", ha="left", fontsize=9.5, color="#555555",
-              parse_math=False, transform=head.transAxes)
-
-    times = np.asarray(plan.timestamps, dtype=np.float64)
-    scores = np.asarray(plan.scores, dtype=np.float64)
-    tokens = np.asarray(_tokens(plan), dtype=np.float64)
-    kept = tokens > 0
-    t_max = max(plan.duration, float(times.max()) if len(times) else 0.0, 1.0)
-    span = t_max
-    xlim = (-0.02 * span, t_max * 1.02)
-
-    ax_s = fig.add_subplot(gs[1])
-    ax_t = fig.add_subplot(gs[2], sharex=ax_s)
-    for ax in (ax_s, ax_t):
-        ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.8)
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-        for k, p in enumerate(top):
-            ax.axvline(times[p], color=_TOP_COLOR, alpha=0.3, linewidth=1.0, zorder=0,
-                       label="thumbnail below" if k == 0 and ax is ax_s else None)
-
-    # Scores over time.
-    if len(times):
-        order = np.argsort(times, kind="stable")
-        ax_s.plot(times[order], scores[order], color=_SCORE_COLOR, linewidth=1.2, zorder=2)
-        if kept.any():
-            ax_s.scatter(times[kept], scores[kept], s=16, color=_SCORE_COLOR, zorder=3, clip_on=False,
-                         label="kept frame")
-        if (~kept).any():
-            ax_s.scatter(times[~kept], scores[~kept], s=18, facecolors="white", edgecolors=_DROP_COLOR,
-                         linewidths=1.0, zorder=3, clip_on=False, label="dropped frame")
-        _legend(ax_s)
-    else:
-        ax_s.text(0.5, 0.5, "the plan holds no frames", ha="center", va="center", transform=ax_s.transAxes)
-    ax_s.set_ylim(-0.04, 1.06)
-    ax_s.set_ylabel("relevance score")
-    ax_s.set_title("Relevance of each sampled frame to the question", loc="left", fontsize=10)
-    ax_s.tick_params(labelbottom=False)
-
-    # Tokens per frame.
-    width = _bar_width(times, span)
-    top_tokens = float(tokens.max()) if len(tokens) else 0.0
-    if len(times):
-        if kept.any():
-            ax_t.bar(times[kept], tokens[kept], width=width, color=_TOKEN_COLOR, zorder=2, label="tokens")
-        else:
-            ax_t.text(0.5, 0.55, "no frame was given any token (is the budget too small?)", ha="center",
-                      va="center", color="#666666", transform=ax_t.transAxes)
-        if (~kept).any():
-            ax_t.scatter(times[~kept], np.zeros(int((~kept).sum())), marker="x", s=18, color=_DROP_COLOR,
-                         linewidths=1.0, zorder=3, clip_on=False, label="dropped (0 tokens)")
-        native = plan.native[0] * plan.native[1]
-        if native > 0 and kept.any() and top_tokens >= 0.5 * native:
-            ax_t.axhline(native, color="#444444", linestyle="--", linewidth=0.9, zorder=1,
-                         label=f"native grid {plan.native[0]}×{plan.native[1]} = {native}")
-            top_tokens = max(top_tokens, native)
-        _legend(ax_t)
-    ax_t.set_ylim(0, max(top_tokens * 1.08, 1.0))
-    ax_t.set_ylabel("visual tokens")
-    _time_axis(ax_t, t_max)
-    ax_t.set_title("Tokens given to each frame", loc="left", fontsize=10)
-    if len(times):  # room for the half bars at both ends
-        xlim = (min(xlim[0], float(times.min()) - 0.6 * width), max(xlim[1], float(times.max()) + 0.6 * width))
-    ax_t.set_xlim(*xlim)
-
-    # Thumbnails of the frames with the most tokens.
-    if n_thumbs:
-        sub = gs[4].subgridspec(1, max(n_thumbs, 4), wspace=0.08)
-        for k, p in enumerate(top):
-            ax = fig.add_subplot(sub[0, k])
-            ax.imshow(np.asarray(_thumbnail(frames.pixels[rows[p]], plan.grids[p], 320)))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_edgecolor(_TOP_COLOR)
-            h, w = plan.grids[p]
-            ax.set_title(f"{_fmt_time(plan.timestamps[p])} · {h}×{w}\nscore {plan.scores[p]:.2f}",
-                         fontsize=8.5, parse_math=False)
+    first = 0
+    if lines:
+        _draw_header(fig, gs[0], lines, head_h)
+        first = 1
+    series = _Series.of(plan)
+    ax_s = fig.add_subplot(gs[first])
+    ax_t = fig.add_subplot(gs[first + 1], sharex=ax_s)
+    _style_panel(ax_s, series, top, label_top=True)
+    _style_panel(ax_t, series, top, label_top=False)
+    _draw_scores(ax_s, series)
+    _draw_tokens(ax_t, series, plan.native)
+    if top:
+        _draw_thumbnails(fig, gs[first + 3], plan, frames, rows, top)
     return fig
 
 
-def _figure_png(plan: Plan, frames: Frames | None, thumbnails: int) -> bytes:
-    with warnings.catch_warnings():
-        # Glyphs missing from the default font (CJK questions) draw as boxes; no need to warn per glyph.
-        warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing.*")
-        fig = _figure(plan, frames, thumbnails)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, facecolor="white")
+def _figure_png(plan: Plan, frames: Frames | None, thumbnails: int, *, header: bool = True,
+                info: RunInfo | None = None) -> bytes:
+    import matplotlib
+
+    font_log = logging.getLogger("matplotlib.font_manager")
+    level = font_log.level
+    font_log.setLevel(logging.ERROR)  # a fallback font without a bold face is no news worth a line
+    try:
+        with warnings.catch_warnings(), matplotlib.rc_context({"font.family": list(font_families())}):
+            # A glyph no installed font has (no CJK font here) draws as a box; no need to warn per glyph.
+            warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing.*")
+            fig = _figure(plan, frames, thumbnails, header=header, info=info)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100, facecolor="white")
+    finally:
+        font_log.setLevel(level)
     return buf.getvalue()
 
 
@@ -330,7 +524,7 @@ def _write(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def render_png(plan: Plan, frames: Frames | None = None, path: str | os.PathLike | None = None, *,
-               thumbnails: int = PNG_THUMBNAILS) -> bytes:
+               thumbnails: int = PNG_THUMBNAILS, info: RunInfo | None = None) -> bytes:
     """Draw ``plan`` as one PNG picture (about 1200 pixels wide).
 
     Args:
@@ -340,15 +534,23 @@ def render_png(plan: Plan, frames: Frames | None = None, path: str | os.PathLike
             frames the picture has no thumbnails.
         path: where to write the PNG; ``None`` only returns the bytes.
         thumbnails: most thumbnails to show (the frames with the most tokens).
+        info: the answer, models, preset and timings to print in the header (optional).
 
     Returns:
         the PNG file's bytes.
     """
     _check_plan(plan)
-    data = _figure_png(plan, frames if frames is not None else plan.frames, thumbnails)
+    data = _figure_png(plan, frames if frames is not None else plan.frames, thumbnails, info=info)
     if path is not None:
         _write(path, data)
     return data
+
+
+def render_charts(plan: Plan) -> bytes:
+    """Only the score and token panels of ``plan`` as a PNG (no header, no thumbnails), for pages that
+    show the question and the numbers as text of their own."""
+    _check_plan(plan)
+    return _figure_png(plan, None, 0, header=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -356,10 +558,12 @@ def render_png(plan: Plan, frames: Frames | None = None, path: str | os.PathLike
 # ---------------------------------------------------------------------------------------------------------
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1240px;
-color:#222;padding:0 16px}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK JP","WenQuanYi Zen Hei",sans-serif;
+margin:24px auto;max-width:1240px;color:#222;padding:0 16px}
 h1{font-size:1.3em;margin:0 0 4px}
 .q{font-size:1.15em;font-weight:600;margin:12px 0 6px;white-space:pre-wrap}
+.a{font-size:1.1em;margin:6px 0;white-space:pre-wrap;color:#0b3d6b}
+.options li.chosen{font-weight:600}
 .meta{color:#555;font-size:.92em;margin:2px 0}
 .objects span{display:inline-block;background:#eef3fa;border:1px solid #c9d7ea;border-radius:10px;
 padding:1px 9px;margin:2px 4px 2px 0}
@@ -385,23 +589,45 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def _thumb_uri(pixels: np.ndarray, grid: tuple[int, int]) -> str:
-    img = _thumbnail(pixels, grid, HTML_THUMB_SIDE)
+def _thumb_uri(pixels: np.ndarray, grid: tuple[int, int], side: int = HTML_THUMB_SIDE) -> str:
+    img = _thumbnail(pixels, grid, side)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return _data_uri(buf.getvalue(), "image/png")
 
 
-def _html(plan: Plan, frames: Frames | None, thumbnails: int) -> str:
-    rows = frame_positions(plan, frames)
-    chart = _data_uri(_figure_png(plan, None, 0), "image/png")
-    top = [p for p in top_frames(plan, thumbnails) if p in rows] if thumbnails > 0 else []
-    top_set = set(top_frames(plan, thumbnails))
-    tokens = _tokens(plan)
-    clue = plan.clue
-    question = plan.question or (clue.question if clue else "")
+def frame_strip_html(plan: Plan, frames: Frames | None, positions: Sequence[int] | None = None, *,
+                     side: int = HTML_THUMB_SIDE) -> str:
+    """A ``<div class="strip">`` of frame pictures, each captioned with its time, grid, tokens and score.
 
-    out: list[str] = [
+    Args:
+        plan: the plan the frames belong to.
+        frames: the decoded frames (see :func:`render_png`); without them the strip is empty.
+        positions: plan positions to show, in this order; ``None``: every kept frame in time order.
+        side: longest side of a picture in pixels.
+
+    Returns:
+        the HTML (one ``<figure class="frame" data-position=...>`` per shown frame); frames that
+        ``frames`` lacks are left out.
+    """
+    rows = frame_positions(plan, frames)
+    chosen = plan.keep if positions is None else [int(p) for p in positions]
+    out = ['<div class="strip">']
+    for p in chosen:
+        if p not in rows:
+            continue
+        h, w = plan.grids[p]
+        uri = _thumb_uri(frames.pixels[rows[p]], plan.grids[p], side)  # type: ignore[union-attr]
+        caption = (f"{_fmt_time(plan.timestamps[p])} · {h}×{w} = {h * w} tokens · "
+                   f"score {_fmt_score(plan.scores[p])}")
+        out.append(f'<figure class="frame" data-position="{p}"><img src="{uri}" alt="frame {plan.indices[p]}">'
+                   f"<figcaption>{_e(caption)}</figcaption></figure>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def _html_head(question: str) -> list[str]:
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -409,9 +635,31 @@ def _html(plan: Plan, frames: Frames | None, thumbnails: int) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>QuoTA token plan</h1>",
     ]
-    if plan.video:
-        out.append(f'<p class="meta">video: <code>{_e(plan.video)}</code> · {_e(_fmt_time(plan.duration))}</p>')
-    out.append(f'<p class="q">Q: {_e(question or "(no question)")}</p>')
+
+
+def _html_answer(info: RunInfo | None) -> list[str]:
+    """The answer, the options (the chosen one marked), the models, the preset and the timings."""
+    if info is None:
+        return []
+    out = [f'<p class="a">{_e(_answer_text(info))}</p>']
+    if info.options:
+        from .choices import option_letters, option_lines
+
+        items = []
+        for letter, line in zip(option_letters(len(info.options)), option_lines(info.options)):
+            chosen = ' class="chosen"' if letter == info.choice else ""
+            items.append(f"<li{chosen}>{_e(line)}</li>")
+        out.append(f'<ul class="options">{"".join(items)}</ul>')
+    if _models_text(info):
+        out.append(f'<p class="meta">{_e(_models_text(info))}</p>')
+    return out
+
+
+def _html_clue(plan: Plan, info: RunInfo | None = None) -> list[str]:
+    """The objects as chips (or why there are none), the plan's numbers, the seconds per stage and the
+    model's reasoning."""
+    clue = plan.clue
+    out = []
     if clue is not None and clue.mode != "none" and clue.objects:
         label = "Events" if clue.mode == "event" else "Objects"
         chips = "".join(f"<span>{_e(o)}</span>" for o in clue.objects)
@@ -419,29 +667,22 @@ def _html(plan: Plan, frames: Frames | None, thumbnails: int) -> str:
     else:
         out.append(f'<p class="meta">{_e(_objects_text(plan))}</p>')
     out.append(f'<p class="meta">{_e(_stats_text(plan))}</p>')
-    if plan.timings:
-        stages = " · ".join(f"{_e(k)} {v:.2f} s" for k, v in plan.timings.items())
-        out.append(f'<p class="meta">time per stage: {stages}</p>')
+    timings = _stage_timings(plan, info)
+    if timings:
+        out.append(f'<p class="meta">time per stage: {_e(_timings_text(timings))}</p>')
     if clue is not None and clue.reasoning:
         out.append(f"<details><summary>Model reasoning (query decoupling)</summary><pre>{_e(clue.reasoning)}</pre>"
                    "</details>")
+    return out
 
-    out.append(f'<img class="chart" alt="relevance scores and tokens per frame" src="{chart}">')
 
-    if top:
-        out.append('<h2>Frames with the most tokens</h2><div class="strip">')
-        for p in top:
-            h, w = plan.grids[p]
-            uri = _thumb_uri(frames.pixels[rows[p]], plan.grids[p])
-            caption = f"{_fmt_time(plan.timestamps[p])} · {h}×{w} = {h * w} tokens · score {plan.scores[p]:.2f}"
-            out.append(f'<figure><img src="{uri}" alt="frame {plan.indices[p]}"><figcaption>{_e(caption)}'
-                       "</figcaption></figure>")
-        out.append("</div>")
-
-    out.append("<h2>Every sampled frame</h2>")
+def _html_table(plan: Plan, top: set[int]) -> list[str]:
+    """Every sampled frame: position, frame number, time, score, weight, grid and tokens."""
+    tokens = _tokens(plan)
+    out = ["<h2>Every sampled frame</h2>"]
     notes = []
-    if top_set:
-        notes.append(f"highlighted: the {len(top_set)} frames with the most tokens")
+    if top:
+        notes.append(f"highlighted: the {len(top)} frames with the most tokens")
     if len(plan.keep) < len(plan.indices):
         notes.append("grey: dropped frames (no tokens)")
     if notes:
@@ -450,45 +691,69 @@ def _html(plan: Plan, frames: Frames | None, thumbnails: int) -> str:
                "<th>grid</th><th>tokens</th></tr></thead><tbody>")
     for p in range(len(plan.indices)):
         h, w = plan.grids[p]
-        cls = "dropped" if tokens[p] == 0 else ("top" if p in top_set else "")
+        cls = "dropped" if tokens[p] == 0 else ("top" if p in top else "")
         cls_attr = f' class="{cls}"' if cls else ""
         out.append(
             f"<tr{cls_attr}><td>{p}</td><td>{plan.indices[p]}</td><td>{plan.timestamps[p]:.2f}</td>"
-            f"<td>{plan.scores[p]:.3f}</td><td>{plan.weights[p]:.4f}</td>"
+            f"<td>{_fmt_score(plan.scores[p])}</td><td>{plan.weights[p]:.4f}</td>"
             f"<td>{h}×{w}</td><td>{tokens[p]}</td></tr>"
         )
     out.append(f"</tbody><tfoot><tr><th colspan=\"6\">total (budget {plan.budget:,})</th>"
                f"<th>{plan.tokens:,}</th></tr></tfoot></table>")
+    return out
+
+
+def _html(plan: Plan, frames: Frames | None, thumbnails: int, info: RunInfo | None = None) -> str:
+    rows = frame_positions(plan, frames)
+    top_all = top_frames(plan, thumbnails) if thumbnails > 0 else []
+    top = [p for p in top_all if p in rows]
+    question = plan.question or (plan.clue.question if plan.clue else "")
+    out = _html_head(question)
+    if plan.video:
+        out.append(f'<p class="meta">video: <code>{_e(plan.video)}</code> · {_e(_fmt_time(plan.duration))}</p>')
+    out.append(f'<p class="q">Q: {_e(question or "(no question)")}</p>')
+    out += _html_answer(info)
+    out += _html_clue(plan, info)
+    # The chart without its own header: the question and the numbers are above as text.
+    chart = _data_uri(_figure_png(plan, None, 0, header=False), "image/png")
+    out.append(f'<img class="chart" alt="relevance scores and tokens per frame" src="{chart}">')
+    if top:
+        out.append("<h2>Frames with the most tokens</h2>")
+        out.append(frame_strip_html(plan, frames, top))
+    out += _html_table(plan, set(top_all))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
 def render_html(plan: Plan, frames: Frames | None = None, path: str | os.PathLike | None = None, *,
-                thumbnails: int = HTML_THUMBNAILS) -> str:
+                thumbnails: int = HTML_THUMBNAILS, info: RunInfo | None = None) -> str:
     """``plan`` as one self-contained HTML page: every image is inlined as a base64 data URI.
 
-    The page holds the question, the clue's objects (and the model's reasoning, folded), the numbers of
-    the plan, the chart of :func:`render_png` (without thumbnails), a strip of the ``thumbnails`` frames
-    with the most tokens (when ``frames`` are given), and a table of every sampled frame: position, frame
-    number, time (s), score, weight, grid and tokens. All text is HTML-escaped.
+    The page holds the question, the answer with the options, models, preset and timings (when ``info``
+    is given), the clue's objects (and the model's reasoning, folded), the numbers of the plan, the
+    score and token chart, a strip of the ``thumbnails`` frames with the most tokens (when ``frames`` are
+    given), and a table of every sampled frame: position, frame number, time (s), score, weight, grid and
+    tokens. All text is HTML-escaped.
 
     Args:
         plan: the plan to show.
         frames: decoded frames aligned with ``plan.indices`` (see :func:`render_png`); optional.
         path: where to write the page (UTF-8); ``None`` only returns it.
         thumbnails: most thumbnails in the strip.
+        info: the answer and how it was made (:class:`RunInfo`); optional.
 
     Returns:
         the HTML text.
     """
     _check_plan(plan)
-    text = _html(plan, frames if frames is not None else plan.frames, thumbnails)
+    text = _html(plan, frames if frames is not None else plan.frames, thumbnails, info)
     if path is not None:
         _write(path, text.encode("utf-8"))
     return text
 
 
-def save_report(plan: Plan, path: str | os.PathLike, frames: Frames | None = None) -> Path:
+def save_report(plan: Plan, path: str | os.PathLike, frames: Frames | None = None, *,
+                info: RunInfo | None = None) -> Path:
     """Write a report of ``plan`` to ``path``: a PNG picture for ``.png``, an HTML page for ``.html``/``.htm``.
 
     Raises:
@@ -497,9 +762,9 @@ def save_report(plan: Plan, path: str | os.PathLike, frames: Frames | None = Non
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".png":
-        render_png(plan, frames, path)
+        render_png(plan, frames, path, info=info)
     elif suffix in (".html", ".htm"):
-        render_html(plan, frames, path)
+        render_html(plan, frames, path, info=info)
     else:
         raise ConfigError(f"cannot tell the report format of {str(path)!r} from its suffix; use .png or .html")
     return path
