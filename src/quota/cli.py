@@ -45,6 +45,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("quota.cli", "add_plan_parser"),
     ("quota.eval.cli", "add_eval_parser"),
     ("quota.eval.cli", "add_report_parser"),
+    ("quota.demo", "add_demo_parser"),
 )
 
 

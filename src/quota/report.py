@@ -65,7 +65,7 @@ FONT_FALLBACK: tuple[str, ...] = (
 _FONT_FILES = ("wqy-zenhei.ttc", "wqy-microhei.ttc", "NotoSansCJK-Regular.ttc", "DroidSansFallbackFull.ttf")
 
 __all__ = ["render_png", "render_html", "save_report", "top_frames", "frame_positions", "frame_strip_html",
-           "render_charts", "score_limits", "font_families", "RunInfo", "FONT_FALLBACK"]
+           "render_charts", "timings_text", "score_limits", "font_families", "RunInfo", "FONT_FALLBACK"]
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def _models_text(info: RunInfo) -> str:
     return " · ".join(parts)
 
 
-def _timings_text(timings: Mapping[str, float]) -> str:
+def timings_text(timings: Mapping[str, float]) -> str:
     """``decode 0.12 s · score 1.50 s · total 1.62 s`` (stages in the order they ran, total last)."""
     stages = [(k, v) for k, v in timings.items() if k != "total"]
     if "total" in timings:
@@ -357,7 +357,7 @@ def _header_lines(plan: Plan, info: RunInfo | None) -> list[tuple[str, dict[str,
         lines.append((_wrap(_answer_text(info), 130, 2), {"fontsize": 11, "color": "#0b3d6b"}))
     lines.append((_wrap(_objects_text(plan), 150, 1), {"fontsize": 10, "color": "#333333"}))
     lines.append((_stats_text(plan), {"fontsize": 9.5, "color": "#555555"}))
-    run = " · ".join(t for t in (_models_text(info) if info else "", _timings_text(_stage_timings(plan, info))) if t)
+    run = " · ".join(t for t in (_models_text(info) if info else "", timings_text(_stage_timings(plan, info))) if t)
     if run:
         lines.append((_wrap(run, 170, 1), {"fontsize": 9, "color": "#555555"}))
     return lines
@@ -472,11 +472,12 @@ def _figure(plan: Plan, frames: Frames | None, thumbnails: int, *, header: bool 
     # Rows: header, scores, tokens, then (with thumbnails) a spacer for the time axis label and the strip.
     heights = ([head_h] if lines else []) + [2.1, 2.1] + ([0.05, thumb_h] if top else [])
     bottom = 0.15 if top else 0.5  # inches below the last row (room for the time axis label)
-    total = sum(heights) + 0.7 + bottom  # inches: panels, the gaps between them and the margins
+    above = 0.12 if lines else 0.4  # inches above the first row (without a header: the panel's title)
+    total = sum(heights) + 0.58 + above + bottom  # inches: panels, the gaps between them and the margins
     fig = Figure(figsize=(12, total), dpi=100)
     FigureCanvasAgg(fig)
     gs = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.45,
-                          left=0.065, right=0.985, top=1 - 0.12 / total, bottom=bottom / total)
+                          left=0.065, right=0.985, top=1 - above / total, bottom=bottom / total)
     first = 0
     if lines:
         _draw_header(fig, gs[0], lines, head_h)
@@ -669,7 +670,7 @@ def _html_clue(plan: Plan, info: RunInfo | None = None) -> list[str]:
     out.append(f'<p class="meta">{_e(_stats_text(plan))}</p>')
     timings = _stage_timings(plan, info)
     if timings:
-        out.append(f'<p class="meta">time per stage: {_e(_timings_text(timings))}</p>')
+        out.append(f'<p class="meta">time per stage: {_e(timings_text(timings))}</p>')
     if clue is not None and clue.reasoning:
         out.append(f"<details><summary>Model reasoning (query decoupling)</summary><pre>{_e(clue.reasoning)}</pre>"
                    "</details>")

@@ -1,0 +1,238 @@
+"""One loaded pipeline serving the questions of the demo page, without any web code.
+
+:class:`DemoSession` runs one question the way ``quota ask --report`` does (decode, decouple, score,
+answer, and optionally the baseline on the same video), one run at a time, and says which stage it is in
+as it goes. The web page (:mod:`quota.demo.app`) only turns its :class:`Stage` events and its
+:class:`DemoResult` into components; tests drive it directly.
+
+The pipeline keeps the frames, features and scores of the last video, so a second question about the
+same file reuses them.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ..errors import ConfigError
+from ..report import RunInfo, render_html
+from ..types import Answer, Frames, Plan
+
+#: The stages a run goes through, with the share of the work done when each starts (for progress bars).
+STAGES: tuple[tuple[str, float], ...] = (
+    ("decoding the video", 0.02),
+    ("decoupling the question", 0.2),
+    ("scoring the frames", 0.4),
+    ("answering", 0.65),
+    ("answering without QuoTA (baseline)", 0.85),
+    ("writing the report", 0.95),
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A run entered a stage: ``name`` (one of :data:`STAGES`) and ``progress`` in ``[0, 1]``."""
+
+    name: str
+    progress: float
+
+
+@dataclass
+class DemoResult:
+    """Everything one run produced.
+
+    Attributes:
+        answer: QuoTA's answer (its plan is :attr:`plan`; ``timings`` hold every stage, seconds).
+        plan: the token plan.
+        frames: the sampled frames the plan refers to (row ``i`` = plan position ``i``).
+        baseline: the answer without QuoTA on the same video, when asked for.
+        info: the answer, models, preset and timings as the report prints them.
+        settings: the models and every setting the run used.
+        plan_path: the plan as JSON (``quota plan``'s format).
+        report_path: the HTML report (``quota ask --report``'s page).
+    """
+
+    answer: Answer
+    plan: Plan
+    frames: Frames | None
+    baseline: Answer | None
+    info: RunInfo
+    settings: dict[str, Any]
+    plan_path: Path
+    report_path: Path
+    options: list[str] = field(default_factory=list)
+
+
+def plan_frames(plan: Plan, qa: Any) -> Frames | None:
+    """The sampled frames behind ``plan``: ``plan.frames`` where the pipeline sets it, else the
+    pipeline's last decoded frames (read right after the plan was made)."""
+    frames = getattr(plan, "frames", None)
+    if frames is None:
+        frames = getattr(qa, "last_frames", None)
+    return frames
+
+
+def parse_options(text: str | Sequence[str] | None) -> list[str]:
+    """Multiple-choice options from the page: one per line (blank lines ignored)."""
+    if text is None:
+        return []
+    lines = text.splitlines() if isinstance(text, str) else list(text)
+    return [" ".join(str(line).split()) for line in lines if str(line).strip()]
+
+
+def parse_budget(value: Any) -> int | None:
+    """The page's budget field: empty means the loaded setting; anything else must be a whole number.
+
+    Raises:
+        ConfigError: a value that is not a whole number (the range is checked by the config).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"budget must be an integer, got {value!r}") from None
+    if not number.is_integer():
+        raise ConfigError(f"budget must be an integer, got {value!r}")
+    return int(number)
+
+
+class DemoSession:
+    """A loaded :class:`~quota.pipeline.QuoTA` answering the page's questions one at a time.
+
+    Args:
+        qa: the pipeline (models loaded once for the life of the page).
+        out_dir: folder for each run's plan JSON and HTML report (one sub-folder per run).
+        base, scorer, preset: the names shown in reports and settings.
+    """
+
+    def __init__(self, qa: Any, out_dir: str | Path, *, base: str | None = None, scorer: str | None = None,
+                 preset: str | None = None) -> None:
+        self.qa = qa
+        self.out_dir = Path(out_dir)
+        self.base = base
+        self.scorer = scorer if scorer is not None else qa.config.scorer
+        self.preset = preset
+        self._lock = threading.Lock()
+        self._runs = itertools.count(1)
+        self._variant: Any = None  # the pipeline for the last budget other than the loaded one
+
+    # ------------------------------------------------------------------ settings
+    def pipeline_for(self, budget: int | None) -> Any:
+        """The pipeline to use for ``budget`` tokens: the loaded one, or one sharing its models and its
+        cached video with only the budget changed.
+
+        Raises:
+            ConfigError: a budget the config rejects (same message as ``--budget``).
+        """
+        if budget is None or budget == self.qa.config.budget:
+            return self.qa
+        if self._variant is not None and self._variant.config.budget == budget:
+            return self._variant
+        if hasattr(self.qa, "with_config"):
+            variant = self.qa.with_config(budget=budget)
+        else:
+            config = self.qa.config.replace(budget=budget)  # validates first
+            variant = copy.copy(self.qa)  # shares the models, the clue cache and the current video
+            variant.config = config
+        self._variant = variant
+        return variant
+
+    def settings(self, qa: Any) -> dict[str, Any]:
+        """The models, the preset and every config field of ``qa``."""
+        return {"base": self.base, "scorer": self.scorer, "preset": self.preset, **qa.config.to_dict()}
+
+    # ------------------------------------------------------------------ runs
+    def run(self, video: str | None, question: str, options: Any = None, *, budget: Any = None,
+            baseline: bool = False) -> DemoResult:
+        """:meth:`stages` to the end: the result alone."""
+        result = None
+        for event in self.stages(video, question, options, budget=budget, baseline=baseline):
+            if isinstance(event, DemoResult):
+                result = event
+        assert result is not None
+        return result
+
+    def stages(self, video: str | None, question: str, options: Any = None, *, budget: Any = None,
+               baseline: bool = False) -> Iterator[Stage | DemoResult]:
+        """Answer ``question`` about ``video``, yielding a :class:`Stage` as each stage starts and the
+        :class:`DemoResult` last. One run at a time: a second caller waits for the first.
+
+        Args:
+            video: path of the video file (``None``: nothing was given).
+            question: the question.
+            options: multiple-choice options, one per line or a list.
+            budget: total visual tokens (``None`` or empty: the loaded setting).
+            baseline: also answer without QuoTA on the same video.
+
+        Raises:
+            QuotaError: bad input (no video, a file that is not a video, an empty question, a budget out
+                of range) with the command line's message, before any model runs.
+        """
+        opts = parse_options(options)
+        qa = self._checked(video, question, budget)
+        with self._lock:
+            yield from self._run(qa, str(video), question, opts, baseline)
+
+    def _checked(self, video: str | None, question: str, budget: Any) -> Any:
+        from ..cli import check_video
+
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("the question must be a non-empty string")
+        qa = self.pipeline_for(parse_budget(budget))
+        if video is None or not str(video).strip():
+            raise ConfigError("no video: upload a file or pick one from the list")
+        check_video(str(video))
+        return qa
+
+    def _run(self, qa: Any, video: str, question: str, options: list[str], baseline: bool
+             ) -> Iterator[Stage | DemoResult]:
+        stage = dict(STAGES)
+        early: dict[str, float] = {}
+        for name, key, work in (
+            ("decoding the video", "decode", lambda: qa.load_video(video)),
+            ("decoupling the question", "decouple", lambda: qa.decouple(question, options or None)),
+            ("scoring the frames", "score", lambda: qa.plan(video, question, options=options or None)),
+        ):
+            yield Stage(name, stage[name])
+            start = time.perf_counter()
+            work()
+            early[key] = time.perf_counter() - start
+        yield Stage("answering", stage["answering"])
+        answer = qa.answer(video, question, options=options or None)
+        for key, seconds in early.items():  # the stages run ahead count in the answer's timings
+            answer.timings[key] = answer.timings.get(key, 0.0) + seconds
+        answer.timings["total"] = answer.timings.get("total", 0.0) + sum(early.values())
+        plan = answer.plan
+        assert plan is not None
+        frames = plan_frames(plan, qa)  # before the baseline decodes frames of its own
+        base_answer = None
+        if baseline:
+            yield Stage("answering without QuoTA (baseline)", stage["answering without QuoTA (baseline)"])
+            base_answer = qa.answer(video, question, options=options or None, baseline=True)
+        yield Stage("writing the report", stage["writing the report"])
+        yield self._result(qa, answer, plan, frames, base_answer, options)
+
+    def _result(self, qa: Any, answer: Answer, plan: Plan, frames: Frames | None, base_answer: Answer | None,
+                options: list[str]) -> DemoResult:
+        from ..cli import plan_json
+
+        info = RunInfo(answer=answer.text, choice=answer.choice, options=tuple(options), base=self.base,
+                       scorer=self.scorer, preset=self.preset, timings=dict(answer.timings))
+        folder = self.out_dir / f"run-{next(self._runs):04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        plan_path = folder / "plan.json"
+        plan_path.write_text(plan_json(plan) + "\n", encoding="utf-8")
+        report_path = folder / "report.html"
+        render_html(plan, frames, report_path, info=info)
+        return DemoResult(answer=answer, plan=plan, frames=frames, baseline=base_answer, info=info,
+                          settings=self.settings(qa), plan_path=plan_path, report_path=report_path,
+                          options=options)
+
+
+__all__ = ["DemoSession", "DemoResult", "Stage", "STAGES", "plan_frames", "parse_options", "parse_budget"]
