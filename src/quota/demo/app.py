@@ -12,6 +12,7 @@ Bad input does not stop the page: the status box shows the command line's one-li
 from __future__ import annotations
 
 import html
+import itertools
 import os
 import sys
 import time
@@ -42,6 +43,7 @@ CSS = """
 padding:1px 9px;margin:2px 4px 2px 0;color:#1b3b63}
 #quota-charts img{width:100%;height:auto}
 .quota-error{color:#b00020;font-weight:600}
+.quota-done{color:#1b6b2a}
 .quota-answer-text{font-size:1.15em;white-space:pre-wrap}
 .quota-choice{display:inline-block;font-weight:700;background:#1b6ca8;color:#fff;border-radius:4px;
 padding:0 8px;margin-right:6px}
@@ -62,9 +64,10 @@ def error_line(exc: BaseException) -> str:
     return f"{PROG}: error: internal error ({type(exc).__name__}): {_one_line(str(exc))}"
 
 
-def status_html(text: str, *, error: bool = False) -> str:
-    cls = "quota-error" if error else "quota-status-line"
-    return f'<p class="{cls}">{_e(text)}</p>'
+def status_html(text: str, kind: str = "stage", request: int = 0) -> str:
+    """The status box: ``kind`` is ``ready``, ``stage`` (a run is in that stage), ``done`` or ``error``;
+    ``request`` numbers the page's requests (``data-request``), so a reader can tell two runs apart."""
+    return f'<p class="quota-{kind}" data-request="{int(request)}">{_e(text)}</p>'
 
 
 def answer_html(title: str, answer: Any) -> str:
@@ -77,7 +80,7 @@ def answer_html(title: str, answer: Any) -> str:
     if answer.plan is not None:
         tokens = f"<p>{len(answer.plan.keep)} frames, {answer.plan.tokens:,} visual tokens</p>"
     return (f'<h3>{_e(title)}</h3><div class="quota-answer-text" data-choice="{_e(answer.choice or "")}">'
-            f"{choice}{_e(text)}</div>{tokens}")
+            f'{choice}<span class="quota-answer-body">{_e(text)}</span></div>{tokens}')
 
 
 def objects_html(result: DemoResult) -> str:
@@ -127,6 +130,7 @@ def build_app(session: DemoSession, videos: str | Path | None = None) -> Any:
     import gradio as gr
 
     names = video_choices(videos)
+    requests = itertools.count(1)
     with gr.Blocks(title="quota demo: where the model looks", analytics_enabled=False) as app:
         gr.Markdown("## QuoTA: where the model looks\nUpload a video, ask a question: the page shows which "
                     "frames the model is given, how many visual tokens each gets, and the answer.")
@@ -143,10 +147,10 @@ def build_app(session: DemoSession, videos: str | Path | None = None) -> Any:
                 baseline = gr.Checkbox(label="also answer without QuoTA (the baseline), side by side",
                                        elem_id=IDS["baseline"])
                 ask = gr.Button("Ask", variant="primary", elem_id=IDS["ask"])
-                status = gr.HTML(status_html("ready"), elem_id=IDS["status"])
+                status = gr.HTML(status_html("ready", "ready"), elem_id=IDS["status"])
             with gr.Column(scale=3, min_width=480):
                 with gr.Row():
-                    answer = gr.HTML(answer_html("QuoTA", None), elem_id=IDS["answer"])
+                    answer = gr.HTML(answer_html("QuoTA", None), elem_id=IDS["answer"], min_height=120)
                     base_answer = gr.HTML(answer_html("baseline (uniform frames)", None),
                                           elem_id=IDS["baseline_answer"])
                 objects = gr.HTML(elem_id=IDS["objects"])
@@ -163,25 +167,27 @@ def build_app(session: DemoSession, videos: str | Path | None = None) -> Any:
         def run(video_path: str | None, picked: str | None, text: str, opts: str, tokens: Any, with_baseline: bool,
                 progress: Any = gr.Progress()) -> Iterator[dict[Any, Any]]:
             path = video_path or (str(Path(videos) / picked) if videos and picked in names else None)
+            request = next(requests)
             start = time.perf_counter()
             try:
                 for event in session.stages(path, text, opts, budget=tokens, baseline=bool(with_baseline)):
                     if isinstance(event, Stage):
                         progress(event.progress, desc=event.name)
-                        yield {status: status_html(f"{event.name}…")}
+                        yield {status: status_html(f"{event.name}…", "stage", request)}
                     else:
                         done = f"done in {time.perf_counter() - start:.1f} s"
-                        yield {status: status_html(done), **dict(zip(results, _values(event)))}
+                        yield {status: status_html(done, "done", request), **dict(zip(results, _values(event)))}
             except Exception as exc:  # bad input (QuotaError) or a bug: say it in one line, keep serving
                 if not isinstance(exc, QuotaError):
                     traceback.print_exc(file=sys.stderr)
                 empty = [answer_html("QuoTA", None), answer_html("baseline (uniform frames)", None),
                          "", "", "", "", None, None, None]
-                yield {status: status_html(error_line(exc), error=True), **dict(zip(results, empty))}
+                yield {status: status_html(error_line(exc), "error", request), **dict(zip(results, empty))}
 
         inputs = [video, pick, question, options, budget, baseline]
-        ask.click(run, inputs, [status, *results], concurrency_limit=1, concurrency_id="quota-models")
-        question.submit(run, inputs, [status, *results], concurrency_limit=1, concurrency_id="quota-models")
+        for trigger in (ask.click, question.submit):  # one queue for both: the runs share the models
+            trigger(run, inputs, [status, *results], concurrency_limit=1, concurrency_id="quota-models",
+                    show_progress_on=[answer])
         pick.change(lambda name: None if name else gr.skip(), pick, video)  # a picked file replaces an upload
         video.upload(lambda _: None, video, pick)  # and an upload replaces a picked file
     app.queue(default_concurrency_limit=1)
