@@ -8,10 +8,15 @@ Three views of one plan:
   drawn over the picture (only when the decoded :class:`~quota.types.Frames` are given).
 
 :func:`render_png` makes one PNG picture of all three (matplotlib, Agg backend, no window and no global
-pyplot state). :func:`render_html` makes one self-contained HTML file: the chart as an inlined PNG, a
-strip of thumbnails, the clue, and a table of every frame. Every piece of text that comes from the user
-or a model (question, objects, reasoning, paths) is escaped. :func:`save_report` picks the format from
-the file suffix.
+pyplot state). :func:`render_html` makes one self-contained HTML file: the question, the answer and how
+it was made (:class:`RunInfo`: options, models, preset, seconds per stage), the clue, the chart as an
+inlined PNG, a strip of thumbnails, and a table of every frame. Every piece of text that comes from the
+user or a model (question, objects, answer, reasoning, paths) is escaped. :func:`save_report` picks the
+format from the file suffix. :func:`render_charts` and :func:`frame_strip_html` are the pieces the demo
+page (:mod:`quota.demo`) shows.
+
+Text in any script renders: the charts take each glyph from the first installed family of
+:data:`FONT_FALLBACK` that has it (CJK questions no longer draw as boxes when a CJK font is installed).
 
 Times are in seconds; "tokens" are visual feature tokens (``h * w`` per frame, no newline tokens).
 """

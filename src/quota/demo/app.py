@@ -32,6 +32,8 @@ IDS = {
     "charts": "quota-charts", "strip": "quota-strip", "timings": "quota-timings", "settings": "quota-settings",
     "plan_file": "quota-plan-file", "report_file": "quota-report-file",
 }
+#: Title of the baseline's answer box.
+BASELINE_TITLE = "baseline (uniform frames)"
 #: Longest side of a picture in the frame strip, in pixels.
 STRIP_SIDE = 128
 
@@ -125,80 +127,107 @@ def video_choices(folder: str | Path | None) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
 
 
+#: The result components, in the order :func:`_values` and :func:`_empty_values` fill them.
+RESULTS = ("answer", "baseline_answer", "objects", "strip", "charts", "timings", "plan_file", "report_file",
+           "settings")
+
+
+def _input_column(gr: Any, session: DemoSession, videos: str | Path | None, names: list[str]) -> dict[str, Any]:
+    """The left column: video, question, options, budget, baseline toggle, the button and the status."""
+    return {
+        "video": gr.Video(label="video", sources=["upload"], elem_id=IDS["video"]),
+        "pick": gr.Dropdown(choices=names, value=None, label=f"or pick a video from {videos}",
+                            elem_id=IDS["pick"], visible=bool(names)),
+        "question": gr.Textbox(label="question", lines=2, elem_id=IDS["question"]),
+        "options": gr.Textbox(label="options (optional, one per line: A. ..., B. ...)", lines=3,
+                              elem_id=IDS["options"]),
+        "budget": gr.Number(label="token budget (total visual tokens)", value=session.qa.config.budget, precision=0,
+                            elem_id=IDS["budget"]),
+        "baseline": gr.Checkbox(label="also answer without QuoTA (the baseline), side by side",
+                                elem_id=IDS["baseline"]),
+        "ask": gr.Button("Ask", variant="primary", elem_id=IDS["ask"]),
+        "status": gr.HTML(status_html("ready", "ready"), elem_id=IDS["status"]),
+    }
+
+
+def _result_column(gr: Any) -> dict[str, Any]:
+    """The right column: the two answers side by side, then what QuoTA did, the downloads, the settings."""
+    out: dict[str, Any] = {}
+    with gr.Row():
+        out["answer"] = gr.HTML(answer_html("QuoTA", None), elem_id=IDS["answer"], min_height=120)
+        out["baseline_answer"] = gr.HTML(answer_html(BASELINE_TITLE, None), elem_id=IDS["baseline_answer"])
+    for name in ("objects", "strip", "charts", "timings"):
+        out[name] = gr.HTML(elem_id=IDS[name])
+    with gr.Row():
+        out["plan_file"] = gr.File(label="plan (JSON)", elem_id=IDS["plan_file"], interactive=False)
+        out["report_file"] = gr.File(label="report (HTML)", elem_id=IDS["report_file"], interactive=False)
+    with gr.Accordion("settings used", open=False):
+        out["settings"] = gr.JSON(label="settings", elem_id=IDS["settings"])
+    return out
+
+
+def _handler(gr: Any, session: DemoSession, videos: str | Path | None, names: list[str], status: Any,
+             results: list[Any]) -> Any:
+    """The function behind Ask: yields the status at each stage, then every result (or the error line)."""
+    requests = itertools.count(1)
+
+    def run(video_path: str | None, picked: str | None, text: str, opts: str, tokens: Any, with_baseline: bool,
+            progress: Any = gr.Progress()) -> Iterator[dict[Any, Any]]:
+        path = video_path or (str(Path(videos) / picked) if videos and picked in names else None)
+        request = next(requests)
+        start = time.perf_counter()
+        try:
+            for event in session.stages(path, text, opts, budget=tokens, baseline=bool(with_baseline)):
+                if isinstance(event, Stage):
+                    progress(event.progress, desc=event.name)
+                    yield {status: status_html(f"{event.name}…", "stage", request)}
+                else:
+                    done = f"done in {time.perf_counter() - start:.1f} s"
+                    yield {status: status_html(done, "done", request), **dict(zip(results, _values(event)))}
+        except Exception as exc:  # bad input (QuotaError) or a bug: say it in one line, keep serving
+            if not isinstance(exc, QuotaError):
+                traceback.print_exc(file=sys.stderr)
+            yield {status: status_html(error_line(exc), "error", request), **dict(zip(results, _empty_values()))}
+
+    return run
+
+
 def build_app(session: DemoSession, videos: str | Path | None = None) -> Any:
     """The Gradio Blocks of the demo page for ``session``; ``videos`` is a folder to pick files from."""
     import gradio as gr
 
     names = video_choices(videos)
-    requests = itertools.count(1)
     with gr.Blocks(title="quota demo: where the model looks", analytics_enabled=False) as app:
         gr.Markdown("## QuoTA: where the model looks\nUpload a video, ask a question: the page shows which "
                     "frames the model is given, how many visual tokens each gets, and the answer.")
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
-                video = gr.Video(label="video", sources=["upload"], elem_id=IDS["video"])
-                pick = gr.Dropdown(choices=names, value=None, label=f"or pick a video from {videos}",
-                                   elem_id=IDS["pick"], visible=bool(names))
-                question = gr.Textbox(label="question", lines=2, elem_id=IDS["question"])
-                options = gr.Textbox(label="options (optional, one per line: A. ..., B. ...)", lines=3,
-                                     elem_id=IDS["options"])
-                budget = gr.Number(label="token budget (total visual tokens)", value=session.qa.config.budget,
-                                   precision=0, elem_id=IDS["budget"])
-                baseline = gr.Checkbox(label="also answer without QuoTA (the baseline), side by side",
-                                       elem_id=IDS["baseline"])
-                ask = gr.Button("Ask", variant="primary", elem_id=IDS["ask"])
-                status = gr.HTML(status_html("ready", "ready"), elem_id=IDS["status"])
+                ins = _input_column(gr, session, videos, names)
             with gr.Column(scale=3, min_width=480):
-                with gr.Row():
-                    answer = gr.HTML(answer_html("QuoTA", None), elem_id=IDS["answer"], min_height=120)
-                    base_answer = gr.HTML(answer_html("baseline (uniform frames)", None),
-                                          elem_id=IDS["baseline_answer"])
-                objects = gr.HTML(elem_id=IDS["objects"])
-                strip = gr.HTML(elem_id=IDS["strip"])
-                charts = gr.HTML(elem_id=IDS["charts"])
-                timings = gr.HTML(elem_id=IDS["timings"])
-                with gr.Row():
-                    plan_file = gr.File(label="plan (JSON)", elem_id=IDS["plan_file"], interactive=False)
-                    report_file = gr.File(label="report (HTML)", elem_id=IDS["report_file"], interactive=False)
-                with gr.Accordion("settings used", open=False):
-                    settings = gr.JSON(label="settings", elem_id=IDS["settings"])
-        results = [answer, base_answer, objects, strip, charts, timings, plan_file, report_file, settings]
-
-        def run(video_path: str | None, picked: str | None, text: str, opts: str, tokens: Any, with_baseline: bool,
-                progress: Any = gr.Progress()) -> Iterator[dict[Any, Any]]:
-            path = video_path or (str(Path(videos) / picked) if videos and picked in names else None)
-            request = next(requests)
-            start = time.perf_counter()
-            try:
-                for event in session.stages(path, text, opts, budget=tokens, baseline=bool(with_baseline)):
-                    if isinstance(event, Stage):
-                        progress(event.progress, desc=event.name)
-                        yield {status: status_html(f"{event.name}…", "stage", request)}
-                    else:
-                        done = f"done in {time.perf_counter() - start:.1f} s"
-                        yield {status: status_html(done, "done", request), **dict(zip(results, _values(event)))}
-            except Exception as exc:  # bad input (QuotaError) or a bug: say it in one line, keep serving
-                if not isinstance(exc, QuotaError):
-                    traceback.print_exc(file=sys.stderr)
-                empty = [answer_html("QuoTA", None), answer_html("baseline (uniform frames)", None),
-                         "", "", "", "", None, None, None]
-                yield {status: status_html(error_line(exc), "error", request), **dict(zip(results, empty))}
-
-        inputs = [video, pick, question, options, budget, baseline]
-        for trigger in (ask.click, question.submit):  # one queue for both: the runs share the models
-            trigger(run, inputs, [status, *results], concurrency_limit=1, concurrency_id="quota-models",
-                    show_progress_on=[answer])
-        pick.change(lambda name: None if name else gr.skip(), pick, video)  # a picked file replaces an upload
-        video.upload(lambda _: None, video, pick)  # and an upload replaces a picked file
+                outs = _result_column(gr)
+        results = [outs[name] for name in RESULTS]
+        run = _handler(gr, session, videos, names, ins["status"], results)
+        inputs = [ins[name] for name in ("video", "pick", "question", "options", "budget", "baseline")]
+        for trigger in (ins["ask"].click, ins["question"].submit):  # one queue for both: they share the models
+            trigger(run, inputs, [ins["status"], *results], concurrency_limit=1, concurrency_id="quota-models",
+                    show_progress_on=[outs["answer"]])
+        # a picked file replaces an upload, and an upload a picked file
+        ins["pick"].change(lambda name: None if name else gr.skip(), ins["pick"], ins["video"])
+        ins["video"].upload(lambda _: None, ins["video"], ins["pick"])
     app.queue(default_concurrency_limit=1)
     return app
 
 
+def _empty_values() -> list[Any]:
+    """What the result components show after an error: nothing stale."""
+    return [answer_html("QuoTA", None), answer_html(BASELINE_TITLE, None), "", "", "", "", None, None, None]
+
+
 def _values(result: DemoResult) -> list[Any]:
-    """The result components' values, in the order of ``results`` in :func:`build_app`."""
+    """The result components' values, in the order of :data:`RESULTS`."""
     return [
         answer_html("QuoTA", result.answer),
-        answer_html("baseline (uniform frames)", result.baseline),
+        answer_html(BASELINE_TITLE, result.baseline),
         objects_html(result),
         strip_html(result),
         charts_html(result),
