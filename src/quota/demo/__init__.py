@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_BASE
 from ..errors import ConfigError
 
 #: Address the page is served on unless ``--host`` says otherwise: this machine only.
@@ -76,8 +77,7 @@ def run_demo(args: argparse.Namespace) -> int:
     qa = load_pipeline(args)
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quota-demo-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    session = DemoSession(qa, out_dir, base=getattr(args, "base_name", args.base), scorer=qa.config.scorer,
-                          preset=args.preset)
+    session = DemoSession(qa, out_dir, base=args.base or DEFAULT_BASE, scorer=qa.config.scorer, preset=args.preset)
     app = build_app(session, args.videos)
     try:
         url = launch(app, host=args.host, port=args.port, share=args.share, out_dir=out_dir, videos=args.videos)

@@ -11,10 +11,8 @@ same file reuses them.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -66,15 +64,6 @@ class DemoResult:
     plan_path: Path
     report_path: Path
     options: list[str] = field(default_factory=list)
-
-
-def plan_frames(plan: Plan, qa: Any) -> Frames | None:
-    """The sampled frames behind ``plan``: ``plan.frames`` where the pipeline sets it, else the
-    pipeline's last decoded frames (read right after the plan was made)."""
-    frames = getattr(plan, "frames", None)
-    if frames is None:
-        frames = getattr(qa, "last_frames", None)
-    return frames
 
 
 def parse_options(text: str | Sequence[str] | None) -> list[str]:
@@ -134,14 +123,8 @@ class DemoSession:
             return self.qa
         if self._variant is not None and self._variant.config.budget == budget:
             return self._variant
-        if hasattr(self.qa, "with_config"):
-            variant = self.qa.with_config(budget=budget)
-        else:
-            config = self.qa.config.replace(budget=budget)  # validates first
-            variant = copy.copy(self.qa)  # shares the models, the clue cache and the current video
-            variant.config = config
-        self._variant = variant
-        return variant
+        self._variant = self.qa.with_config(budget=budget)  # shares the models and the cached work
+        return self._variant
 
     def settings(self, qa: Any) -> dict[str, Any]:
         """The models, the preset and every config field of ``qa``."""
@@ -180,37 +163,35 @@ class DemoSession:
             yield from self._run(qa, str(video), question, opts, baseline)
 
     def _checked(self, video: str | None, question: str, budget: Any) -> Any:
-        from ..cli import check_video
+        """The pipeline for ``budget``, once the question, the budget and the video are known to be good
+        (the video is opened, as the command line does before any model runs)."""
+        from ..video import probe
 
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("the question must be a non-empty string")
         qa = self.pipeline_for(parse_budget(budget))
         if video is None or not str(video).strip():
             raise ConfigError("no video: upload a file or pick one from the list")
-        check_video(str(video))
+        probe(str(video))
         return qa
 
     def _run(self, qa: Any, video: str, question: str, options: list[str], baseline: bool
              ) -> Iterator[Stage | DemoResult]:
         stage = dict(STAGES)
-        early: dict[str, float] = {}
-        for name, key, work in (
-            ("decoding the video", "decode", lambda: qa.load_video(video)),
-            ("decoupling the question", "decouple", lambda: qa.decouple(question, options or None)),
-            ("scoring the frames", "score", lambda: qa.plan(video, question, options=options or None)),
+        # Each stage on its own, so the page can say which one runs; the pipeline caches every result, and
+        # the answer reuses them (its timings count what each stage took when it ran).
+        for name, work in (
+            ("decoding the video", lambda: qa.load_video(video)),
+            ("decoupling the question", lambda: qa.decouple(question, options or None)),
+            ("scoring the frames", lambda: qa.plan(video, question, options=options or None)),
         ):
             yield Stage(name, stage[name])
-            start = time.perf_counter()
             work()
-            early[key] = time.perf_counter() - start
         yield Stage("answering", stage["answering"])
         answer = qa.answer(video, question, options=options or None)
-        for key, seconds in early.items():  # the stages run ahead count in the answer's timings
-            answer.timings[key] = answer.timings.get(key, 0.0) + seconds
-        answer.timings["total"] = answer.timings.get("total", 0.0) + sum(early.values())
         plan = answer.plan
         assert plan is not None
-        frames = plan_frames(plan, qa)  # before the baseline decodes frames of its own
+        frames = plan.frames
         base_answer = None
         if baseline:
             yield Stage("answering without QuoTA (baseline)", stage["answering without QuoTA (baseline)"])
@@ -235,4 +216,4 @@ class DemoSession:
                           options=options)
 
 
-__all__ = ["DemoSession", "DemoResult", "Stage", "STAGES", "plan_frames", "parse_options", "parse_budget"]
+__all__ = ["DemoSession", "DemoResult", "Stage", "STAGES", "parse_options", "parse_budget"]
