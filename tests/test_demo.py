@@ -55,7 +55,7 @@ def test_a_second_question_reuses_the_frames_and_a_budget_change_keeps_them(sess
     first = session.run(str(clip), "What is shown?")
     second = session.run(str(clip), "Which corner is red?")
     assert second.frames is first.frames  # decoded once
-    assert {"decode", "encode"} <= set(second.answer.reused)  # frames and features from the cache
+    assert "encode" in second.answer.reused  # the visual features too
     other = session.run(str(clip), "Which corner is red?", budget=60)
     assert other.plan.budget == 60 and other.frames is first.frames
     assert session.qa.config.budget == 30  # the loaded settings are not changed

@@ -41,6 +41,7 @@ FAST = ["--frames", "6", "--budget", "30", "--set", "max_new_tokens=4", "--set",
 RUN_TIMEOUT = 30.0
 QUESTION = "What colour is the ball?"
 OPTIONS = ["A. red", "B. blue", "C. green"]
+CJK_QUESTION = "球是什么颜色的？"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -340,12 +341,14 @@ def test_uniform_scorer_baseline_side_by_side_and_input_errors(servers, browser,
     assert text == _cli_error(["plan", str(clip), QUESTION, "--scorer", "uniform", "--budget", "0"], capsys)
 
     page.fill("#quota-budget input", "40")
+    page.fill("#quota-question textarea", CJK_QUESTION)  # any script, typed in the browser
     page.one("#quota-baseline input").click()
     kind, text = page.ask()
     page.shot("2-baseline")
     assert kind == "done", text
     plan = Plan.from_json(page.download("#quota-plan-file").decode("utf-8"))
-    assert plan.budget == 40 and plan.tokens <= 40
+    assert plan.budget == 40 and plan.tokens <= 40 and plan.question == CJK_QUESTION
+    assert CJK_QUESTION in page.download("#quota-report-file").decode("utf-8")
     assert len(set(plan.grids)) == 1  # uniform: every frame the same grid
     assert page.strip_positions() == plan.keep
     assert "No query decoupling" in page.one("#quota-objects").text

@@ -114,10 +114,7 @@ def timings_html(result: DemoResult) -> str:
     rows = [("QuoTA", result.answer.timings)]
     if result.baseline is not None:
         rows.append(("baseline", result.baseline.timings))
-    out = "".join(f"<p><b>{_e(name)}</b>: {_e(timings_text(t))}</p>" for name, t in rows)
-    if result.answer.reused:  # a second question about the same video
-        out += f"<p>from the cache (seconds as first computed): {_e(', '.join(result.answer.reused))}</p>"
-    return out
+    return "".join(f"<p><b>{_e(name)}</b>: {_e(timings_text(t))}</p>" for name, t in rows)
 
 
 def video_choices(folder: str | Path | None) -> list[str]:
