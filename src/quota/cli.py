@@ -455,6 +455,12 @@ def _safe_streams() -> None:
             pass
 
 
+def error_line(exc: QuotaError) -> str:
+    """The one line the command line prints for ``exc`` (``quota: error: ...``); the demo page shows it too."""
+    message = _one_line(str(exc)).replace(TRUST_HINT, "--trust-remote-code")
+    return f"{PROG}: error: {terminal_text(message)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``quota`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     _safe_streams()
@@ -463,8 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except QuotaError as exc:
-        message = _one_line(str(exc)).replace(TRUST_HINT, "--trust-remote-code")
-        print(f"{PROG}: error: {terminal_text(message)}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

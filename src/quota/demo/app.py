@@ -58,12 +58,13 @@ def _e(value: Any) -> str:
 
 
 def error_line(exc: BaseException) -> str:
-    """The line the command line prints for ``exc`` (``quota: error: ...``)."""
-    from ..cli import PROG, _one_line
+    """The line the command line prints for ``exc`` (``quota: error: ...``); anything else (a bug) is named
+    by its type on one line too."""
+    from .. import cli
 
     if isinstance(exc, QuotaError):
-        return f"{PROG}: error: {_one_line(str(exc))}"
-    return f"{PROG}: error: internal error ({type(exc).__name__}): {_one_line(str(exc))}"
+        return cli.error_line(exc)
+    return f"{cli.PROG}: error: internal error ({type(exc).__name__}): {cli._one_line(str(exc))}"
 
 
 def status_html(text: str, kind: str = "stage", request: int = 0) -> str:
