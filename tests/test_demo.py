@@ -4,6 +4,7 @@ HTML, and the subcommand's option checks. The page itself is tested in Chromium 
 from __future__ import annotations
 
 import html
+import threading
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,17 @@ def test_demo_command_options(capsys, tmp_path):
     assert "--port 0" in capsys.readouterr().err
     assert main(["demo", "--videos", str(tmp_path / "nope"), "--scorer", "uniform"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_runs_take_turns(session, clip):
+    first = session.stages(str(clip), "What is first?")
+    assert isinstance(next(first), Stage)  # the first run holds the models from its first stage on
+    done = threading.Event()
+    second = threading.Thread(target=lambda: (session.run(str(clip), "What is second?"), done.set()))
+    second.start()
+    try:
+        assert not done.wait(1.0)  # the second run waits for the first
+        assert isinstance(list(first)[-1], DemoResult)
+        assert done.wait(60)
+    finally:
+        second.join(60)
