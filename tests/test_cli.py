@@ -152,6 +152,7 @@ def test_plan_uniform_needs_no_model(tmp_path, video):
     page = (tmp_path / "out/plan.html").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") >= 2  # the chart and the thumbnails of the frames
     assert "&lt;first&gt;" in page and "<first>" not in page
+    assert "no answer was asked for" in page and "scorer uniform · preset paper" in page  # report_info
 
 
 @pytest.mark.slow
