@@ -426,3 +426,32 @@ def test_sample_round_trip():
     s = Sample("x-1", "/v/x.mp4", "Q?", ["a", "b"], "B", {"task": "t"}, "mvbench", 1.0, 2.0, "x.mp4")
     assert Sample.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert s.options_text() == "A. a\nB. b"
+
+
+def test_bad_rows_give_the_jsonl_line_and_the_json_row(tmp_path: Path):
+    good = videomme_rows()[0]
+    bad = {**good, "question_id": "bad", "options": ["A. only one"]}
+    touch(tmp_path / "data" / f"{good['videoID']}.mp4")
+    jsonl = tmp_path / "vmme.jsonl"
+    jsonl.write_text(json.dumps(good) + "\n\n" + json.dumps({**good, "question_id": "x2"}) + "\n" + json.dumps(bad) + "\n")
+    bench = load_benchmark("videomme", jsonl, tmp_path)
+    assert bench.skipped == ["vmme.jsonl line 4: fewer than two options"]  # the blank line 2 counts
+    listed = write_json(tmp_path / "vmme.json", [good, bad, {**good, "question_id": "x3", "answer": "Z"}])
+    bench = load_benchmark("videomme", listed, tmp_path)
+    assert bench.skipped == ["vmme.json row 1: fewer than two options",
+                             "vmme.json row 2: answer 'Z' matches none of the 4 options"]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps(good) + "\n{not json\n")
+    with pytest.raises(BenchmarkError, match="broken.jsonl line 2"):
+        load_benchmark("videomme", broken, tmp_path)
+
+
+def test_nextqa_types_follow_the_official_grouping(tmp_path: Path):
+    """The official eval_mc.py counts TP (previous) with TN (next) and groups by the type's first letter."""
+    rows = nextqa_rows()
+    rows[1]["type"] = "TP"
+    touch(tmp_path / "NExTVideo" / "1164" / "4010069381.mp4")
+    touch(tmp_path / "NExTVideo" / "0071" / "7771650716.mp4")
+    bench = load_benchmark("nextqa", write_csv(tmp_path / "test.csv", rows), tmp_path / "NExTVideo")
+    assert [(s.fields["category"], s.fields["type"]) for s in bench] == [
+        ("causal", "CW"), ("temporal", "TN"), ("descriptive", "DC")]

@@ -118,8 +118,11 @@ def test_eval_runs_reports_and_a_rerun_skips_everything(tmp_path, capsys, bench,
     # the missing video is reported before anything runs, with counts
     assert "1 of 4 videos not found" in err and "1 of 7 questions" in err and "gone" in err
     assert err.index("not found") < err.index("loading")
-    # the table on stdout: accuracy overall and per reporting field
-    assert table_count(out) == 1 and "/6)" in out
+    # the table on stdout: accuracy overall and per reporting field; the question whose video is
+    # missing counts as wrong (as the lmms-eval route does), and the table says so
+    assert table_count(out) == 1 and "/7)" in out
+    assert [line.split()[-1] for line in out.splitlines() if line.startswith("missing videos")] == ["1"]
+    assert [line.split()[-1] for line in out.splitlines() if line.startswith("answered / total")] == ["7/7"]
     for field in ("duration", "task_type", "short", "medium", "long"):
         assert field in out
 
@@ -133,16 +136,24 @@ def test_eval_runs_reports_and_a_rerun_skips_everything(tmp_path, capsys, bench,
     with open_run(run) as st:
         fp = st.fingerprint
     assert fp["benchmark"] == "videomme" and fp["annotations"] == "videomme.json" and fp["baseline"] is False
-    assert fp["base"] == str(tiny_llava_ov) and fp["scorer"] == str(tiny_qwen2_vl) and fp["preset"] == "paper"
+    assert fp["base"] == str(tiny_llava_ov) and fp["scorer"] == str(tiny_qwen2_vl)
     assert fp["config"]["budget"] == 40 and fp["config"]["scorer"] == str(tiny_qwen2_vl) and fp["quota_version"]
+    # precision, device class and the annotation file's content are part of it; result-neutral settings not
+    import hashlib
+
+    assert (fp["device"], fp["dtype"]) == ("cpu", "float32")
+    assert fp["annotations_sha256"] == hashlib.sha256(bench[0].read_bytes()).hexdigest()
+    assert "scorer_vision_batch" not in fp["config"] and "preset" not in fp
 
     exported = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     assert {r["sample_id"]: r for r in exported} == stored
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["benchmark"] == "videomme" and metrics["overall"]["total"] == 6
+    assert metrics["benchmark"] == "videomme" and metrics["overall"]["total"] == 7
+    assert metrics["overall"]["missing"] == 1 and metrics["complete"] is True
     assert metrics["overall"]["correct"] == sum(r["correct"] for r in stored.values())
     assert set(metrics["by_field"]["duration"]) == {"short", "medium", "long"}
     assert metrics["run"]["questions"] == 6 and metrics["run"]["missing_videos"] == 1
+    assert (metrics["run"]["total"], metrics["run"]["answered"], metrics["run"]["pending"]) == (7, 6, 0)
     report = (run / "report.md").read_text()
     assert "# Video-MME" in report and "mode: QuoTA" in report and "| all questions |" in report
 
@@ -215,7 +226,7 @@ def test_pipeline_answer_decodes_each_video_once(tmp_path, bench, tiny_llava_ov,
         assert all(p == {} for p in plans) if baseline else all(p["sampled"] == 8 for p in plans)
     # the baseline's frames read here once per video give the pipeline's own baseline answer
     sample = benchmark.samples[1]
-    own = qa.answer(sample.video, sample.question, sample.options, baseline=True)
+    own = qa.answer(sample.video, sample.question, sample.options, baseline=True, formatted=sample.formatted)
     text, choice, plan, timings = PipelineAnswer(qa, baseline=True)(sample)
     assert (text, choice, plan) == (own.text, own.choice, {}) and timings["decode"] >= 0.0
 
@@ -249,6 +260,12 @@ def test_kill_and_resume_through_the_cli(tmp_path, capsys, tiny_llava_ov):
         while time.monotonic() < deadline and proc.poll() is None and count_rows(run / "results.sqlite") < 1:
             time.sleep(0.01)
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()[1]}"
+        # one writer per run folder: a second quota eval on the live run is refused, before any model loads
+        assert main(argv) == 2
+        refused = capsys.readouterr().err
+        assert "in use by another quota eval" in refused and f"pid {proc.pid}" in refused
+        assert "loading" not in refused
+        assert proc.poll() is None, "the run ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -260,7 +277,7 @@ def test_kill_and_resume_through_the_cli(tmp_path, capsys, tiny_llava_ov):
     assert 1 <= killed_at < 12
     assert not (run / "metrics.json").exists()
 
-    assert main(argv) == 0  # the same command resumes
+    assert main(argv) == 0  # the same command resumes: the killed run left no lock behind
     err = capsys.readouterr().err
     assert main(eval_argv(big, straight, tiny_llava_ov, "--scorer", "uniform", "-q")) == 0
     capsys.readouterr()
@@ -293,9 +310,9 @@ def test_torchrun_two_ranks_write_one_run(tmp_path, bench, tiny_llava_ov):
     assert all(len(ranks) == 1 for ranks in by_video.values())  # a video's questions on one rank
     assert {r["rank"] for r in stored.values()} == {0, 1}
     # the report once, after both ranks finished
-    assert table_count(proc.stdout) == 1 and "/6)" in proc.stdout
+    assert table_count(proc.stdout) == 1 and "/7)" in proc.stdout  # the missing video's question counts wrong
     assert proc.stderr.count("videos not found") == 1
-    assert json.loads((run / "metrics.json").read_text())["overall"]["total"] == 6
+    assert json.loads((run / "metrics.json").read_text())["overall"]["total"] == 7
     assert len((run / "results.jsonl").read_text().splitlines()) == 6
 
 
@@ -379,3 +396,69 @@ def test_device_per_rank_and_letters_outside_the_options():
     sample = Sample(id="1", video="v.mp4", question="q", options=["a", "b", "c", "d"], answer="C")
     assert _letter(sample, "", "E") is None and _letter(sample, "The answer is C.", "E") == "C"
     assert _letter(sample, "", "(b)") == "B"
+
+
+@pytest.mark.slow
+def test_lowmem_preset_resumes_a_paper_run(tmp_path, capsys, bench, tiny_llava_ov, tiny_qwen2_vl):
+    """The result-neutral settings (quota.config.RESULT_NEUTRAL) are left out of the fingerprint: a run
+    started with ``paper`` goes on with ``paper-lowmem`` and ends with the answers of a plain ``paper`` run."""
+    from quota.config import PRESETS, RESULT_NEUTRAL
+
+    changed = {k for k, v in PRESETS["paper-lowmem"].to_dict().items() if PRESETS["paper"].to_dict()[k] != v}
+    assert changed and changed <= RESULT_NEUTRAL
+    run, straight = tmp_path / "mixed", tmp_path / "straight"
+    argv = eval_argv(bench, run, tiny_llava_ov, "--scorer", tiny_qwen2_vl, "-q")
+    assert main([*argv, "--limit", "3"]) == 0
+    first = rows(run)
+    assert len(first) == 3
+    assert main([*argv, "--preset", "paper-lowmem"]) == 0
+    capsys.readouterr()
+    mixed = rows(run)
+    assert len(mixed) == 6 and all(mixed[k] == first[k] for k in first)  # nothing asked twice
+    with open_run(run) as st:
+        assert st.get_meta("settings")["preset"] == "paper-lowmem"
+        assert st.get_meta("settings")["config"]["scorer_prefill_chunk"] == 64
+    assert main(eval_argv(bench, straight, tiny_llava_ov, "--scorer", tiny_qwen2_vl, "-q")) == 0
+    capsys.readouterr()
+    plain = rows(straight)
+    assert {k: (r["prediction"], r["plan"]) for k, r in mixed.items()} == \
+        {k: (r["prediction"], r["plan"]) for k, r in plain.items()}
+
+    # what does change the answers is refused: precision, and the annotation file's content
+    assert main([*argv, "--dtype", "bfloat16"]) == 2
+    assert "dtype: 'float32' -> 'bfloat16'" in capsys.readouterr().err
+    ann, root = bench
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / ann.name).write_text(ann.read_text().replace("part 0", "part zero"), encoding="utf-8")
+    argv_edited = eval_argv((edited / ann.name, root), run, tiny_llava_ov, "--scorer", tiny_qwen2_vl, "-q")
+    assert main(argv_edited) == 2
+    assert "annotations_sha256" in capsys.readouterr().err
+
+
+def test_report_files_list_skipped_rows_and_missing_videos(tmp_path):
+    """report.md and metrics.json of a run (no model needed: the rows are stored by hand)."""
+    from argparse import Namespace
+
+    from quota.config import get_config
+    from quota.eval.cli import record_plan, write_run_report
+
+    ann, root = write_benchmark(tmp_path / "vmme", 2, 1, missing=True)
+    data = json.loads(ann.read_text())
+    data.append({**data[0], "question_id": "bad", "options": ["A. only"]})
+    ann.write_text(json.dumps(data))
+    bench = load_benchmark("videomme", ann, root)
+    store = RunStore(tmp_path / "run", {"benchmark": "videomme", "baseline": False})
+    ids = [s.id for s in bench.samples]
+    record_plan(store, bench, ids, Namespace(limit=None, preset="paper"), get_config("paper"))
+    for s in bench.samples:
+        store.record(s.id, prediction=s.answer, choice=s.answer, answer=s.answer, fields=s.fields)
+    metrics, paths = write_run_report(store, bench, ids)
+    store.close()
+    report = paths["report"].read_text()
+    assert "## Skipped annotation rows (1)" in report and "videomme.json row 3: fewer than two options" in report
+    assert "missing videos, counted wrong" in report and "status: complete" in report
+    saved = json.loads(paths["metrics"].read_text())
+    assert saved["run"]["skipped"] == ["videomme.json row 3: fewer than two options"]
+    assert saved["run"]["skipped_rows"] == 1 and saved["run"]["missing"] == 1
+    assert (saved["overall"]["correct"], saved["overall"]["total"], saved["overall"]["missing"]) == (2, 3, 1)

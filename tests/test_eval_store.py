@@ -3,6 +3,7 @@ reports made from stores (metrics, tables, chart)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -255,3 +256,109 @@ def test_metrics_without_benchmark_use_seen_fields():
     m = compute_metrics(rows, name="plain")
     assert m.fields == ["task"] and m.benchmark is None and m.headline == pytest.approx(50.0)
     assert m.overall.errors == 1 and m.overall.unparsed == 0
+
+
+def test_run_lock_one_writer_and_freed_by_a_killed_process(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from quota.eval.runlock import RunLock, RunLockedError
+
+    run = tmp_path / "run"
+    with RunLock(run) as held:
+        assert held.held
+        with pytest.raises(RunLockedError, match="in use by another quota eval"):
+            RunLock(run).acquire()
+    RunLock(run).acquire().release()  # released on exit
+    # a process killed while holding the lock does not leave it stuck
+    code = ("import sys, time; from quota.eval.runlock import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(60)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match=f"pid {proc.pid}"):
+            RunLock(run).acquire()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    deadline = time.monotonic() + 10
+    lock = None
+    while lock is None:
+        try:
+            lock = RunLock(run).acquire()
+        except RunLockedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    lock.release()
+
+
+def test_run_lock_ranks_of_one_launch(tmp_path: Path, monkeypatch):
+    from quota.eval import runlock
+    from quota.eval.runlock import RunLock, RunLockedError, launch_id
+
+    monkeypatch.setattr(runlock, "RANK_WAIT_S", 0.5)
+    ours = {"TORCHELASTIC_RUN_ID": "abc"}
+    assert launch_id(ours) == "torchelastic:abc" and launch_id({}) == ""
+    run = tmp_path / "run"
+    rank0 = RunLock(run, rank=0, world_size=2, env=ours).acquire()
+    rank1 = RunLock(run, rank=1, world_size=2, env=ours).acquire()  # same launch: allowed
+    with pytest.raises(RunLockedError):  # the same rank of another launch
+        RunLock(run, rank=1, world_size=2, env={"TORCHELASTIC_RUN_ID": "other"}).acquire()
+    rank1.release()
+    with pytest.raises(RunLockedError, match="another launch"):
+        RunLock(run, rank=1, world_size=2, env={"TORCHELASTIC_RUN_ID": "other"}).acquire()
+    rank0.release()
+
+
+def _planned_run(root: Path, name: str, answers: dict, *, plan: list[str], missing=(), skipped=()) -> None:
+    """A store as ``quota eval`` leaves it: rows, the planned question ids, missing videos, skipped rows."""
+    st = RunStore(root / name, dict(FP, name=name))
+    fill(st, answers)
+    st.set_meta("plan", {"ids": plan, "limit": None})
+    st.set_meta("missing", [{"id": i, "video": f"{i}.mp4", "fields": {"duration": "long"}} for i in missing])
+    st.set_meta("skipped", list(skipped))
+    st.close()
+
+
+def test_report_marks_incomplete_runs_and_missing_videos(tmp_path: Path):
+    answers = {"1": ("short", "A", "A"), "2": ("short", "B", "A"), "3": ("long", "C", "C")}
+    _planned_run(tmp_path, "done", answers, plan=["1", "2", "3"], missing=["9"],
+                 skipped=["videomme.jsonl line 4: fewer than two options"])
+    _planned_run(tmp_path, "half", dict(list(answers.items())[:2]), plan=["1", "2", "3"], missing=["9"])
+    done, half = metrics_from_store(tmp_path / "done"), metrics_from_store(tmp_path / "half")
+    # the missing video's question counts as wrong, and is counted apart
+    assert (done.overall.correct, done.overall.total, done.overall.missing) == (2, 4, 1)
+    assert done.by_field["duration"]["long"].total == 2 and done.complete
+    assert done.run["skipped"] == ["videomme.jsonl line 4: fewer than two options"]
+    assert (half.run["total"], half.run["pending"], half.complete) == (4, 1, False)
+    text = format_table([done, half])
+    header = text.splitlines()[0].split()
+    assert header[-2:] == ["half", "*"] and "delta" not in header  # incomplete: marked, and no delta
+    assert "3/4 incomplete" in text and "half is incomplete: 3 of 4 questions counted" in text
+    assert "no delta: the runs did not count the same questions" in text
+    line = next(x for x in text.splitlines() if x.startswith("missing videos"))
+    assert line.split()[-2:] == ["1", "1"]
+    assert next(x for x in text.splitlines() if x.startswith("skipped annotation rows")).split()[-2:] == ["1", "0"]
+    md = to_markdown([done, half])
+    assert "delta" not in md.splitlines()[0] and "- no delta" in md
+
+
+def test_delta_only_between_runs_that_counted_the_same_questions(tmp_path: Path):
+    a = {"1": ("short", "A", "A"), "2": ("short", "B", "A"), "3": ("long", "C", "C")}
+    b = {"1": ("short", "A", "A"), "2": ("short", "A", "A"), "4": ("long", "C", "C")}
+    _planned_run(tmp_path, "a", a, plan=["1", "2", "3"])
+    _planned_run(tmp_path, "b", b, plan=["1", "2", "4"])
+    _planned_run(tmp_path, "c", {**a, "2": ("short", "A", "A")}, plan=["1", "2", "3"])
+    ra, rb, rc = (metrics_from_store(tmp_path / n) for n in "abc")
+    assert ra.complete and rb.complete
+    assert "delta" not in format_table([ra, rb]).splitlines()[0]
+    same = format_table([ra, rc])
+    assert same.splitlines()[0].split()[-1] == "delta"
+    overall = next(x for x in same.splitlines() if x.startswith("all questions"))
+    assert overall.rstrip().endswith("+33.3")

@@ -178,11 +178,18 @@ def check_video(path: str) -> Any:
     """Open ``path`` as a video before any model loads, so a wrong path or a damaged file fails in a
     moment (the frame index this builds is cached and reused when the frames are read). Returns the index.
 
-    Raises:
-        VideoNotFoundError, VideoDecodeError: as :func:`quota.video.probe`.
-    """
-    from .video import probe
+    A folder is a video given as frame images (:mod:`quota.video.frame_folder`): it must hold some.
 
+    Raises:
+        VideoNotFoundError, VideoDecodeError: as :func:`quota.video.probe`; VideoError for a folder
+            without frame images.
+    """
+    from .video import is_frame_folder, probe
+
+    if is_frame_folder(path):
+        from .video.frame_folder import folder_index
+
+        return folder_index(path)  # has n_frames and fps, as a video's index
     return probe(path)
 
 
@@ -282,7 +289,7 @@ def _early_stages(args: argparse.Namespace, qa: Any, options: Sequence[str] | No
 
 def _add_question_arguments(parser: argparse.ArgumentParser, *, options_help: str) -> None:
     """The arguments of ``ask`` and ``plan`` that say what to ask: VIDEO, QUESTION and ``--options``."""
-    parser.add_argument("video", help="video file")
+    parser.add_argument("video", help="video file, or a folder of frame images (read in name order at 1 frame/s)")
     parser.add_argument("question", help="the question (quote it)")
     parser.add_argument("--options", nargs="+", metavar="OPTION", default=None, help=options_help)
 

@@ -323,8 +323,15 @@ PRESETS: dict[str, QuotaConfig] = {
 }
 
 
+#: Settings that change how the work is split (memory, speed), not the answers beyond float rounding: the
+#: number of frames per vision-tower call of the scorer and the prefill chunk of its language model (one
+#: frame's scoring never sees another frame, and chunked prefill computes the same attention). A run
+#: folder resumes across them (``paper-lowmem`` continues a ``paper`` run).
+RESULT_NEUTRAL = frozenset({"scorer_vision_batch", "scorer_prefill_chunk"})
+
+
 __all__ = [
     "QuotaConfig", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
     "parse_setting", "field_names", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
-    "DECOUPLE_MODES", "SCORE_NORMALIZATIONS", "GRID_SHAPES", "GRID_SHAPE_RULES", "TIME_FRAMES",
+    "DECOUPLE_MODES", "SCORE_NORMALIZATIONS", "GRID_SHAPES", "GRID_SHAPE_RULES", "TIME_FRAMES", "RESULT_NEUTRAL",
 ]

@@ -269,6 +269,7 @@ class QuoTA:
         options: Sequence[str] | None = None,
         *,
         baseline: bool = False,
+        formatted: str | None = None,
     ) -> Answer:
         """Answer ``question`` about ``video``.
 
@@ -277,6 +278,10 @@ class QuoTA:
                 chosen letter is extracted into :attr:`Answer.choice`.
             baseline: skip QuoTA: the model's own video path on ``config.baseline_frames`` uniform
                 frames (the paper's baseline), for comparison.
+            formatted: the question text exactly as the model should read it (a benchmark's own prompt,
+                options and instruction included; :mod:`quota.eval.prompts`). It replaces question,
+                option lines and instruction in the answer prompt, verbatim; ``question`` and ``options``
+                still drive decoupling and scoring, and ``options`` the letter extraction.
 
         Returns:
             The :class:`Answer`; its ``timings`` hold the seconds of every stage (those served from the
@@ -285,11 +290,11 @@ class QuoTA:
         if self.adapter is None:
             raise ConfigError("answering needs a base model; load one with QuoTA.from_pretrained(base=...)")
         if baseline:
-            return self._answer_baseline(video, question, options)
+            return self._answer_baseline(video, question, options, formatted)
         plan = self.plan(video, question, options)
         timings, reused = dict(plan.timings), list(plan.reused)
         listed = plan.timestamps if self._config.time_frames == "sampled" else plan.kept_timestamps
-        prompt = self.answer_prompt(question, options, plan.duration, listed)
+        prompt = self.answer_prompt(question, options, plan.duration, listed, formatted=formatted)
         self._check_fits(prompt, token_count(plan))
         work = self._cache.video
         assert work is not None
@@ -305,13 +310,18 @@ class QuoTA:
         return self._finish(text, options, plan, timings, reused)
 
     def answer_prompt(
-        self, question: str, options: Sequence[str] | None, duration: float, timestamps: Sequence[float]
+        self, question: str, options: Sequence[str] | None, duration: float, timestamps: Sequence[float],
+        *, formatted: str | None = None,
     ) -> str:
         """The user turn's text: time instruction (if on; LLaVA-Video's, :func:`~quota.types.time_instruction`,
-        listing ``timestamps``), question, lettered options, instruction, one per line."""
+        listing ``timestamps``), question, lettered options, instruction, one per line; with ``formatted``,
+        the time instruction (if on) and ``formatted`` verbatim."""
         parts = []
         if self._config.time_prompt:
             parts.append(time_instruction(duration, [float(t) for t in timestamps]))
+        if formatted is not None:
+            parts.append(formatted)
+            return "\n".join(parts)
         parts.append(question.strip())
         if options:
             parts.extend(option_lines(options))
@@ -319,13 +329,14 @@ class QuoTA:
         return "\n".join(parts)
 
     # ------------------------------------------------------------------ internals
-    def _answer_baseline(self, video: Any, question: str, options: Sequence[str] | None) -> Answer:
+    def _answer_baseline(self, video: Any, question: str, options: Sequence[str] | None,
+                         formatted: str | None = None) -> Answer:
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("the question must be a non-empty string")
         timings: dict[str, float] = {}
         with _timer(timings, "decode"):
             frames = self._baseline_frames(video)
-        prompt = self.answer_prompt(question, options, frames.duration, frames.timestamps)
+        prompt = self.answer_prompt(question, options, frames.duration, frames.timestamps, formatted=formatted)
         self._check_fits(prompt, 0)
         with _timer(timings, "generate"):
             text = self.adapter.generate_baseline(frames, prompt, newline=self._config.newline,

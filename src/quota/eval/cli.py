@@ -41,6 +41,8 @@ from .runner import (
     shard_samples,
     wait_for_ranks,
 )
+from .benchmarks._files import annotation_digest
+from .runlock import RunLock
 from .store import RunStore
 from .table import format_table, plot_comparison, to_markdown
 
@@ -131,16 +133,43 @@ def run_config(args: argparse.Namespace) -> tuple[str, str, Any]:
     return args.base or DEFAULT_BASE, config.scorer, config
 
 
-def run_fingerprint(args: argparse.Namespace, benchmark: str, base: str, scorer: str, config: Any) -> dict[str, Any]:
-    """What the results of ``quota eval`` depend on: RUN_DIR keeps results of one fingerprint only."""
+def result_settings(config: Any) -> dict[str, Any]:
+    """The settings the answers depend on: every config field except the result-neutral ones
+    (:data:`quota.config.RESULT_NEUTRAL`, which change memory and speed only)."""
+    from ..config import RESULT_NEUTRAL
+
+    return {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL}
+
+
+def device_and_dtype(args: argparse.Namespace, info: DistInfo) -> tuple[str, str]:
+    """``(device class, dtype)`` the models will run in (``cuda``/``cpu``/``mps``, ``bfloat16`` ...), by
+    the rules model loading uses, without loading anything."""
+    from ..models.loading import resolve_device, resolve_dtype
+
+    device = resolve_device(choose_device(args.device, info))
+    return device.type, str(resolve_dtype(args.dtype, device)).replace("torch.", "")
+
+
+def run_fingerprint(
+    args: argparse.Namespace, benchmark: str, base: str, scorer: str, config: Any, *,
+    device: str = "cpu", dtype: str = "float32", annotations_sha256: str = "",
+) -> dict[str, Any]:
+    """What the results of ``quota eval`` depend on: RUN_DIR keeps results of one fingerprint only.
+
+    The preset's name is not part of it, only the settings it gives (minus the result-neutral ones):
+    a ``paper-lowmem`` run resumes a ``paper`` run. The precision, the device class and the annotation
+    file's content are, so a resumed run never mixes precisions or data.
+    """
     return {
         "benchmark": benchmark,
         "annotations": Path(args.annotations).name,
+        "annotations_sha256": annotations_sha256,
         "base": base,
         "scorer": scorer,
-        "preset": args.preset,
-        "config": config.to_dict(),
+        "config": result_settings(config),
         "baseline": bool(args.baseline),
+        "device": device,
+        "dtype": dtype,
         "quota_version": __version__,
     }
 
@@ -153,8 +182,8 @@ def _report_missing(args: argparse.Namespace, bench: Benchmark) -> None:
     total_questions = len(bench.missing) + len(bench.samples)
     shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
     _say(args, f"{len(names)} of {total_videos} videos not found under {args.videos} "
-               f"({len(bench.missing)} of {total_questions} questions): {shown}; these questions are skipped "
-               "(--on-missing error stops instead)", always=True)
+               f"({len(bench.missing)} of {total_questions} questions): {shown}; these questions are not asked and "
+               "count as wrong, as in lmms-eval (--on-missing error stops instead)", always=True)
 
 
 def _pending(bench: Benchmark, store: RunStore, args: argparse.Namespace, info: DistInfo) -> tuple[list[Any], list[Any]]:
@@ -212,6 +241,18 @@ def _settings_line(fp: dict[str, Any]) -> str:
     return f"budget {config.get('budget')} tokens, {config.get('base_frames')} base frames"
 
 
+def record_plan(store: RunStore, bench: Benchmark, ids: Sequence[str], args: argparse.Namespace, config: Any) -> None:
+    """Note in the store what this run is meant to answer, for reports: the question ids, the questions
+    whose video is missing (counted wrong), the annotation rows the loader skipped, and the settings
+    in full (the preset's name and the result-neutral ones included)."""
+    store.set_meta("plan", {"ids": list(ids), "limit": args.limit})
+    missing = [] if args.limit is not None else [
+        {"id": s.id, "video": s.video_name or s.video, "fields": dict(s.fields)} for s in bench.missing]
+    store.set_meta("missing", missing)
+    store.set_meta("skipped", list(bench.skipped))
+    store.set_meta("settings", {"preset": args.preset, "config": config.to_dict()})
+
+
 def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> tuple[Metrics, dict[str, Path]]:
     """Write ``results.jsonl``, ``metrics.json`` and ``report.md`` into the run folder.
 
@@ -232,8 +273,9 @@ def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> t
         raise QuotaError(f"cannot write {paths['results']}: {exc.strerror or exc}") from None
     data = metrics.to_dict()
     data["run"] = {
-        "questions": len(ids), "not_answered_yet": left, "missing_videos": len(bench.missing_videos),
-        "missing_questions": len(bench.missing), "counts": counts, "written": time.time(),
+        **metrics.run, "questions": len(ids), "not_answered_yet": left,
+        "missing_videos": len(bench.missing_videos), "missing_questions": len(bench.missing), "counts": counts,
+        "skipped": list(bench.skipped), "written": time.time(),
     }
     write_atomic(paths["metrics"], json.dumps(data, indent=2, sort_keys=True) + "\n")
     fp = store.fingerprint
@@ -244,9 +286,12 @@ def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> t
         f"- mode: {'baseline (no QuoTA)' if fp.get('baseline') else 'QuoTA'}",
         f"- base model: `{fp.get('base')}`",
         f"- scorer: `{fp.get('scorer')}`",
-        f"- preset: `{fp.get('preset')}`, " + _settings_line(fp),
+        f"- preset: `{(store.get_meta('settings') or {}).get('preset')}`, " + _settings_line(fp),
+        f"- device: {fp.get('device')}, dtype: {fp.get('dtype')}",
         f"- questions: {counts['rows']} stored of {len(ids)} in the run ({counts['errors']} errors)"
-        + (f", {len(bench.missing)} left out for {len(bench.missing_videos)} missing videos" if bench.missing else ""),
+        + (f"; {len(bench.missing)} more with {len(bench.missing_videos)} missing videos, counted wrong"
+           if bench.missing else ""),
+        "- status: " + ("complete" if left == 0 else f"incomplete, {left} questions not answered yet"),
         f"- score ({metrics.headline_rule}): "
         + ("-" if metrics.headline is None else f"{metrics.headline:.1f}"),
         f"- quota {fp.get('quota_version')}",
@@ -254,6 +299,9 @@ def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> t
         to_markdown([metrics]),
         "",
     ]
+    if bench.skipped:
+        lines += [f"## Skipped annotation rows ({len(bench.skipped)})", "",
+                  *[f"- {reason}" for reason in bench.skipped], ""]
     write_atomic(paths["report"], "\n".join(lines))
     return metrics, paths
 
@@ -289,11 +337,20 @@ def run_eval(args: argparse.Namespace) -> int:
                 _say(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
                            f"out (first: {bench.skipped[0]})")
         base, scorer, config = run_config(args)
-        fingerprint = run_fingerprint(args, spec.name, base, scorer, config)
-        store = RunStore(args.out, fingerprint, retry_errors=args.retry_errors)
+        device, dtype = device_and_dtype(args, info)
+        fingerprint = run_fingerprint(args, spec.name, base, scorer, config, device=device, dtype=dtype,
+                                      annotations_sha256=annotation_digest(args.annotations))
+        lock = RunLock(args.out, rank=info.rank, world_size=info.world_size).acquire()
+        try:
+            store = RunStore(args.out, fingerprint, retry_errors=args.retry_errors)
+        except BaseException:
+            lock.release()
+            raise
         try:
             ordered, todo = _pending(bench, store, args, info)
             ids = [s.id for s in ordered]
+            if info.is_main:
+                record_plan(store, bench, ids, args, config)
             where = f"rank {info.rank}/{info.world_size}: " if info.world_size > 1 else ""
             answer_fn: Any = _not_needed
             qa: Any = None
@@ -304,7 +361,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
                 args.device = choose_device(args.device, info)
                 qa = load_pipeline(args, config=config)
-                if qa.config.to_dict() != fingerprint["config"]:
+                if result_settings(qa.config) != fingerprint["config"]:
                     raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
                                      "fingerprint; please report this")
                 qa.quiet = True  # one progress bar for the run, none per question (scoring)
@@ -331,6 +388,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 _say(args, f"results in {store.run_dir}: {RESULTS_FILE}, {METRICS_FILE}, {REPORT_FILE}")
         finally:
             store.close()
+            lock.release()
             _finish_distributed()
     return 0
 

@@ -1,7 +1,9 @@
 """Accuracy of a run, overall and per reporting field, the way each benchmark reports it.
 
 Errors count as wrong answers (a crashed question is not a free pass) and are also counted apart,
-so a run with many errors is visible as such. Pure functions of the stored rows.
+so a run with many errors is visible as such. Questions whose video is missing count as wrong too (as
+they do in lmms-eval, where the plug-in answers them with an empty string), and are counted apart: both
+routes divide by the same number of questions. Pure functions of the stored rows.
 """
 
 from __future__ import annotations
@@ -26,27 +28,30 @@ class Tally:
         total: questions counted, errors included.
         errors: questions that failed with an error (counted as wrong).
         unparsed: answered questions where no option letter could be read (counted as wrong).
+        missing: questions whose video was not found (counted as wrong).
     """
 
     correct: int = 0
     total: int = 0
     errors: int = 0
     unparsed: int = 0
+    missing: int = 0
 
     @property
     def accuracy(self) -> float | None:
         """Percent right (0-100), ``None`` for an empty slice."""
         return None if self.total == 0 else 100.0 * self.correct / self.total
 
-    def add(self, correct: bool, error: bool = False, unparsed: bool = False) -> None:
+    def add(self, correct: bool, error: bool = False, unparsed: bool = False, missing: bool = False) -> None:
         self.total += 1
-        self.correct += int(bool(correct) and not error)
-        self.errors += int(error)
-        self.unparsed += int(unparsed and not error)
+        self.correct += int(bool(correct) and not error and not missing)
+        self.missing += int(missing)
+        self.errors += int(error and not missing)
+        self.unparsed += int(unparsed and not error and not missing)
 
     def to_dict(self) -> dict[str, Any]:
         return {"correct": self.correct, "total": self.total, "errors": self.errors,
-                "unparsed": self.unparsed, "accuracy": self.accuracy}
+                "unparsed": self.unparsed, "missing": self.missing, "accuracy": self.accuracy}
 
 
 @dataclass
@@ -65,6 +70,11 @@ class Metrics:
         grouped: the units' tally (a unit is right when all its questions are).
         grouped_by_field: ``field -> value -> Tally`` over units.
         meta: free information (fingerprint, run folder).
+        ids: the questions counted (answered, failed or missing video), to tell whether two runs
+            answered the same questions.
+        run: how complete the run is (:func:`run_status`): ``total``, ``answered``, ``errors``,
+            ``missing``, ``pending``, ``skipped_rows`` (and ``skipped``, the rows' messages); ``{}`` when
+            unknown.
     """
 
     name: str
@@ -78,6 +88,13 @@ class Metrics:
     grouped: Tally | None = None
     grouped_by_field: dict[str, dict[str, Tally]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    ids: frozenset[str] = frozenset()
+    run: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every question of the run is counted (none left to answer); ``True`` when unknown."""
+        return not self.run.get("pending")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +111,8 @@ class Metrics:
                 f: {v: t.to_dict() for v, t in vals.items()} for f, vals in self.grouped_by_field.items()
             },
             "meta": self.meta,
+            "run": self.run,
+            "complete": self.complete,
         }
 
 
@@ -111,14 +130,96 @@ def value_order(values: Iterable[str]) -> list[str]:
     return sorted(values, key=key)
 
 
-def _row(r: Result | Mapping[str, Any]) -> tuple[bool, bool, bool, dict[str, str]]:
-    """(correct, error, unparsed, fields) of a stored result or a dict with the same keys."""
+Row = tuple[bool, bool, bool, dict[str, str], bool]
+
+
+def _row(r: Result | Mapping[str, Any]) -> Row:
+    """(correct, error, unparsed, fields, missing) of a stored result or a dict with the same keys
+    (a dict with ``missing: true`` stands for a question whose video was not found)."""
     get = (lambda k, d=None: r.get(k, d)) if isinstance(r, Mapping) else (lambda k, d=None: getattr(r, k, d))
-    error = get("error") is not None
-    correct = bool(get("correct")) and not error
-    unparsed = not error and get("choice") in (None, "")
+    missing = bool(get("missing", False))
+    error = get("error") is not None and not missing
+    correct = bool(get("correct")) and not error and not missing
+    unparsed = not error and not missing and get("choice") in (None, "")
     fields = {str(k): str(v) for k, v in (get("fields") or {}).items()}
-    return correct, error, unparsed, fields
+    return correct, error, unparsed, fields, missing
+
+
+def _spec_defaults(
+    benchmark: str | None, fields: Sequence[str] | None, macro_field: str | None, group_field: str | None
+) -> tuple[Any, Sequence[str] | None, str | None, str | None]:
+    """The benchmark's spec and the reporting settings, the spec filling what is not given."""
+    if benchmark is None:
+        return None, fields, macro_field, group_field
+    from .benchmarks import get_spec
+
+    spec = get_spec(benchmark)
+    return (
+        spec,
+        spec.fields if fields is None else fields,
+        spec.macro_field if macro_field is None else macro_field,
+        spec.group_field if group_field is None else group_field,
+    )
+
+
+def seen_fields(rows: Sequence[Row], group_field: str | None) -> list[str]:
+    """Every field of the rows with at most :data:`MAX_FIELD_VALUES` values (the group field excepted)."""
+    seen: dict[str, set[str]] = {}
+    for row in rows:
+        for k, v in row[3].items():
+            seen.setdefault(k, set()).add(v)
+    return [k for k in sorted(seen) if k != group_field and len(seen[k]) <= MAX_FIELD_VALUES]
+
+
+def _ordered(by_field: dict[str, dict[str, Tally]]) -> dict[str, dict[str, Tally]]:
+    return {f: {v: vals[v] for v in value_order(vals)} for f, vals in by_field.items()}
+
+
+def tally_rows(rows: Sequence[Row], fields: Sequence[str]) -> tuple[Tally, dict[str, dict[str, Tally]]]:
+    """The overall tally and the tally per value of each field, every question counted once."""
+    overall = Tally()
+    by_field: dict[str, dict[str, Tally]] = {f: {} for f in fields}
+    for correct, error, unparsed, f, missing in rows:
+        overall.add(correct, error, unparsed, missing)
+        for name in fields:
+            if name in f:
+                by_field[name].setdefault(f[name], Tally()).add(correct, error, unparsed, missing)
+    return overall, _ordered(by_field)
+
+
+def tally_units(
+    rows: Sequence[Row], fields: Sequence[str], group_field: str
+) -> tuple[Tally, dict[str, dict[str, Tally]]]:
+    """The same over units: questions sharing ``group_field``'s value count once, right when all are."""
+    units: dict[str, list[Row]] = {}
+    for row in rows:
+        units.setdefault(row[3].get(group_field, f"#{len(units)}"), []).append(row)
+    grouped = Tally()
+    by_field: dict[str, dict[str, Tally]] = {f: {} for f in fields}
+    for members in units.values():
+        ok = all(m[0] for m in members)
+        missing = any(m[4] for m in members)
+        err = any(m[1] for m in members)
+        unp = any(m[2] for m in members)
+        grouped.add(ok, err, unp, missing)
+        for name in fields:
+            if name in members[0][3]:
+                by_field[name].setdefault(members[0][3][name], Tally()).add(ok, err, unp, missing)
+    return grouped, _ordered(by_field)
+
+
+def headline_score(
+    base: Tally, base_by_field: dict[str, dict[str, Tally]], macro_field: str | None, grouped: bool
+) -> tuple[float | None, str]:
+    """The headline score and how it is made: the mean over ``macro_field``'s values when given, else
+    the accuracy of ``base``."""
+    if macro_field and base_by_field.get(macro_field):
+        accs = [t.accuracy for t in base_by_field[macro_field].values() if t.accuracy is not None]
+        rule = f"mean over {macro_field} of " + ("all-right-unit accuracy" if grouped else "accuracy")
+        return (sum(accs) / len(accs) if accs else None), rule
+    if grouped:
+        return base.accuracy, "accuracy over units (all questions of a unit right)"
+    return base.accuracy, "accuracy over all questions"
 
 
 def compute_metrics(
@@ -130,12 +231,13 @@ def compute_metrics(
     macro_field: str | None = None,
     group_field: str | None = None,
     meta: Mapping[str, Any] | None = None,
+    run: Mapping[str, Any] | None = None,
 ) -> Metrics:
     """Accuracy overall and per field value.
 
     Args:
         results: stored rows (:class:`Result` or dicts with ``correct``, ``error``, ``choice``,
-            ``fields``).
+            ``fields``; a dict with ``missing: true`` is a question whose video was not found).
         name: the run's label.
         benchmark: registry name; supplies ``fields``, ``macro_field`` and ``group_field``
             defaults from :data:`quota.eval.benchmarks.BENCHMARKS`.
@@ -143,70 +245,21 @@ def compute_metrics(
             64 distinct values).
         macro_field: headline = mean of the per-value accuracies of this field.
         group_field: questions sharing this field's value count as one unit, right when all are.
+        run: how complete the run is (see :attr:`Metrics.run`).
     """
-    spec = None
-    if benchmark is not None:
-        from .benchmarks import get_spec
-
-        spec = get_spec(benchmark)
-    if spec is not None:
-        fields = spec.fields if fields is None else fields
-        macro_field = spec.macro_field if macro_field is None else macro_field
-        group_field = spec.group_field if group_field is None else group_field
+    results = list(results)
+    spec, fields, macro_field, group_field = _spec_defaults(benchmark, fields, macro_field, group_field)
     rows = [_row(r) for r in results]
-    if fields is None:
-        seen: dict[str, set[str]] = {}
-        for _, _, _, f in rows:
-            for k, v in f.items():
-                seen.setdefault(k, set()).add(v)
-        fields = [k for k in sorted(seen) if k != group_field and len(seen[k]) <= MAX_FIELD_VALUES]
-    fields = list(fields)
-
-    overall = Tally()
-    by_field: dict[str, dict[str, Tally]] = {f: {} for f in fields}
-    for correct, error, unparsed, f in rows:
-        overall.add(correct, error, unparsed)
-        for name_ in fields:
-            if name_ in f:
-                by_field[name_].setdefault(f[name_], Tally()).add(correct, error, unparsed)
-    by_field = {f: {v: vals[v] for v in value_order(vals)} for f, vals in by_field.items()}
-
-    grouped = None
-    grouped_by_field: dict[str, dict[str, Tally]] = {}
-    if group_field:
-        units: dict[str, list[tuple[bool, bool, bool, dict[str, str]]]] = {}
-        for row in rows:
-            units.setdefault(row[3].get(group_field, f"#{len(units)}"), []).append(row)
-        grouped = Tally()
-        grouped_by_field = {f: {} for f in fields}
-        for members in units.values():
-            ok = all(m[0] for m in members)
-            err = any(m[1] for m in members)
-            unp = any(m[2] for m in members)
-            grouped.add(ok, err, unp)
-            for name_ in fields:
-                if name_ in members[0][3]:
-                    grouped_by_field[name_].setdefault(members[0][3][name_], Tally()).add(ok, err, unp)
-        grouped_by_field = {f: {v: vals[v] for v in value_order(vals)} for f, vals in grouped_by_field.items()}
-
-    base = grouped if grouped is not None else overall
-    base_by_field = grouped_by_field if grouped is not None else by_field
-    if macro_field and base_by_field.get(macro_field):
-        accs = [t.accuracy for t in base_by_field[macro_field].values() if t.accuracy is not None]
-        headline = sum(accs) / len(accs) if accs else None
-        rule = f"mean over {macro_field} of " + ("all-right-unit accuracy" if grouped is not None else "accuracy")
-    else:
-        headline = base.accuracy
-        rule = "accuracy over all questions"
-        if grouped is not None:
-            rule = "accuracy over units (all questions of a unit right)"
-    if spec is not None:
-        rule = spec.headline
+    fields = list(fields) if fields is not None else seen_fields(rows, group_field)
+    overall, by_field = tally_rows(rows, fields)
+    grouped, grouped_by_field = (None, {}) if not group_field else tally_units(rows, fields, group_field)
+    base, base_by_field = (grouped, grouped_by_field) if grouped is not None else (overall, by_field)
+    headline, rule = headline_score(base, base_by_field, macro_field, grouped is not None)
     return Metrics(
         name=name or (spec.title if spec else "run"),
         benchmark=None if spec is None else spec.name,
         headline=headline,
-        headline_rule=rule,
+        headline_rule=spec.headline if spec is not None else rule,
         overall=overall,
         fields=fields,
         by_field=by_field,
@@ -214,7 +267,43 @@ def compute_metrics(
         grouped=grouped,
         grouped_by_field=grouped_by_field,
         meta=dict(meta or {}),
+        ids=frozenset(_sample_id(r) for r in results),
+        run=dict(run or {}),
     )
+
+
+def _sample_id(r: Result | Mapping[str, Any]) -> str:
+    return str(r.get("sample_id", r.get("id", "")) if isinstance(r, Mapping) else r.sample_id)
+
+
+def missing_rows(store: RunStore) -> list[dict[str, Any]]:
+    """The questions of the run whose video was missing (recorded by ``quota eval``), as metric rows."""
+    return [{"sample_id": str(m.get("id")), "fields": m.get("fields") or {}, "missing": True}
+            for m in store.get_meta("missing", []) or []]
+
+
+def run_status(store: RunStore, results: Sequence[Result]) -> dict[str, Any]:
+    """How complete a run is, from its store: the questions ``quota eval`` planned (meta ``plan``), those
+    stored, failed and missing, and the annotation rows its loader skipped. ``{}`` for a store without
+    a plan (written by :func:`quota.eval.run_benchmark` directly)."""
+    plan = store.get_meta("plan")
+    if not isinstance(plan, dict):
+        return {}
+    missing = store.get_meta("missing", []) or []
+    stored = {r.sample_id for r in results}
+    wanted = [str(i) for i in plan.get("ids", [])]
+    skipped = [str(s) for s in store.get_meta("skipped", []) or []]
+    return {
+        "total": len(wanted) + len(missing),
+        "answered": sum(1 for r in results if not r.is_error),
+        "errors": sum(1 for r in results if r.is_error),
+        "missing": len(missing),
+        "missing_videos": len({str(m.get("video", m.get("id"))) for m in missing}),
+        "pending": sum(1 for i in wanted if i not in stored),
+        "skipped_rows": len(skipped),
+        "skipped": skipped,
+        "limit": plan.get("limit"),
+    }
 
 
 def run_label(fingerprint: Mapping[str, Any], run_dir: str | os.PathLike[str]) -> str:
@@ -248,13 +337,28 @@ def metrics_from_store(
                 bench = get_spec(str(bench)).name
             except BenchmarkError:
                 bench = None
+        results = st.results()
+        stored = {r.sample_id for r in results}
+        extra = [m for m in missing_rows(st) if m["sample_id"] not in stored]
         return compute_metrics(
-            st.results(), name=name or run_label(fp, st.run_dir), benchmark=bench,
-            meta={"run_dir": str(st.run_dir), "fingerprint": fp}, **kwargs,
+            [*results, *extra], name=name or run_label(fp, st.run_dir), benchmark=bench,
+            meta={"run_dir": str(st.run_dir), "fingerprint": fp, "settings": st.get_meta("settings")},
+            run=run_status(st, results), **kwargs,
         )
     finally:
         if own:
             st.close()
 
 
-__all__ = ["Tally", "Metrics", "compute_metrics", "metrics_from_store", "run_label", "value_order"]
+__all__ = [
+    "Tally",
+    "Metrics",
+    "compute_metrics",
+    "metrics_from_store",
+    "run_label",
+    "run_status",
+    "value_order",
+    "tally_rows",
+    "tally_units",
+    "headline_score",
+]

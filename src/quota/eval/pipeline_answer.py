@@ -59,6 +59,7 @@ def clip_frames(
     n: int | None = None,
     sampling: dict[str, Any] | None = None,
     max_side: int | None = None,
+    fps: float | None = None,
 ) -> Frames:
     """The sampled frames of the part ``[start, end]`` (seconds) of a video, as if it were a video of its own.
 
@@ -70,12 +71,15 @@ def clip_frames(
         :class:`Frames` whose ``indices`` are frame numbers in the file, ``timestamps`` seconds since the
         first frame of the part, and ``duration`` the part's length in seconds.
 
+    ``path`` may be a folder of frame images, read at ``fps`` (see :mod:`quota.video.frame_folder`).
+
     Raises:
         VideoError: the part holds no frame; the video errors of :func:`quota.video.load_frames`.
     """
-    from ..video import load_frames, probe, sample_indices, uniform_indices
+    from ..video import is_frame_folder, load_frames, probe, sample_indices, uniform_indices
+    from ..video.frame_folder import folder_index
 
-    index = probe(path)
+    index: Any = folder_index(path, fps) if is_frame_folder(path) else probe(path)
     times = np.asarray(index.timestamps, dtype=np.float64)
     lo = 0.0 if start is None else float(start)
     hi = float("inf") if end is None else float(end)
@@ -88,7 +92,8 @@ def clip_frames(
         )
     fps = float(index.fps) if index.fps and index.fps > 0 else 1.0
     picks = uniform_indices(len(inside), n) if n is not None else sample_indices(len(inside), fps, **(sampling or {}))
-    frames = load_frames(path, indices=inside[np.asarray(picks, dtype=np.int64)].tolist(), max_side=max_side)
+    frames = load_frames(path, indices=inside[np.asarray(picks, dtype=np.int64)].tolist(), max_side=max_side,
+                         frame_fps=fps)
     first = float(times[inside[0]])
     span = float(times[inside[-1]]) - first + 1.0 / fps
     return Frames(
@@ -108,7 +113,9 @@ class PipelineAnswer:
         qa: a loaded :class:`quota.pipeline.QuoTA` with a base model.
         baseline: answer without QuoTA (the base model on ``config.baseline_frames`` uniform frames).
 
-    Each call asks ``qa.answer(video, sample.question, sample.options, baseline=...)``. The returned
+    Each call asks ``qa.answer(video, sample.question, sample.options, baseline=..., formatted=sample.formatted)``:
+    the model reads the benchmark's own prompt (:mod:`quota.eval.prompts`), the question and options
+    drive decoupling and letter extraction. The returned
     ``timings`` are the seconds this question cost per stage (``decode``, ``decouple``, ``score``,
     ``assign``, ``encode``, ``generate``, ``total``; a stage served from a cache costs nothing); the plan summary is :meth:`quota.types.Plan.summary` (``{}`` for the baseline).
     Exceptions (a damaged video, out of memory ...) pass through: the runner records them as error rows.
@@ -121,14 +128,21 @@ class PipelineAnswer:
         self._frames_key: tuple[Any, ...] | None = None
         self._frames: Frames | None = None
 
+    def formatted(self, sample: Sample) -> str | None:
+        """The benchmark text the model reads for ``sample`` (:mod:`quota.eval.prompts`, the same text the
+        lmms-eval plug-in sends for the same question), or ``None`` when the sample carries none (the
+        pipeline then writes question and options itself)."""
+        return sample.formatted or None
+
     def video_input(self, sample: Sample, timings: dict[str, float]) -> str | Frames:
         """What to give the pipeline for ``sample``: the path itself (the pipeline caches its frames), or
         frames read here once per video (baseline) or per part of a video (``start``/``end``)."""
         ranged = sample.start is not None or sample.end is not None
-        if not ranged and not self.baseline:
+        folder = os.path.isdir(sample.video)  # frame images: read here, at the benchmark's frame rate
+        if not ranged and not self.baseline and not folder:
             return sample.video
         cfg = self.qa.config
-        key = (os.path.abspath(sample.video), sample.start, sample.end, self.baseline,
+        key = (os.path.abspath(sample.video), sample.start, sample.end, sample.fps, self.baseline,
                cfg.baseline_frames, tuple(sorted(cfg.sampling.items())), cfg.decode_max_side)
         if self._frames_key != key or self._frames is None:
             self._frames_key, self._frames = None, None  # drop the previous video's pixels first
@@ -136,11 +150,13 @@ class PipelineAnswer:
             n = cfg.baseline_frames if self.baseline else None
             if ranged:
                 frames = clip_frames(sample.video, sample.start, sample.end, n=n, sampling=cfg.sampling,
-                                     max_side=cfg.decode_max_side)
+                                     max_side=cfg.decode_max_side, fps=sample.fps)
             else:
                 from ..video import load_frames
 
-                frames = load_frames(sample.video, n=n, max_side=cfg.decode_max_side)
+                sampling = {} if n is not None else cfg.sampling
+                frames = load_frames(sample.video, n=n, max_side=cfg.decode_max_side, frame_fps=sample.fps,
+                                     **sampling)
             timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - start
             self._frames_key, self._frames = key, frames
         return self._frames
@@ -149,7 +165,8 @@ class PipelineAnswer:
         self.stats.questions += 1
         early: dict[str, float] = {}
         video = self.video_input(sample, early)
-        answer = self.qa.answer(video, sample.question, list(sample.options) or None, baseline=self.baseline)
+        answer = self.qa.answer(video, sample.question, list(sample.options) or None, baseline=self.baseline,
+                                formatted=self.formatted(sample))
         if early or (isinstance(video, str) and "decode" not in answer.reused):
             self.stats.decodes += 1
         # Seconds spent on this question: stages served from a cache cost nothing here.

@@ -242,6 +242,88 @@ class RunSummary:
         )
 
 
+def _unpack_benchmark(benchmark: Benchmark | Sequence[Sample]) -> tuple[str, str | None, list[Sample], int]:
+    """``(name, video root, samples, missing count)`` of a loaded benchmark or a plain list of samples."""
+    if isinstance(benchmark, Benchmark):
+        return benchmark.name, benchmark.videos or None, benchmark.samples, len(benchmark.missing)
+    samples = list(benchmark)
+    return (samples[0].benchmark if samples else ""), None, samples, 0
+
+
+def plan_share(
+    benchmark: Benchmark | Sequence[Sample],
+    store: RunStore,
+    *,
+    limit: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    retry_errors: bool | None = None,
+) -> tuple[list[Sample], RunSummary]:
+    """This rank's questions still to answer, in run order, and the summary to fill while answering them.
+
+    The run order sorts by video, then id; ``limit`` keeps its first questions (the same on every rank);
+    the rank's share is whole videos (:func:`shard_samples`); what the store holds is left out.
+    """
+    _check_shard(rank, world_size)
+    if limit is not None and limit < 0:
+        raise ConfigError(f"limit must be at least 0, got {limit}")
+    name, root, samples, missing = _unpack_benchmark(benchmark)
+    ordered = order_samples(samples, root)
+    if limit is not None:
+        ordered = ordered[:limit]
+    mine = shard_samples(ordered, rank, world_size, root)
+    done = store.done_ids(retry_errors)
+    todo = [s for s in mine if s.id not in done]
+    summary = RunSummary(
+        benchmark=name, rank=rank, world_size=world_size, total=len(ordered), assigned=len(mine),
+        already_done=len(mine) - len(todo), missing=missing,
+    )
+    return todo, summary
+
+
+def answer_one(sample: Sample, answer_fn: AnswerFn, store: RunStore, rank: int = 0) -> bool | None:
+    """Ask ``answer_fn`` one question and commit the outcome at once.
+
+    Returns:
+        whether the answer is right; ``None`` when answering raised (stored as an error row).
+
+    Raises:
+        KeyboardInterrupt: passed on, nothing stored for this question.
+        TypeError: ``answer_fn`` returned something that is not an answer.
+    """
+    t0 = time.perf_counter()
+    try:
+        output = answer_fn(sample)
+    except Exception as exc:  # one question failing must not end a run of hours
+        store.record(
+            sample.id, answer=sample.answer, error=f"{type(exc).__name__}: {exc}",
+            traceback=tb.format_exc()[-TRACEBACK_CHARS:], fields=sample.fields, rank=rank,
+            timings={"total": time.perf_counter() - t0},
+        )
+        log.debug("%s failed: %s", sample.id, exc)
+        return None
+    elapsed = time.perf_counter() - t0
+    text, letter, plan, timings = unpack_answer(output)
+    choice = _letter(sample, text, letter)
+    correct = choice is not None and choice == sample.answer
+    timings.setdefault("total", elapsed)
+    store.record(
+        sample.id, prediction=text, choice=choice, answer=sample.answer, correct=correct,
+        plan=plan, timings=timings, fields=sample.fields, rank=rank,
+    )
+    return correct
+
+
+def _mark_rank(store: RunStore, summary: RunSummary, state: str) -> None:
+    """Note this rank's state in the store (``running`` / ``done``) for :func:`wait_for_ranks`."""
+    if state == "running":
+        value = {"state": state, "world_size": summary.world_size, "started": time.time()}
+    else:
+        value = {"state": state, "world_size": summary.world_size, "finished": time.time(),
+                 "answered": summary.answered, "errors": summary.errors}
+    store.set_meta(_rank_key(summary.rank), value)
+
+
 def run_benchmark(
     benchmark: Benchmark | Sequence[Sample],
     answer_fn: AnswerFn,
@@ -272,56 +354,20 @@ def run_benchmark(
         KeyboardInterrupt: passed on (everything finished so far is stored).
         TypeError: ``answer_fn`` returned something that is not an answer.
     """
-    _check_shard(rank, world_size)
-    if limit is not None and limit < 0:
-        raise ConfigError(f"limit must be at least 0, got {limit}")
-    if isinstance(benchmark, Benchmark):
-        name, root, samples = benchmark.name, benchmark.videos or None, benchmark.samples
-        missing = len(benchmark.missing)
-    else:
-        samples = list(benchmark)
-        name = samples[0].benchmark if samples else ""
-        root, missing = None, 0
-    ordered = order_samples(samples, root)
-    if limit is not None:
-        ordered = ordered[:limit]
-    mine = shard_samples(ordered, rank, world_size, root)
-    done = store.done_ids(retry_errors)
-    todo = [s for s in mine if s.id not in done]
-    summary = RunSummary(
-        benchmark=name, rank=rank, world_size=world_size, total=len(ordered), assigned=len(mine),
-        already_done=len(mine) - len(todo), missing=missing,
-    )
-    if missing and not quiet:
-        log.warning("%s: %d questions left out because their video is missing", name, missing)
-    store.set_meta(_rank_key(rank), {"state": "running", "world_size": world_size, "started": time.time()})
+    todo, summary = plan_share(benchmark, store, limit=limit, rank=rank, world_size=world_size,
+                               retry_errors=retry_errors)
+    if summary.missing and not quiet:
+        log.warning("%s: %d questions left out because their video is missing", summary.benchmark, summary.missing)
+    _mark_rank(store, summary, "running")
     start = time.perf_counter()
-    desc = (name or "eval") + (f" [{rank}/{world_size}]" if world_size > 1 else "")
+    desc = (summary.benchmark or "eval") + (f" [{rank}/{world_size}]" if world_size > 1 else "")
     bar = tqdm(total=len(todo), disable=quiet, desc=desc, unit="q", dynamic_ncols=True)
     try:
         for sample in todo:
-            t0 = time.perf_counter()
-            try:
-                output = answer_fn(sample)
-            except Exception as exc:  # one question failing must not end a run of hours
-                elapsed = time.perf_counter() - t0
-                store.record(
-                    sample.id, answer=sample.answer, error=f"{type(exc).__name__}: {exc}",
-                    traceback=tb.format_exc()[-TRACEBACK_CHARS:], fields=sample.fields, rank=rank,
-                    timings={"total": elapsed},
-                )
+            correct = answer_one(sample, answer_fn, store, rank)
+            if correct is None:
                 summary.errors += 1
-                log.debug("%s failed: %s", sample.id, exc)
             else:
-                elapsed = time.perf_counter() - t0
-                text, letter, plan, timings = unpack_answer(output)
-                choice = _letter(sample, text, letter)
-                correct = choice is not None and choice == sample.answer
-                timings.setdefault("total", elapsed)
-                store.record(
-                    sample.id, prediction=text, choice=choice, answer=sample.answer, correct=correct,
-                    plan=plan, timings=timings, fields=sample.fields, rank=rank,
-                )
                 summary.answered += 1
                 summary.correct += int(correct)
             bar.update(1)
@@ -330,11 +376,7 @@ def run_benchmark(
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - start
-    store.set_meta(
-        _rank_key(rank),
-        {"state": "done", "world_size": world_size, "finished": time.time(), "answered": summary.answered,
-         "errors": summary.errors},
-    )
+    _mark_rank(store, summary, "done")
     return summary
 
 
@@ -349,5 +391,7 @@ __all__ = [
     "order_samples",
     "shard_samples",
     "unpack_answer",
+    "plan_share",
+    "answer_one",
     "run_benchmark",
 ]

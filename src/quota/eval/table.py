@@ -29,8 +29,9 @@ class Row:
 
     label: str
     cells: list[Tally | None]
-    kind: str = "acc"  # "acc", "score" (a headline number), "count", "section"
+    kind: str = "acc"  # "acc", "score", "errors", "unparsed", "missing", "text", "section"
     scores: list[float | None] | None = None  # for kind == "score"
+    texts: list[str] | None = None  # for kind == "text": the cells as written
 
 
 def comparison_rows(runs: Sequence[Metrics], *, fields: Sequence[str] | None = None) -> list[Row]:
@@ -46,6 +47,11 @@ def comparison_rows(runs: Sequence[Metrics], *, fields: Sequence[str] | None = N
         rows.append(Row("all-right units", [m.grouped for m in runs]))
     rows.append(Row("errors", [m.overall for m in runs], "errors"))
     rows.append(Row("no letter found", [m.overall for m in runs], "unparsed"))
+    rows.append(Row("missing videos (counted wrong)", [m.overall for m in runs], "missing"))
+    if any(m.run for m in runs):
+        rows.append(Row("answered / total", [None] * len(runs), "text", texts=[_progress(m) for m in runs]))
+        rows.append(Row("skipped annotation rows", [None] * len(runs), "text",
+                        texts=[str(m.run.get("skipped_rows", "-")) if m.run else "-" for m in runs]))
     names = list(fields) if fields is not None else list(dict.fromkeys(f for m in runs for f in m.fields))
     for name in names:
         values = list(dict.fromkeys(v for m in runs for v in m.by_field.get(name, {})))
@@ -61,6 +67,34 @@ def comparison_rows(runs: Sequence[Metrics], *, fields: Sequence[str] | None = N
     return rows
 
 
+def _progress(m: Metrics) -> str:
+    """``stored/total`` questions of a run, marked when questions are still to be answered."""
+    if not m.run:
+        return "-"
+    done = m.run.get("total", 0) - m.run.get("pending", 0)
+    return f"{done}/{m.run.get('total', 0)}" + ("" if m.complete else " incomplete")
+
+
+def same_questions(runs: Sequence[Metrics]) -> bool:
+    """Whether every run counted the same questions (a delta between them means something)."""
+    return all(m.ids == runs[0].ids for m in runs[1:]) and all(m.complete for m in runs)
+
+
+def notes(runs: Sequence[Metrics]) -> list[str]:
+    """Lines under the table: incomplete runs, and why there is no delta."""
+    out = []
+    for m in runs:
+        if not m.complete:
+            r = m.run
+            out.append(f"{m.name} is incomplete: {r.get('total', 0) - r.get('pending', 0)} of {r.get('total', 0)} "
+                       f"questions counted ({r.get('pending', 0)} not answered yet; {r.get('errors', 0)} failed, "
+                       f"{r.get('missing', 0)} with missing videos)")
+    if len(runs) >= 2 and not same_questions(runs):
+        sizes = " vs ".join(str(len(m.ids)) for m in runs)
+        out.append(f"no delta: the runs did not count the same questions ({sizes} questions)")
+    return out
+
+
 def _value(row: Row, i: int) -> float | None:
     if row.kind == "score":
         return None if row.scores is None else row.scores[i]
@@ -71,16 +105,20 @@ def _value(row: Row, i: int) -> float | None:
         return float(tally.errors)
     if row.kind == "unparsed":
         return float(tally.unparsed)
+    if row.kind == "missing":
+        return float(tally.missing)
     return tally.accuracy
 
 
 def _cell(row: Row, i: int, digits: int, counts: bool) -> str:
     if row.kind == "section":
         return ""
+    if row.kind == "text":
+        return (row.texts or [""] * (i + 1))[i]
     value = _value(row, i)
     if value is None:
         return "-"
-    if row.kind in ("errors", "unparsed"):
+    if row.kind in ("errors", "unparsed", "missing"):
         return str(int(value))
     text = f"{value:.{digits}f}"
     tally = row.cells[i]
@@ -90,12 +128,12 @@ def _cell(row: Row, i: int, digits: int, counts: bool) -> str:
 
 
 def _delta(row: Row, digits: int) -> str:
-    if row.kind == "section":
+    if row.kind in ("section", "text"):
         return ""
     a, b = _value(row, 0), _value(row, -1)
     if a is None or b is None:
         return "-"
-    if row.kind in ("errors", "unparsed"):
+    if row.kind in ("errors", "unparsed", "missing"):
         return f"{int(b - a):+d}"
     return f"{b - a:+.{digits}f}"
 
@@ -103,10 +141,11 @@ def _delta(row: Row, digits: int) -> str:
 def table_cells(
     runs: Sequence[Metrics], *, digits: int = 1, counts: bool = True, fields: Sequence[str] | None = None
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and body cells of the comparison (a delta column, last minus first, for 2+ runs)."""
+    """Header and body cells of the comparison (a delta column, last minus first, for 2+ runs that
+    counted the same questions; an incomplete run's name is marked ``*``)."""
     rows = comparison_rows(runs, fields=fields)
-    header = [runs[0].benchmark or "benchmark"] + [m.name for m in runs]
-    delta = len(runs) >= 2
+    header = [runs[0].benchmark or "benchmark"] + [m.name + ("" if m.complete else " *") for m in runs]
+    delta = len(runs) >= 2 and same_questions(runs)
     if delta:
         header.append("delta" if len(runs) == 2 else f"delta {runs[-1].name} - {runs[0].name}")
     body = []
@@ -128,6 +167,7 @@ def format_table(
     lines.append("  ".join("-" * w for w in widths))
     for r in body:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    lines += [f"* {n}" if not n.startswith("no delta") else n for n in notes(runs)]
     return "\n".join(lines)
 
 
@@ -151,6 +191,10 @@ def to_markdown(
         elif r[0].startswith("  "):
             label = "&nbsp;&nbsp;" + label
         lines.append("| " + " | ".join([label] + [esc(c) for c in r[1:]]) + " |")
+    extra = notes(runs)
+    if extra:
+        lines.append("")
+        lines += [f"- {n}" for n in extra]
     return "\n".join(lines)
 
 
@@ -213,4 +257,5 @@ def plot_comparison(
     return write_atomic(path, buffer.getvalue())
 
 
-__all__ = ["Row", "comparison_rows", "table_cells", "format_table", "to_markdown", "plot_comparison"]
+__all__ = ["Row", "comparison_rows", "table_cells", "format_table", "to_markdown", "plot_comparison",
+           "same_questions", "notes"]

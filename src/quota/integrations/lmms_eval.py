@@ -7,8 +7,10 @@
 
 lmms-eval finds the class through our ``lmms_eval.models`` entry point (see :mod:`quota.integrations`).
 Each ``generate_until`` request carries ``(context, gen_kwargs, doc_to_visual, doc_id, task, split)``; the
-video comes from ``doc_to_visual(doc)`` and the whole context (question, options and the task's
-instruction) is passed to :meth:`quota.pipeline.QuoTA.answer` as the question, without separate options.
+video comes from ``doc_to_visual(doc)``. For the paper's benchmarks the document is read by ``quota eval``'s
+loader and the model reads the benchmark's LLaVA-Video prompt (see ``benchmark_prompt`` below); for other
+tasks the whole context (question, options and the task's instruction) is passed to
+:meth:`quota.pipeline.QuoTA.answer` as the question, without separate options.
 
 ``model_args`` (``key=value`` pairs, comma separated):
 
@@ -21,6 +23,9 @@ instruction) is passed to :meth:`quota.pipeline.QuoTA.answer` as the question, w
 - ``image_fps``: frame rate assumed for tasks that give frame images instead of a video (default 1.0).
 - ``skip_bad_videos``: a missing or undecodable video gives an empty answer and a warning instead of
   ending the run (default ``true``).
+- ``benchmark_prompt``: for the paper's benchmarks (``videomme``, ``mlvu_dev``, ``longvideobench_val_v``,
+  ``mvbench_*``, ``nextqa_mc_test``) send the text LLaVA-Video is evaluated with (the tasks' ``llava_vid``
+  prompt variant) whatever the model's name, the same text ``quota eval`` sends (default ``true``).
 - ``plan_log``: a JSON-lines file that receives each sample's token plan and stage timings.
 - ``quiet``: no progress bars inside the pipeline (default ``true``; the request bar stays).
 - any :class:`~quota.config.QuotaConfig` field (``budget=6272``, ``resize=adaptive_pool``,
@@ -37,7 +42,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -58,9 +62,8 @@ from ..config import DEFAULT_BASE, QuotaConfig, coerce_flag, coerce_setting, res
 from ..errors import ConfigError, VideoError
 from ..runtime import choose_device, dist_info
 from ..types import Frames
+from ..video.frame_folder import IMAGE_EXTENSIONS, folder_index
 
-#: File name endings taken as frame images when a task gives images (or a folder of them) for a video.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: How errors name the settings given to the plug-in.
 _SOURCE = "lmms-eval model_args"
 #: Sampling options of lmms-eval ``gen_kwargs`` that quota cannot honour (it decodes greedily).
@@ -86,17 +89,9 @@ def cut_at_stop(text: str, until: str | Sequence[str] | None) -> str:
     return text[:cut]
 
 
-def _natural_key(name: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The frame images directly inside ``folder``, in natural order (``2.jpg`` before ``10.jpg``)."""
-    folder = Path(folder)
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not files:
-        raise VideoError(f"the folder holds no frame images ({', '.join(IMAGE_EXTENSIONS)})", folder)
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return list(folder_index(folder).files)
 
 
 def _is_pathlike(item: Any) -> bool:
@@ -210,6 +205,7 @@ class QuotaLMM(lmms):
         image_fps: Any = 1.0,
         skip_bad_videos: Any = True,
         plan_log: str | None = None,
+        benchmark_prompt: Any = True,
         pretrained: str | None = None,
         batch_size: Any = 1,
         max_batch_size: Any = None,
@@ -226,6 +222,7 @@ class QuotaLMM(lmms):
         self.baseline = coerce_flag("baseline", baseline, source=_SOURCE)
         self.quiet = coerce_flag("quiet", quiet, source=_SOURCE)
         self.skip_bad_videos = coerce_flag("skip_bad_videos", skip_bad_videos, source=_SOURCE)
+        self.benchmark_prompt = coerce_flag("benchmark_prompt", benchmark_prompt, source=_SOURCE)
         try:
             self.image_fps = float(image_fps)
         except (TypeError, ValueError):
@@ -314,9 +311,10 @@ class QuotaLMM(lmms):
         self._warn_sampling(gen_kwargs)
         doc = self.task_dict[task][split][doc_id]
         visuals = doc_to_visual(doc) if callable(doc_to_visual) else doc_to_visual
+        question, options, formatted = self.question_of(task, doc, context)
         try:
             video = self._video_input(visuals, task)
-            answer = qa.answer(video, context, options=None, baseline=self.baseline)
+            answer = qa.answer(video, question, options=options, baseline=self.baseline, formatted=formatted)
         except VideoError as exc:
             if not self.skip_bad_videos:
                 raise
@@ -326,6 +324,30 @@ class QuotaLMM(lmms):
         text = cut_at_stop(answer.text, gen_kwargs.get("until")).strip()
         self._log_plan(task, split, doc_id, answer, text=text)
         return text
+
+    def question_of(self, task: str, doc: Any, context: str) -> tuple[str, list[str] | None, str | None]:
+        """``(question, options, formatted)`` for one request.
+
+        For the benchmarks of the paper (:func:`quota.eval.prompts.benchmark_of_task`) the document is
+        read by ``quota eval``'s own loader: the question and options drive decoupling and scoring, and
+        the model reads the benchmark text LLaVA-Video is evaluated with (the ``llava_vid`` prompt variant,
+        :mod:`quota.eval.prompts`) instead of the context lmms-eval built for a model named ``quota``, so
+        both routes send the same tokens. Other tasks (or ``benchmark_prompt=false``): lmms-eval's context
+        is the question, as it is.
+        """
+        from ..eval.benchmarks import Item, item_from_doc
+        from ..eval.prompts import benchmark_of_task
+
+        bench = benchmark_of_task(str(task)) if self.benchmark_prompt else None
+        if bench is None or not isinstance(doc, dict):
+            return context, None, None
+        source = f"{str(task)[len('mvbench_'):]}.json" if bench == "mvbench" else None
+        item = item_from_doc(bench, doc, source=source)
+        if not isinstance(item, Item) or not item.formatted:
+            eval_logger.warning(f"quota: {task}: the document is not a usable question ({item}); "
+                                "answering with lmms-eval's context")
+            return context, None, None
+        return item.question, list(item.options), item.formatted
 
     def _pipeline_for(self, gen_kwargs: dict[str, Any]) -> Any:
         """The pipeline for a request: the task's ``max_new_tokens`` unless ``model_args`` fixed it."""

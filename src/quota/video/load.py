@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import ConfigError, VideoDecodeError
 from ..types import Frames
 from . import decord_backend, pyav_backend
+from .frame_folder import is_frame_folder, load_frame_folder
 from .probe import VideoIndex, probe
 from .pyav_backend import DecodeStats
 from .sampling import sample_indices, uniform_indices
@@ -82,6 +83,7 @@ def load_frames(
     indices: Sequence[int] | None = None,
     threads: int = 0,
     stats: DecodeStats | None = None,
+    frame_fps: float | None = None,
     **sampling,
 ) -> Frames:
     """Read the sampled frames of a video.
@@ -104,6 +106,8 @@ def load_frames(
         indices: explicit frame numbers to read, in the order wanted (repeats allowed).
         threads: decoder threads (0: FFmpeg decides, 1: single-threaded).
         stats: a :class:`DecodeStats` to fill with counters (frames decoded, seeks ...).
+        frame_fps: frame rate of ``path`` when it is a folder of frame images (default
+            :data:`quota.video.frame_folder.DEFAULT_FPS`); ignored for video files.
         **sampling: ``base``, ``per_hour``, ``max_frames``, ``max_fps`` for the paper's rule (see
             :func:`~quota.video.sample_indices`).
 
@@ -114,6 +118,8 @@ def load_frames(
         VideoNotFoundError, VideoDecodeError, NoVideoStreamError, EmptyVideoError: for a missing,
             unreadable, video-less or empty file; ConfigError for bad arguments.
     """
+    if is_frame_folder(path):  # a folder of frame images is a video too (see frame_folder.py)
+        return load_frame_folder(path, fps=frame_fps, n=n, indices=indices, max_side=max_side, **sampling)
     index = probe(path)
     wanted = frame_numbers_for(index, n=n, indices=indices, **sampling)
     unique = np.unique(np.asarray(wanted, dtype=np.int64))

@@ -90,6 +90,33 @@ def get_spec(name: str) -> BenchmarkSpec:
     return BENCHMARKS[key]
 
 
+#: Benchmark -> ``parse_rows`` of its loader (rows already read, with where they came from).
+ROW_PARSERS: dict[str, Callable[..., Iterable[Item | Skip]]] = {
+    "videomme": videomme.parse_rows,
+    "mlvu": mlvu.parse_rows,
+    "longvideobench": longvideobench.parse_rows,
+    "mvbench": mvbench.parse_rows,
+    "nextqa": nextqa.parse_rows,
+    "vnbench": vnbench.parse_rows,
+}
+
+
+def item_from_doc(name: str, doc: dict, *, source: str | None = None) -> Item | Skip:
+    """One annotation row (for instance the ``doc`` lmms-eval hands a task) read by the benchmark's own
+    loader, without looking its video up: question, options, answer and the benchmark prompt exactly
+    as :func:`load_benchmark` makes them for the same row.
+
+    Args:
+        name: the benchmark.
+        doc: the row, in the benchmark's published schema.
+        source: the annotation file's name it would come from (MVBench and MLVU read the task from
+            it, e.g. ``"action_sequence.json"``); default ``"<name>.json"``.
+    """
+    spec = get_spec(name)
+    place = Path(source or f"{spec.name}.json")
+    return next(iter(ROW_PARSERS[spec.name]([(place, 0, dict(doc), f"{place.name} doc")])))
+
+
 def load_benchmark(
     name: str,
     annotations: str | os.PathLike[str],
@@ -130,6 +157,7 @@ __all__ = [
     "BENCHMARKS",
     "ON_MISSING",
     "get_spec",
+    "item_from_doc",
     "load_benchmark",
     "read_records",
     "resolve_answer",

@@ -36,6 +36,10 @@ class Sample:
         start, end: seconds of the video the question is about, ``None`` for the whole video
             (MVBench clips that are not pre-cut).
         video_name: the video as the annotation names it (for messages and missing lists).
+        formatted: the text the benchmark's reference harness sends for this question (question, options
+            and its instruction; :mod:`quota.eval.prompts`), ``""`` when unknown.
+        fps: frame rate of a source given as a folder of frame images, as the benchmark states it
+            (``None``: a video file, or the reader's default).
     """
 
     id: str
@@ -48,6 +52,8 @@ class Sample:
     start: float | None = None
     end: float | None = None
     video_name: str = ""
+    formatted: str = ""
+    fps: float | None = None
 
     @property
     def letters(self) -> str:
@@ -74,6 +80,8 @@ class Sample:
             "start": self.start,
             "end": self.end,
             "video_name": self.video_name,
+            "formatted": self.formatted,
+            "fps": self.fps,
         }
 
     @classmethod
@@ -149,6 +157,8 @@ class Item:
     end: float | None = None
     cut: frozenset[str] = frozenset()
     allow_dir: bool = False
+    formatted: str = ""
+    fps: float | None = None
 
 
 class Skip(str):
@@ -295,6 +305,8 @@ def assemble(
             start=start,
             end=end,
             video_name=item.video,
+            formatted=item.formatted,
+            fps=item.fps if path is not None and path.is_dir() else None,
         )
         (samples if path is not None else missing).append(sample)
     bench = Benchmark(name, samples, missing, skipped, str(annotations), str(videos))

@@ -35,17 +35,7 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if suffix == ".json":
             return _json_records(json.loads(path.read_text(encoding="utf-8")), path)
         if suffix == ".jsonl":
-            rows = []
-            with path.open(encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    line = line.strip()
-                    if not line:
-                        continue
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise BenchmarkError(f"{path}:{n}: expected one JSON object a line, got {type(row).__name__}")
-                    rows.append(row)
-            return rows
+            return [row for _, row in _jsonl_rows(path)]
         if suffix in (".csv", ".tsv"):
             with path.open(encoding="utf-8-sig", newline="") as f:
                 return [dict(row) for row in csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")]
@@ -61,6 +51,51 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     )
 
 
+def _jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number from 1, object)`` for every non-blank line of a JSON-lines file."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise BenchmarkError(f"{path} line {n}: not valid JSON ({exc})") from None
+            if not isinstance(row, dict):
+                raise BenchmarkError(f"{path} line {n}: expected one JSON object a line, got {type(row).__name__}")
+            rows.append((n, row))
+    return rows
+
+
+def locate_records(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The rows of one annotation file with where each is: ``"line N"`` (JSON lines, counted from 1 as
+    editors do; CSV/TSV, the line the record starts on) or ``"row N"`` (JSON list and parquet, the
+    position in the list counted from 0, as ``data[N]``; an object keyed by id gives ``"key K"``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl" and path.is_file():
+        try:
+            return [(f"line {n}", row) for n, row in _jsonl_rows(path)]
+        except (UnicodeDecodeError, OSError) as exc:
+            raise BenchmarkError(f"cannot read annotation file {path}: {exc}") from exc
+    if suffix in (".csv", ".tsv") and path.is_file():
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as f:
+                reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+                out = []
+                start = 2
+                for row in reader:
+                    out.append((f"line {start}", dict(row)))
+                    start = reader.line_num + 1
+                return out
+        except (UnicodeDecodeError, csv.Error, OSError) as exc:
+            raise BenchmarkError(f"cannot read annotation file {path}: {exc}") from exc
+    rows = read_records(path)
+    return [(f"key {row['_key']}" if "_key" in row else f"row {i}", row) for i, row in enumerate(rows)]
+
+
 def _json_records(data: Any, path: Path) -> list[dict[str, Any]]:
     if isinstance(data, list):
         if not all(isinstance(row, dict) for row in data):
@@ -70,6 +105,9 @@ def _json_records(data: Any, path: Path) -> list[dict[str, Any]]:
         lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
         if len(lists) == 1:
             return list(lists[0])
+        if len(lists) > 1 and all(isinstance(v, list) and all(isinstance(r, dict) for r in v) for v in data.values()):
+            # lists of rows keyed by group (a combined file: task name -> its questions)
+            return [{"_group": str(k), **row} for k, rows in data.items() for row in rows]
         if data and all(isinstance(v, dict) for v in data.values()):
             return [{"_key": str(k), **v} for k, v in data.items()]
     raise BenchmarkError(f"{path}: expected a list of question objects (or an object holding one list of them)")
@@ -243,6 +281,29 @@ def _dedupe_encodings(paths: list[Path]) -> list[Path]:
     return sorted(best.values())
 
 
+def annotation_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the annotation file's bytes; for a folder, of the names and bytes of the annotation
+    files :func:`annotation_files` reads from it (so a run never resumes on changed questions)."""
+    import hashlib
+
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    else:
+        try:
+            files = annotation_files(path)
+        except BenchmarkError:
+            return ""
+    digest = hashlib.sha256()
+    for file in files:
+        if len(files) > 1:
+            digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def first(row: dict[str, Any], *keys: str, default: Any = None) -> Any:
     """The value of the first of ``keys`` present in ``row`` and not empty."""
     for key in keys:
@@ -279,21 +340,29 @@ def text(value: Any) -> str:
     return str(value).strip()
 
 
-def iter_with_source(files: Iterable[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
-    """(file, row number, row) for every row of every file."""
+#: One annotation row with where it came from: ``(file, index in the file, row, where)``.
+Row = tuple[Path, int, dict[str, Any], str]
+
+
+def iter_with_source(files: Iterable[Path]) -> Iterator[tuple[Path, int, dict[str, Any], str]]:
+    """``(file, index, row, where)`` for every row of every file: ``index`` counts the file's rows from 0,
+    ``where`` names the row for messages (``"test.jsonl line 7"``, ``"action_count.json row 3"``)."""
     for path in files:
-        for n, row in enumerate(read_records(path)):
-            yield path, n, row
+        for n, (place, row) in enumerate(locate_records(path)):
+            yield path, n, row, f"{path.name} {place}"
 
 
 __all__ = [
     "VIDEO_EXTENSIONS",
     "ANNOTATION_EXTENSIONS",
     "read_records",
+    "locate_records",
     "annotation_files",
+    "annotation_digest",
     "VideoFinder",
     "first",
     "as_list",
     "text",
     "iter_with_source",
+    "Row",
 ]

@@ -11,10 +11,11 @@ Published annotation: ``lvb_val.json`` of the Hugging Face dataset ``longvideobe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from .. import prompts
 from ._base import Item, Skip, make_item
-from ._files import annotation_files, as_list, first, iter_with_source, text
+from ._files import Row, annotation_files, as_list, first, iter_with_source, text
 
 NAME = "longvideobench"
 FIELDS = ("duration_group", "category")
@@ -22,7 +23,12 @@ PREFIXES = ("", "videos", "video")
 
 
 def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
-    for path, n, row in iter_with_source(annotation_files(annotations)):
+    return parse_rows(iter_with_source(annotation_files(annotations)))
+
+
+def parse_rows(rows: Iterable[Row]) -> Iterator[Item | Skip]:
+    """Items of ``(file, index, row, where)`` rows (see :func:`iter_with_source`)."""
+    for path, n, row, place in rows:
         options = as_list(row.get("candidates"))
         if not options:
             options = [row.get(f"option{i}") for i in range(10) if f"option{i}" in row]
@@ -42,6 +48,7 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
                 "duration_group": text(first(row, "duration_group", default="")),
                 "category": text(first(row, "question_category", "category", default="")),
             },
-            where=f"{path.name} row {n}",
+            where=place,
             prefixes=PREFIXES,
+            formatted=prompts.longvideobench_prompt(row),
         )

@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from .. import prompts
 from ._base import Item, Skip, make_item, split_embedded_options
-from ._files import annotation_files, as_list, first, iter_with_source, text
+from ._files import Row, annotation_files, as_list, first, iter_with_source, text
 
 NAME = "mlvu"
 FIELDS = ("task",)
 
 
 def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
-    for path, n, row in iter_with_source(annotation_files(annotations)):
+    return parse_rows(iter_with_source(annotation_files(annotations)))
+
+
+def parse_rows(rows: Iterable[Row]) -> Iterator[Item | Skip]:
+    """Items of ``(file, index, row, where)`` rows; the file's stem names the task when the row does not."""
+    for path, n, row, place in rows:
         stem = path.stem
         task = text(first(row, "question_type", "task_type", "task", default=re.sub(r"^\d+_", "", stem)))
         question = text(first(row, "question", default=""))
@@ -35,7 +41,7 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
             head, embedded = split_embedded_options(question)
             if embedded:
                 question = head
-        where = f"{path.name} row {n}"
+        where = place
         if not options:
             yield Skip(f"{where}: open-ended question (no options)")
             continue
@@ -50,4 +56,5 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
             where=where,
             numbers_are_indices=False,
             prefixes=(stem, f"video/{stem}", "", "video", task),
+            formatted=prompts.mlvu_prompt(row),
         )

@@ -12,12 +12,16 @@ then dropped since the clip already is the part asked about.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from .. import prompts
 from ._base import Item, Skip, make_item
-from ._files import annotation_files, as_list, first, iter_with_source, text
+from ._files import Row, annotation_files, as_list, first, iter_with_source, text
 
 NAME = "mvbench"
+#: Frame rate of the episodic-reasoning frame folders (``tvqa/frames_fps3_hq``): MVBench's own evaluation
+#: reads them with ``read_frame(..., fps=3)`` (github.com/OpenGVLab/Ask-Anything, video_chat2 mvbench code).
+FRAME_FPS = 3.0
 FIELDS = ("task",)
 
 # task -> (sub-folders of the published release, pre-cut sub-folders, asked about [start, end], frame folders)
@@ -54,8 +58,24 @@ def _prefixes(folders: tuple[str, ...]) -> list[str]:
 
 
 def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
-    for path, n, row in iter_with_source(annotation_files(annotations)):
-        task = path.stem
+    return parse_rows(iter_with_source(annotation_files(annotations)))
+
+
+def task_of(path: Path, row: dict) -> str:
+    """The task of a row: named in the row (a combined file such as the clip layout's ``test.json``),
+    else the stem of its per-task file."""
+    named = text(first(row, "_group", "task_type", "task", "data_type", default=""))
+    key = named.strip().lower().replace(" ", "_").replace("-", "_")
+    return key if key in TASKS else path.stem
+
+
+def parse_rows(rows: Iterable[Row]) -> Iterator[Item | Skip]:
+    """Items of ``(file, index, row, where)`` rows (see :func:`iter_with_source`)."""
+    counters: dict[tuple[Path, str], int] = {}
+    for path, _, row, place in rows:
+        task = task_of(path, row)
+        # the question's place within its task (a combined file numbers each task from 0, as its own file)
+        n = counters[(path, task)] = counters.get((path, task), -1) + 1
         plain, cut, bounded, frames = TASKS.get(task, ((), (), False, False))
         cut_prefixes = _prefixes(cut)
         # a known task looks only in its own folders (clevrer and perception reuse file names)
@@ -65,7 +85,7 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
             try:
                 start, end = float(row["start"]), float(row["end"])
             except (TypeError, ValueError):
-                yield Skip(f"{path.name} row {n}: start/end {row.get('start')!r}/{row.get('end')!r} are not numbers")
+                yield Skip(f"{place}: start/end {row.get('start')!r}/{row.get('end')!r} are not numbers")
                 continue
         yield make_item(
             id=text(first(row, "question_id", "id", default=f"{task}-{n}")),
@@ -74,11 +94,13 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
             options=as_list(first(row, "candidates", "options")),
             answer=first(row, "answer"),
             fields={"task": task},
-            where=f"{path.name} row {n}",
+            where=place,
             numbers_are_indices=False,
             prefixes=prefixes,
             start=start,
             end=end,
             cut=frozenset(cut_prefixes),
             allow_dir=frames,
+            fps=FRAME_FPS if frames else None,
+            formatted=prompts.mvbench_prompt(row),
         )

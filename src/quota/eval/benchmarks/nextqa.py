@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from .. import prompts
 from ._base import Item, Skip, make_item
-from ._files import annotation_files, first, iter_with_source, text
+from ._files import Row, annotation_files, first, iter_with_source, text
 
 NAME = "nextqa"
 FIELDS = ("category", "type")
 CATEGORIES = {"C": "causal", "T": "temporal", "D": "descriptive"}
+#: The official evaluation (``eval_mc.py`` of github.com/doc-doc/NExT-QA) scores temporal questions about
+#: the previous and the next action as one type: ``TP`` is counted as ``TN``.
+MERGED_TYPES = {"TP": "TN"}
+
+
+def official_type(qtype: str) -> str:
+    """A question type as the official evaluation groups it (``TP`` -> ``TN``; others unchanged)."""
+    return MERGED_TYPES.get(qtype.strip().upper(), qtype.strip())
 MAP_FILE = "map_vid_vidorID.json"
 
 
@@ -39,14 +48,19 @@ def _video_map(annotations: Path, videos: Path) -> dict[str, str]:
 
 
 def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
-    mapping = _video_map(annotations, videos)
-    for path, n, row in iter_with_source(annotation_files(annotations)):
+    return parse_rows(iter_with_source(annotation_files(annotations)), _video_map(annotations, videos))
+
+
+def parse_rows(rows: Iterable[Row], mapping: dict[str, str] | None = None) -> Iterator[Item | Skip]:
+    """Items of ``(file, index, row, where)`` rows; ``mapping`` turns video ids into ``group/video``."""
+    mapping = mapping or {}
+    for path, n, row, place in rows:
         vid = text(first(row, "video", "video_id"))
         options = [row.get(f"a{i}") for i in range(10) if f"a{i}" in row]
         answer = first(row, "answer")
         if isinstance(answer, str) and answer.strip().lstrip("-").isdigit():
             answer = int(answer)
-        qtype = text(first(row, "type", default=""))
+        qtype = official_type(text(first(row, "type", default="")))
         qid = text(first(row, "qid", default=str(n)))
         yield make_item(
             id=f"{vid}-{qid}",
@@ -55,6 +69,7 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
             options=options,
             answer=answer,
             fields={"category": CATEGORIES.get(qtype[:1].upper(), qtype), "type": qtype},
-            where=f"{path.name} row {n}",
+            where=place,
             prefixes=("", "NExTVideo"),
+            formatted=prompts.nextqa_prompt(row),
         )

@@ -11,10 +11,11 @@ Videos: the unzipped ``videos_chunked_*.zip`` archives, ``<videoID>.mp4`` in ``d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
+from .. import prompts
 from ._base import Item, Skip, make_item
-from ._files import annotation_files, as_list, first, iter_with_source, text
+from ._files import Row, annotation_files, as_list, first, iter_with_source, text
 
 NAME = "videomme"
 FIELDS = ("duration", "domain", "sub_category", "task_type")
@@ -33,10 +34,14 @@ def _flatten(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
-    files = annotation_files(annotations)
-    for path, n, raw in iter_with_source(files):
+    return parse_rows(iter_with_source(annotation_files(annotations)))
+
+
+def parse_rows(rows: Iterable[Row]) -> Iterator[Item | Skip]:
+    """Items of ``(file, index, row, where)`` rows (see :func:`iter_with_source`)."""
+    for path, n, raw, place in rows:
         for k, row in enumerate(_flatten(raw)):
-            where = f"{path.name} row {n}" + (f" question {k}" if "questions" in raw else "")
+            where = place + (f" question {k}" if "questions" in raw else "")
             video = text(first(row, "videoID", "video_name", "video", "video_id"))
             qid = text(first(row, "question_id", "qid", "id", default=f"{video}-{k + 1}"))
             yield make_item(
@@ -53,4 +58,5 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
                 },
                 where=where,
                 prefixes=PREFIXES,
+                formatted=prompts.videomme_prompt(row),
             )

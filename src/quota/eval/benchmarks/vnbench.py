@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from ...errors import BenchmarkError
+from .. import prompts
 from ._base import Item, Skip, make_item
-from ._files import annotation_files, as_list, first, iter_with_source, text
+from ._files import Row, annotation_files, as_list, first, iter_with_source, text
 
 NAME = "vnbench"
 FIELDS = ("category", "task")
@@ -25,7 +27,12 @@ CATEGORIES = {"ret": "retrieval", "ord": "ordering", "cnt": "counting"}
 
 
 def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
-    for path, n, row in iter_with_source(annotation_files(annotations)):
+    return parse_rows(iter_with_source(annotation_files(annotations)))
+
+
+def parse_rows(rows: Iterable[Row]) -> Iterator[Item | Skip]:
+    """Items of ``(file, index, row, where)`` rows (see :func:`iter_with_source`)."""
+    for path, n, row, place in rows:
         video = text(first(row, "video", "video_path"))
         stem = os.path.splitext(os.path.basename(video))[0]
         task = text(first(row, "type", "task", default=""))
@@ -37,6 +44,11 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
             answer = text(gt)
         else:
             answer = first(row, "gt_option", default=gt)
+        try:
+            prompt = prompts.vnbench_prompt(row)
+        except BenchmarkError as exc:
+            yield Skip(f"{place}: {exc}")
+            continue
         yield make_item(
             id=text(first(row, "question_id", "id", default=f"{stem}_{task}_{attempt}")),
             video=video,
@@ -48,7 +60,8 @@ def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
                 "task": task,
                 "group": f"{stem}_{task}",
             },
-            where=f"{path.name} row {n}",
+            where=place,
             numbers_are_indices=True,
+            formatted=prompt,
             prefixes=("", "VNBench_new", "video", "videos"),
         )
