@@ -158,16 +158,9 @@ def load_frame_folder(
         picks = list(uniform_indices(index.n_frames, n))
     else:
         picks = list(sample_indices(index.n_frames, index.fps, **sampling))
-    pixels = read_images(index, picks, max_side)
-    chosen = np.asarray(picks, dtype=np.int64)
-    return Frames(
-        pixels=pixels,
-        indices=chosen,
-        timestamps=index.timestamps[chosen],
-        duration=index.duration,
-        fps=index.fps,
-        path=index.path,
-    )
+    # frame k is image picks[k], at picks[k] / fps seconds
+    return Frames.from_arrays(read_images(index, picks, max_side), fps=index.fps,
+                              indices=np.asarray(picks, dtype=np.int64), duration=index.duration, path=index.path)
 
 
 __all__ = ["DEFAULT_FPS", "IMAGE_EXTENSIONS", "FolderIndex", "folder_index", "is_frame_folder",
