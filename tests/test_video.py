@@ -17,6 +17,7 @@ from quota.errors import (
     NoVideoStreamError,
     QuotaError,
     VideoDecodeError,
+    VideoError,
     VideoNotFoundError,
 )
 from quota.testing import videos as tv
@@ -379,8 +380,12 @@ def test_missing_file(tmp_path):
 
 
 def test_directory(tmp_path):
-    err = _raises(VideoNotFoundError, tmp_path)
-    assert "directory" in str(err)
+    # a folder is read as frame images (quota.video.frame_folder); one without images is a clear error,
+    # while probe() still wants a file
+    err = _raises(VideoError, tmp_path)
+    assert "no frame images" in str(err)
+    with pytest.raises(VideoNotFoundError, match="directory"):
+        probe(tmp_path)
 
 
 def test_text_file_named_mp4(tmp_path):
