@@ -278,10 +278,11 @@ def allocate_grids(
 
 def _fill_leftover(grids: list[Grid], targets: np.ndarray, budget: int, native_tokens: int,
                    grow: Callable[[Grid], Grid] = _next_grid) -> list[Grid]:
-    """Grow grids one step of their shape rule at a time, the frame furthest below its target first."""
+    """Grow grids one step of their shape rule at a time, the frame furthest below its target first. A frame
+    whose target is zero (its weight is zero) stays dropped, as in the paper's rule."""
     grids = list(grids)
     left = budget - sum(h * w for h, w in grids)
-    heap = [(-(targets[i] - h * w), i) for i, (h, w) in enumerate(grids)]
+    heap = [(-(targets[i] - h * w), i) for i, (h, w) in enumerate(grids) if targets[i] > 0]
     heapq.heapify(heap)
     while heap and left > 0:
         _, i = heapq.heappop(heap)
