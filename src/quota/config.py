@@ -47,6 +47,13 @@ _TRUE_WORDS = ("1", "true", "yes", "on")
 _FALSE_WORDS = ("0", "false", "no", "off")
 
 
+#: The automatic ``decode_max_pixels`` is this many times ``scorer_max_pixels`` (2x per side): frames
+#: above it are shrunk while decoding; the models shrink them further anyway.
+DECODE_CAP_FACTOR = 4
+#: Default ``decode_max_bytes``: 1.5 GiB for all decoded frames of one video.
+DEFAULT_DECODE_MAX_BYTES = 1536 * 2**20
+
+
 @dataclass(frozen=True)
 class QuotaConfig:
     """Settings of one QuoTA run.
@@ -86,7 +93,15 @@ class QuotaConfig:
             reference implementation) or ``"kept"`` (ours: only the frames that kept tokens).
         baseline_frames: uniform frames the baseline mode (no QuoTA) gives the model (paper: 64).
         decode_max_side: scale frames while decoding so the longest side is at most this many
-            pixels (``None``: full size, as the paper; the processors resize afterwards anyway).
+            pixels (``None``: no side limit, as the paper; the processors resize afterwards anyway).
+        decode_max_pixels: scale frames while decoding to at most this many pixels each (ours).
+            ``None``: automatic, :data:`DECODE_CAP_FACTOR` x ``scorer_max_pixels`` (4,014,080 with the
+            paper's scorer: more than 1080p, whose frames are decoded exactly as before). No model looks
+            at more than that: the scorer caps frames at ``scorer_max_pixels``, the paper's base model
+            at 384x384. See docs/video.md.
+        decode_max_bytes: all decoded frames of one video take at most this many bytes (ours; frames
+            are scaled while decoding to fit, so memory is bounded for any length and size). ``None``:
+            no limit. The default, 1.5 GiB, leaves 1080p frames untouched up to about 2.5 hours.
     """
 
     base_frames: int = 96
@@ -114,6 +129,8 @@ class QuotaConfig:
     time_frames: str = "sampled"
     baseline_frames: int = 64
     decode_max_side: int | None = None
+    decode_max_pixels: int | None = None
+    decode_max_bytes: int | None = DEFAULT_DECODE_MAX_BYTES
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -127,7 +144,7 @@ class QuotaConfig:
                      "decouple_max_new_tokens", "scorer_vision_batch", "scorer_max_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        for name in ("max_frames", "scorer_prefill_chunk", "decode_max_side"):
+        for name in ("max_frames", "scorer_prefill_chunk", "decode_max_side", "decode_max_pixels", "decode_max_bytes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1 or none, got {value!r}")
@@ -137,6 +154,15 @@ class QuotaConfig:
             raise ConfigError("weight_scale and weight_power must be positive")
         if self.max_fps is not None and self.max_fps <= 0:
             raise ConfigError(f"max_fps must be > 0 or none, got {self.max_fps!r}")
+
+    def decode_limits(self) -> dict[str, int | None]:
+        """The keyword arguments of :func:`quota.video.load_frames` that bound decoded frames:
+        ``max_side``, ``max_pixels`` (the automatic cap when ``decode_max_pixels`` is ``None``) and
+        ``max_bytes``."""
+        pixels = self.decode_max_pixels
+        if pixels is None:
+            pixels = DECODE_CAP_FACTOR * self.scorer_max_pixels
+        return {"max_side": self.decode_max_side, "max_pixels": pixels, "max_bytes": self.decode_max_bytes}
 
     def replace(self, **overrides: Any) -> "QuotaConfig":
         """A copy with some fields changed; unknown names raise :class:`ConfigError`."""
@@ -331,7 +357,7 @@ RESULT_NEUTRAL = frozenset({"scorer_vision_batch", "scorer_prefill_chunk"})
 
 
 __all__ = [
-    "QuotaConfig", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
+    "QuotaConfig", "DECODE_CAP_FACTOR", "DEFAULT_DECODE_MAX_BYTES", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
     "parse_setting", "field_names", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
     "DECOUPLE_MODES", "SCORE_NORMALIZATIONS", "GRID_SHAPES", "GRID_SHAPE_RULES", "TIME_FRAMES", "RESULT_NEUTRAL",
 ]

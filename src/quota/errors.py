@@ -36,6 +36,12 @@ class VideoNotFoundError(VideoError, FileNotFoundError):
     """The video path does not exist or is not a regular file."""
 
 
+class VideoSourceError(VideoError, ValueError):
+    """The video argument names something quota does not read: a URL or FFmpeg protocol
+    (``http://``, ``rtsp://``, ``concat:`` ...), or a path that cannot be followed (a symbolic-link
+    loop). quota reads local files only."""
+
+
 class VideoDecodeError(VideoError, ValueError):
     """The file exists but cannot be decoded as a video (corrupt, truncated, not a video)."""
 
@@ -86,6 +92,7 @@ __all__ = [
     "ConfigError",
     "VideoError",
     "VideoNotFoundError",
+    "VideoSourceError",
     "VideoDecodeError",
     "NoVideoStreamError",
     "EmptyVideoError",

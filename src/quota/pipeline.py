@@ -34,7 +34,8 @@ MC_INSTRUCTION = "Answer with the option's letter from the given choices directl
 CLUE_CACHE_SIZE = 256
 
 #: Settings that decide which frames are decoded (and so the frame, feature and score caches' video key).
-_FRAME_FIELDS = ("base_frames", "frames_per_hour", "max_frames", "max_fps", "decode_max_side")
+_FRAME_FIELDS = ("base_frames", "frames_per_hour", "max_frames", "max_fps", "decode_max_side", "decode_max_pixels",
+                 "decode_max_bytes")
 #: Settings a scorer object is built with; changing one rebuilds the scorer around the same model.
 _SCORER_FIELDS = ("scorer_max_pixels", "scorer_batch_size", "scorer_vision_batch", "scorer_prefill_chunk",
                   "score_normalize")
@@ -246,6 +247,7 @@ class QuoTA:
             clue=clue,
             video=frames.path,
             question=question,
+            stated_duration=frames.stated_duration,
             timings=timings,
             reused=reused,
             frames=frames,
@@ -391,7 +393,8 @@ class QuoTA:
             else:
                 from .video import load_frames
 
-                frames = load_frames(video, max_side=self._config.decode_max_side, **self._config.sampling)
+                frames = load_frames(video, **self._config.decode_limits(), progress=not self.quiet,
+                                     **self._config.sampling)
             work = self._cache.video = _VideoWork(key=key, frames=_Timed(frames, time.perf_counter() - start))
         assert work is not None
         if timings is not None and reused is not None:
@@ -448,7 +451,8 @@ class QuoTA:
             return video.select(uniform_indices(len(video), self._config.baseline_frames))
         from .video import load_frames
 
-        return load_frames(video, n=self._config.baseline_frames, max_side=self._config.decode_max_side)
+        return load_frames(video, n=self._config.baseline_frames, **self._config.decode_limits(),
+                           progress=not self.quiet)
 
 
 def _config_and_scorer(preset: str | QuotaConfig, overrides: dict[str, Any], scorer: Any) -> tuple[QuotaConfig, Any]:
@@ -469,7 +473,7 @@ def _config_and_scorer(preset: str | QuotaConfig, overrides: dict[str, Any], sco
 def _video_key(video: Any, config: QuotaConfig) -> tuple[Any, ...]:
     """What decides a video's sampled frames: the file (path, size, modification time) or the given
     :class:`Frames` object, and the frame settings."""
-    settings = tuple(getattr(config, f) for f in _FRAME_FIELDS)
+    settings = tuple(getattr(config, f) for f in _FRAME_FIELDS) + (config.decode_limits()["max_pixels"],)
     if isinstance(video, Frames):
         return ("frames", id(video)) + settings
     path = os.fspath(video)

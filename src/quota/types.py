@@ -59,6 +59,8 @@ class Frames:
         duration: length of the whole video in seconds.
         fps: average frame rate of the stream in frames per second.
         path: the file they came from, if any.
+        stated_duration: seconds the file's headers claim when its frames end clearly earlier (a
+            truncated file: the frames cover only ``[0, duration]`` of it); ``None`` otherwise.
     """
 
     pixels: np.ndarray
@@ -67,6 +69,7 @@ class Frames:
     duration: float
     fps: float
     path: str | None = None
+    stated_duration: float | None = None
 
     def __post_init__(self) -> None:
         pixels = self.pixels
@@ -126,6 +129,7 @@ class Frames:
             duration=self.duration,
             fps=self.fps,
             path=self.path,
+            stated_duration=self.stated_duration,
         )
 
     def time_prompt(self, keep: Sequence[int] | None = None) -> str:
@@ -193,6 +197,9 @@ class Plan:
         clue: the decoupling result the scores came from, if any.
         video: the video path, if any.
         question: the user's question.
+        stated_duration: the length the video file claims when its frames end clearly earlier (a
+            truncated upload); the plan then saw only ``[0, duration]`` seconds of it. ``None`` when
+            the whole stated length was seen.
         timings: seconds each stage took (``decode``, ``decouple``, ``score``, ``assign``); a stage served
             from the pipeline's cache counts the seconds it took when it was computed.
         reused: the stages whose results came from the cache for this plan.
@@ -216,6 +223,7 @@ class Plan:
     clue: Clue | None = None
     video: str | None = None
     question: str = ""
+    stated_duration: float | None = None
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     reused: list[str] = field(default_factory=list, compare=False)
     frames: Frames | None = field(default=None, repr=False, compare=False)
@@ -231,6 +239,7 @@ class Plan:
         self.native = (int(self.native[0]), int(self.native[1]))
         self.budget = int(self.budget)
         self.duration = float(self.duration)
+        self.stated_duration = None if self.stated_duration is None else float(self.stated_duration)
         self.timings = {str(k): float(v) for k, v in self.timings.items()}
         self.reused = [str(r) for r in self.reused]
         if self.newline not in ("none", "row", "frame", "video"):

@@ -60,12 +60,15 @@ def clip_frames(
     sampling: dict[str, Any] | None = None,
     max_side: int | None = None,
     fps: float | None = None,
+    max_pixels: int | None = None,
+    max_bytes: int | None = None,
 ) -> Frames:
     """The sampled frames of the part ``[start, end]`` (seconds) of a video, as if it were a video of its own.
 
     The frames inside the part are picked with ``n`` uniform frames when ``n`` is given (the baseline),
     else with the paper's rule on the part's frame count (``sampling``: ``base``, ``per_hour``,
-    ``max_frames``; see :func:`quota.video.sample_indices`).
+    ``max_frames``; see :func:`quota.video.sample_indices`). ``max_side``, ``max_pixels`` and ``max_bytes``
+    bound the decoded frames as in :func:`quota.video.load_frames`.
 
     Returns:
         :class:`Frames` whose ``indices`` are frame numbers in the file, ``timestamps`` seconds since the
@@ -93,7 +96,7 @@ def clip_frames(
     fps = float(index.fps) if index.fps and index.fps > 0 else 1.0
     picks = uniform_indices(len(inside), n) if n is not None else sample_indices(len(inside), fps, **(sampling or {}))
     frames = load_frames(path, indices=inside[np.asarray(picks, dtype=np.int64)].tolist(), max_side=max_side,
-                         frame_fps=fps)
+                         frame_fps=fps, max_pixels=max_pixels, max_bytes=max_bytes)
     first = float(times[inside[0]])
     span = float(times[inside[-1]]) - first + 1.0 / fps
     return Frames(
@@ -143,19 +146,19 @@ class PipelineAnswer:
             return sample.video
         cfg = self.qa.config
         key = (os.path.abspath(sample.video), sample.start, sample.end, sample.fps, self.baseline,
-               cfg.baseline_frames, tuple(sorted(cfg.sampling.items())), cfg.decode_max_side)
+               cfg.baseline_frames, tuple(sorted(cfg.sampling.items())), tuple(sorted(cfg.decode_limits().items())))
         if self._frames_key != key or self._frames is None:
             self._frames_key, self._frames = None, None  # drop the previous video's pixels first
             start = time.perf_counter()
             n = cfg.baseline_frames if self.baseline else None
             if ranged:
                 frames = clip_frames(sample.video, sample.start, sample.end, n=n, sampling=cfg.sampling,
-                                     max_side=cfg.decode_max_side, fps=sample.fps)
+                                     fps=sample.fps, **cfg.decode_limits())
             else:
                 from ..video import load_frames
 
                 sampling = {} if n is not None else cfg.sampling
-                frames = load_frames(sample.video, n=n, max_side=cfg.decode_max_side, frame_fps=sample.fps,
+                frames = load_frames(sample.video, n=n, frame_fps=sample.fps, **cfg.decode_limits(),
                                      **sampling)
             timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - start
             self._frames_key, self._frames = key, frames

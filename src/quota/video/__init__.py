@@ -11,7 +11,7 @@ See docs/video.md for the sampling rule, the backends and the exactness guarante
 from __future__ import annotations
 
 from .frame_folder import DEFAULT_FPS, is_frame_folder, load_frame_folder
-from .load import BACKENDS, load_frames, output_size
+from .load import BACKENDS, decode_size, load_frames, output_size
 from .probe import VideoIndex, clear_cache, probe
 from .pyav_backend import DecodeStats
 from .sampling import PAPER_BASE_FRAMES, PAPER_FRAMES_PER_HOUR, frame_budget, sample_indices, uniform_indices
@@ -29,6 +29,7 @@ __all__ = [
     "DecodeStats",
     "clear_cache",
     "output_size",
+    "decode_size",
     "BACKENDS",
     "PAPER_BASE_FRAMES",
     "PAPER_FRAMES_PER_HOUR",

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from ..errors import VideoDecodeError
-from .probe import VideoIndex
+from .probe import VideoIndex, ffmpeg_name
 
 
 def available() -> bool:
@@ -64,7 +64,7 @@ def read_frames(index: VideoIndex, frames: np.ndarray, size: tuple[int, int] | N
     if size is not None and size != (index.width, index.height):
         kwargs = {"width": int(size[0]), "height": int(size[1])}
     try:
-        vr = decord.VideoReader(index.path, ctx=decord.cpu(0), num_threads=threads, **kwargs)
+        vr = decord.VideoReader(ffmpeg_name(index.path), ctx=decord.cpu(0), num_threads=threads, **kwargs)
         if len(vr) != index.n_frames:
             warnings.warn(f"{index.path}: decord counts {len(vr)} frames, the index {index.n_frames}; "
                           "reading with PyAV instead", RuntimeWarning, stacklevel=3)

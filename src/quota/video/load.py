@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -32,6 +34,41 @@ def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int
         return int(width), int(height)
     scale = max_side / longest
     return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+
+
+def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
+    """``(width, height)`` scaled down, keeping the aspect ratio, to at most ``max_pixels`` pixels
+    (never scaled up; each side at least 1 pixel; ``None``: unchanged)."""
+    if max_pixels is None or width * height <= max_pixels:
+        return int(width), int(height)
+    scale = math.sqrt(max_pixels / float(width * height))
+    w, h = max(1, int(width * scale)), max(1, int(height * scale))
+    while w * h > max_pixels and max(w, h) > 1:  # float rounding: make sure the cap holds
+        w, h = (w - 1, h) if w >= h else (w, h - 1)
+    return w, h
+
+
+def decode_size(width: int, height: int, n_frames: int, *, max_side: int | None = None,
+                max_pixels: int | None = None, max_bytes: int | None = None) -> tuple[int, int]:
+    """The ``(width, height)`` frames are decoded at (stored orientation, before rotation).
+
+    Three limits, each off when ``None``; the smallest wins, the aspect ratio is kept and frames are
+    never enlarged:
+
+    - ``max_side``: longest side at most this many pixels;
+    - ``max_pixels``: at most this many pixels a frame;
+    - ``max_bytes``: the ``n_frames`` RGB frames together (3 bytes a pixel) take at most this many
+      bytes, so memory stays bounded however long or large the video is.
+    """
+    for name, value in (("max_pixels", max_pixels), ("max_bytes", max_bytes)):
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+    w, h = output_size(width, height, max_side)
+    cap = max_pixels
+    if max_bytes is not None:
+        per_frame = max(1, int(max_bytes) // (3 * max(1, int(n_frames))))
+        cap = per_frame if cap is None else min(cap, per_frame)
+    return capped_size(w, h, cap)
 
 
 def choose_backend(backend: str, index: VideoIndex) -> str:
@@ -79,11 +116,14 @@ def load_frames(
     *,
     n: int | None = None,
     max_side: int | None = None,
+    max_pixels: int | None = None,
+    max_bytes: int | None = None,
     backend: str = "auto",
     indices: Sequence[int] | None = None,
     threads: int = 0,
     stats: DecodeStats | None = None,
     frame_fps: float | None = None,
+    progress: bool | Any = False,
     **sampling,
 ) -> Frames:
     """Read the sampled frames of a video.
@@ -102,12 +142,17 @@ def load_frames(
         n: number of uniformly spaced frames to read instead of the paper's rule.
         max_side: longest side of the returned frames at most this many pixels (scaled while
             decoding, aspect ratio kept); ``None`` keeps the stored size.
+        max_pixels: at most this many pixels a frame (scaled while decoding); ``None``: no limit.
+        max_bytes: all returned pixels together take at most this many bytes (frames scaled while
+            decoding to fit); ``None``: no limit. See :func:`decode_size`.
         backend: ``auto`` (PyAV), ``pyav``, or ``decord`` (optional, see docs/video.md).
         indices: explicit frame numbers to read, in the order wanted (repeats allowed).
         threads: decoder threads (0: FFmpeg decides, 1: single-threaded).
         stats: a :class:`DecodeStats` to fill with counters (frames decoded, seeks ...).
         frame_fps: frame rate of ``path`` when it is a folder of frame images (default
             :data:`quota.video.frame_folder.DEFAULT_FPS`); ignored for video files.
+        progress: ``True`` for a progress bar on stderr advanced per packet while indexing and per
+            frame while decoding, or an object with ``update(n)`` advanced per decoded frame.
         **sampling: ``base``, ``per_hour``, ``max_frames``, ``max_fps`` for the paper's rule (see
             :func:`~quota.video.sample_indices`).
 
@@ -120,10 +165,12 @@ def load_frames(
     """
     if is_frame_folder(path):  # a folder of frame images is a video too (see frame_folder.py)
         return load_frame_folder(path, fps=frame_fps, n=n, indices=indices, max_side=max_side, **sampling)
-    index = probe(path)
+    with _bar(progress, "Indexing video", "packet") as bar:
+        index = probe(path, progress=bar)
     wanted = frame_numbers_for(index, n=n, indices=indices, **sampling)
     unique = np.unique(np.asarray(wanted, dtype=np.int64))
-    width, height = output_size(index.width, index.height, max_side)
+    width, height = decode_size(index.width, index.height, len(unique), max_side=max_side,
+                                max_pixels=max_pixels, max_bytes=max_bytes)
     chosen = choose_backend(backend, index)
     stats = stats if stats is not None else DecodeStats()
 
@@ -136,7 +183,8 @@ def load_frames(
             stats.backend = "decord"
             stats.converted = len(unique)
     if pixels is None:
-        pixels, got = _read_pyav(index, unique, width, height, threads, stats)
+        with _bar(progress, "Decoding frames", "frame", total=len(unique)) as bar:
+            pixels, got = _read_pyav(index, unique, width, height, threads, stats, bar)
 
     if not got.all():
         if not got.any():
@@ -157,12 +205,15 @@ def load_frames(
         duration=index.duration,
         fps=index.fps,
         path=str(path),
+        stated_duration=index.stated_duration,
     )
 
 
 def _read_pyav(index: VideoIndex, frames: np.ndarray, width: int, height: int, threads: int,
-               stats: DecodeStats) -> tuple[np.ndarray, np.ndarray]:
-    """Read with PyAV into one preallocated array (memory stays about T x frame size)."""
+               stats: DecodeStats, bar: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read with PyAV into one preallocated array at the output size: each decoded frame is
+    converted (and scaled) straight into its slot, so memory stays about T x output frame size
+    plus the decoder's own few frames, whatever the stored size."""
     k = (index.rotation // 90) % 4
     out_h, out_w = (width, height) if k % 2 else (height, width)
     out = np.empty((len(frames), out_h, out_w, 3), dtype=np.uint8)
@@ -174,9 +225,26 @@ def _read_pyav(index: VideoIndex, frames: np.ndarray, width: int, height: int, t
     def sink(slot: int, frame) -> None:
         arr = frame.to_ndarray(**kwargs)
         out[slot] = np.rot90(arr, k) if k else arr
+        if bar is not None:
+            bar.update(1)
 
     got = pyav_backend.read_frames(index, frames, sink, stats, threads=threads)
     return out, got
 
 
-__all__ = ["load_frames", "output_size", "choose_backend", "frame_numbers_for", "BACKENDS"]
+@contextmanager
+def _bar(progress: bool | Any, desc: str, unit: str, total: int | None = None) -> Iterator[Any]:
+    """A tqdm bar on stderr when ``progress`` is ``True``, the given object when it has ``update``,
+    else ``None``."""
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        with tqdm(total=total, desc=desc, unit=unit, leave=False) as bar:
+            yield bar
+    elif progress is not False and progress is not None and hasattr(progress, "update") and unit == "frame":
+        yield progress
+    else:
+        yield None
+
+
+__all__ = ["load_frames", "output_size", "decode_size", "capped_size", "choose_backend", "frame_numbers_for", "BACKENDS"]

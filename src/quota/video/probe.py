@@ -10,10 +10,13 @@ them.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
 import struct
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import EmptyVideoError, NoVideoStreamError, VideoDecodeError, VideoNotFoundError
+from ..errors import EmptyVideoError, NoVideoStreamError, VideoDecodeError, VideoNotFoundError, VideoSourceError
 
 #: Most indexes kept in memory (a video asked several questions is indexed once).
 CACHE_SIZE = 8
@@ -57,6 +60,8 @@ class VideoIndex:
         keyframe: ``[n_packets]`` bool, packet starts a keyframe.
         seekable: whether frames can be reached by seeking (unique timestamps on every packet);
             otherwise they are read by decoding from the start and counting.
+        stated_duration: seconds the file's headers claim when that is clearly longer than
+            ``duration`` (a truncated upload: only ``[0, duration]`` can be seen); ``None`` otherwise.
     """
 
     path: str
@@ -80,6 +85,7 @@ class VideoIndex:
     packet_dts: np.ndarray
     keyframe: np.ndarray
     seekable: bool
+    stated_duration: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,11 +133,39 @@ _cache: "OrderedDict[tuple, VideoIndex]" = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+#: ``scheme://`` (a URL) or an FFmpeg protocol prefix such as ``concat:`` / ``subfile,,...:`` (two
+#: characters at least, so a Windows drive letter is not one).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.,_-]+:")
+
+
 def check_path(path: str | os.PathLike) -> Path:
-    """The path as a :class:`Path`, or :class:`VideoNotFoundError` if it is not a readable file."""
-    p = Path(os.fspath(path)).expanduser()
-    if not p.exists():
-        raise VideoNotFoundError(f"video file not found: {p} (check the path)", p)
+    """The path as a :class:`Path`, or a typed error saying why it cannot be read as a local file.
+
+    Raises:
+        VideoSourceError: a URL or FFmpeg protocol name that is not an existing file, or a
+            symbolic-link loop.
+        VideoNotFoundError: nothing at the path, a directory, a special file, or no read permission.
+    """
+    text = os.fspath(path)
+    p = Path(text).expanduser()
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise VideoSourceError(
+                f"{p} is a symbolic link that leads back to itself (a link loop); point it at the video file",
+                p) from None
+        if isinstance(text, str) and _URL.match(text):
+            raise VideoSourceError(
+                f"{text} is a URL; quota reads local files only: download the video first", text) from None
+        if isinstance(text, str) and _PROTOCOL.match(text):
+            raise VideoSourceError(
+                f"{text} is not a file, and a name of the form 'word:...' is an FFmpeg protocol, which "
+                "quota does not use: give the path of a local video file", text) from None
+        if p.is_symlink():
+            raise VideoNotFoundError(f"{p} is a symbolic link to {os.readlink(p)}, which does not exist", p) from None
+        raise VideoNotFoundError(f"video file not found: {p} (check the path)", p) from None
     if p.is_dir():
         raise VideoNotFoundError(f"{p} is a directory, not a video file", p)
     if not p.is_file():
@@ -139,6 +173,12 @@ def check_path(path: str | os.PathLike) -> Path:
     if not os.access(p, os.R_OK):
         raise VideoNotFoundError(f"{p} cannot be read (permission denied)", p)
     return p
+
+
+def ffmpeg_name(path: str | os.PathLike) -> str:
+    """The name to hand FFmpeg for a local file: its absolute path behind the ``file:`` protocol,
+    so no part of a file name (``concat:a.mp4|b.mp4``, ``subfile:...``) is read as a protocol."""
+    return "file:" + os.path.abspath(os.fspath(path))
 
 
 def _short(exc: BaseException) -> str:
@@ -153,7 +193,7 @@ def open_container(path: Path):
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"{path} is an empty file (0 bytes), not a video", path)
     try:
-        return av.open(str(path), metadata_errors="ignore")
+        return av.open(ffmpeg_name(path), metadata_errors="ignore")
     except av.error.EOFError:
         raise EmptyVideoError(
             f"{path} ends before its first frame: it holds no frames or is cut short", path) from None
@@ -275,83 +315,78 @@ def _first_frame(packets: list, stream) -> Any:
     return None
 
 
-def build_index(path: Path) -> VideoIndex:
-    """Demux every packet of the video stream (no decoding) and build the :class:`VideoIndex`."""
+@dataclass
+class _Demuxed:
+    """What demuxing the video stream's packets (no decoding) found, in decoding order."""
+
+    pts: list[int] = field(default_factory=list)
+    dts: list[int] = field(default_factory=list)
+    key: list[bool] = field(default_factory=list)
+    drop: list[bool] = field(default_factory=list)
+    dur: list[int] = field(default_factory=list)
+    probe_packets: list = field(default_factory=list)
+    error: str | None = None
+
+
+def _demux_packets(container, stream, progress: Any = None) -> _Demuxed:
+    """Read every packet of ``stream``; a damaged tail ends the walk and is noted in ``error``."""
     import av
 
-    container = open_container(path)
+    got = _Demuxed()
     try:
-        stream = pick_video_stream(container, path)
-        time_base = stream.time_base or Fraction(1, 90000)
-        discard_other_streams(container, stream.index)
-        pts_list: list[int] = []
-        dts_list: list[int] = []
-        key_list: list[bool] = []
-        drop_list: list[bool] = []
-        dur_list: list[int] = []
-        probe_packets: list = []
-        error: str | None = None
-        try:
-            for pkt in container.demux(stream):
-                if pkt.size == 0:
-                    continue
-                pts_list.append(NO_TS if pkt.pts is None else pkt.pts)
-                dts_list.append(NO_TS if pkt.dts is None else pkt.dts)
-                key_list.append(pkt.is_keyframe)
-                drop_list.append(pkt.is_discard or pkt.is_corrupt)
-                dur_list.append(pkt.duration or 0)
-                if len(probe_packets) < 8 and (probe_packets or pkt.is_keyframe):
-                    probe_packets.append(pkt)
-        except av.FFmpegError as exc:
-            # A damaged tail: keep what could be read.
-            error = _short(exc)
-        if not pts_list:
-            extra = f" (reading stopped: {error})" if error else ""
-            raise EmptyVideoError(f"{path}: the video stream holds no frames{extra}", path)
-        first = _first_frame(probe_packets or [], stream)
-        if first is None:
-            raise VideoDecodeError(
-                f"{path}: no frame of its {stream.codec_context.name} video stream can be decoded "
-                "(damaged file or unsupported codec)", path)
-        codec = stream.codec_context.name
-        reported = int(stream.frames or 0)
-        container_name = container.format.name
-        width, height = int(first.width), int(first.height)
-        pix_fmt = first.format.name
-        rotation = display_rotation(first, stream)
-        rate = stream.average_rate or stream.guessed_rate
-        stream_index = int(stream.index)
-    finally:
-        container.close()
+        for pkt in container.demux(stream):
+            if pkt.size == 0:
+                continue
+            got.pts.append(NO_TS if pkt.pts is None else pkt.pts)
+            got.dts.append(NO_TS if pkt.dts is None else pkt.dts)
+            got.key.append(pkt.is_keyframe)
+            got.drop.append(pkt.is_discard or pkt.is_corrupt)
+            got.dur.append(pkt.duration or 0)
+            if len(got.probe_packets) < 8 and (got.probe_packets or pkt.is_keyframe):
+                got.probe_packets.append(pkt)
+            if progress is not None:
+                progress.update(1)
+    except av.FFmpegError as exc:
+        got.error = _short(exc)
+    return got
 
-    packet_pts = np.asarray(pts_list, dtype=np.int64)
-    packet_dts = np.asarray(dts_list, dtype=np.int64)
-    keyframe = np.asarray(key_list, dtype=bool)
-    shown = ~np.asarray(drop_list, dtype=bool)
-    if not shown.any():
-        raise EmptyVideoError(f"{path}: the video stream holds no displayable frame", path)
+
+def stated_duration(container, stream) -> float | None:
+    """Seconds the file's headers say the video lasts: the stream's own duration, else the
+    container's; ``None`` when neither is given."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return float(container.duration) / 1_000_000  # AV_TIME_BASE: microseconds
+    return None
+
+
+def _frame_order(packet_pts: np.ndarray, shown: np.ndarray, rate, time_base: Fraction
+                 ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Number the displayable packets in presentation order.
+
+    Returns ``(pts, decode_pos, seekable)``: each frame's presentation timestamp (ticks) and packet
+    position, and whether timestamps are unique enough to seek by. Without them, frames are
+    numbered in decoding order and timed at the nominal rate.
+    """
     has_pts = packet_pts != NO_TS
     positions = np.flatnonzero(shown)
-    seekable = bool(has_pts[positions].all())
-    if seekable:
+    if has_pts[positions].all():
         frame_pts = packet_pts[positions]
         order = np.argsort(frame_pts, kind="stable")
         pts = frame_pts[order]
-        if len(pts) > 1 and (np.diff(pts) <= 0).any():
-            seekable = False  # repeated timestamps: numbering by timestamp is ambiguous
-    if seekable:
-        decode_pos = positions[order]
-    else:
-        # Without unique timestamps, frames are numbered by decoding from the start; assume the
-        # nominal frame rate for their times.
-        decode_pos = positions
-        step = 1.0 / float(rate) if rate else 1.0 / 25.0
-        pts = np.round(np.arange(len(positions)) * step / float(time_base)).astype(np.int64)
-    n = len(pts)
+        if len(pts) < 2 or (np.diff(pts) > 0).all():
+            return pts, positions[order], True
+    step = 1.0 / float(rate) if rate else 1.0 / 25.0
+    pts = np.round(np.arange(len(positions)) * step / float(time_base)).astype(np.int64)
+    return pts, positions, False
 
-    # The keyframe to start from: the last keyframe at or before the frame's packet whose own
-    # presentation time is not later than the frame's (leading B-frames of an open GOP need the
-    # keyframe before).
+
+def _entry_keyframes(keyframe: np.ndarray, packet_pts: np.ndarray, decode_pos: np.ndarray, pts: np.ndarray,
+                     seekable: bool) -> np.ndarray:
+    """For every frame, the packet position of the keyframe to start decoding from: the last keyframe
+    at or before the frame's packet whose own presentation time is not later than the frame's
+    (leading B-frames of an open GOP need the keyframe before)."""
     key_pos = np.flatnonzero(keyframe)
     if len(key_pos) == 0 or key_pos[0] != 0:
         key_pos = np.concatenate([[0], key_pos]).astype(np.int64)
@@ -361,13 +396,17 @@ def build_index(path: Path) -> VideoIndex:
         key_pts = packet_pts[entry]
         late = (key_pts != NO_TS) & (key_pts > pts)
         while late.any():
-            slot = np.where(late, slot - 1, slot)
-            slot = np.maximum(slot, 0)
+            slot = np.maximum(np.where(late, slot - 1, slot), 0)
             entry = key_pos[slot]
             key_pts = packet_pts[entry]
             late = (key_pts != NO_TS) & (key_pts > pts) & (slot > 0)
+    return entry
 
-    last_dur = int(dur_list[decode_pos[-1]]) if seekable else 0
+
+def _timing(pts: np.ndarray, last_packet_dur: int, rate, time_base: Fraction) -> tuple[np.ndarray, float, float]:
+    """``(timestamps, duration, fps)`` of frames with presentation timestamps ``pts`` (ticks)."""
+    n = len(pts)
+    last_dur = int(last_packet_dur)
     if last_dur <= 0:
         if n > 1:
             last_dur = int(round(float(pts[-1] - pts[0]) / (n - 1)))
@@ -380,29 +419,87 @@ def build_index(path: Path) -> VideoIndex:
     fps = n / duration if duration > 0 else float(rate or 1.0)
     if rate and abs(float(rate) - fps) <= 1e-3 * fps:
         fps = float(rate)  # the exact nominal rate (25, 30000/1001 ...) when it agrees
+    return timestamps, duration, float(fps)
+
+
+def cut_short(duration: float, stated: float | None, fps: float) -> bool:
+    """Whether a container's stated length ``stated`` goes clearly past the ``duration`` its frames
+    reach (a truncated file): by more than 1 s, two frames and 1 % of the stated length."""
+    if stated is None:
+        return False
+    slack = max(1.0, 2.0 / fps if fps > 0 else 0.0, 0.01 * stated)
+    return stated - duration > slack
+
+
+def build_index(path: Path, progress: Any = None) -> VideoIndex:
+    """Demux every packet of the video stream (no decoding) and build the :class:`VideoIndex`.
+
+    Args:
+        path: the video file.
+        progress: an object with ``update(n)`` (a tqdm bar), advanced once per packet.
+    """
+    container = open_container(path)
+    try:
+        stream = pick_video_stream(container, path)
+        time_base = stream.time_base or Fraction(1, 90000)
+        discard_other_streams(container, stream.index)
+        got = _demux_packets(container, stream, progress)
+        if not got.pts:
+            extra = f" (reading stopped: {got.error})" if got.error else ""
+            raise EmptyVideoError(f"{path}: the video stream holds no frames{extra}", path)
+        first = _first_frame(got.probe_packets, stream)
+        if first is None:
+            raise VideoDecodeError(
+                f"{path}: no frame of its {stream.codec_context.name} video stream can be decoded "
+                "(damaged file or unsupported codec)", path)
+        codec = stream.codec_context.name
+        reported = int(stream.frames or 0)
+        container_name = container.format.name
+        rate = stream.average_rate or stream.guessed_rate
+        stream_index = int(stream.index)
+        stated = stated_duration(container, stream)
+        pix_fmt, width, height = first.format.name, int(first.width), int(first.height)
+        rotation = display_rotation(first, stream)
+    finally:
+        container.close()
+
+    packet_pts = np.asarray(got.pts, dtype=np.int64)
+    keyframe = np.asarray(got.key, dtype=bool)
+    shown = ~np.asarray(got.drop, dtype=bool)
+    if not shown.any():
+        raise EmptyVideoError(f"{path}: the video stream holds no displayable frame", path)
+    pts, decode_pos, seekable = _frame_order(packet_pts, shown, rate, time_base)
+    entry = _entry_keyframes(keyframe, packet_pts, decode_pos, pts, seekable)
+    timestamps, duration, fps = _timing(pts, got.dur[decode_pos[-1]] if seekable else 0, rate, time_base)
 
     extra: dict[str, Any] = {}
     if seekable:
-        all_pos = np.flatnonzero(has_pts)
+        all_pos = np.flatnonzero(packet_pts != NO_TS)
         srt = np.argsort(packet_pts[all_pos], kind="stable")
         extra["pts_sorted"] = packet_pts[all_pos][srt]
         extra["pts_order"] = all_pos[srt]
-    if error:
-        extra["demux_error"] = error
+    if got.error:
+        extra["demux_error"] = got.error
     return VideoIndex(
         path=str(path), stream_index=stream_index, container=container_name, codec=codec,
         pix_fmt=pix_fmt, width=width, height=height, rotation=rotation, time_base=Fraction(time_base),
-        n_frames=n, reported_frames=reported, pts=pts, timestamps=timestamps, duration=duration,
-        fps=float(fps), decode_pos=decode_pos.astype(np.int64), entry=entry.astype(np.int64),
-        packet_pts=packet_pts, packet_dts=packet_dts, keyframe=keyframe, seekable=seekable, extra=extra,
+        n_frames=len(pts), reported_frames=reported, pts=pts, timestamps=timestamps, duration=duration,
+        fps=fps, decode_pos=decode_pos.astype(np.int64), entry=entry.astype(np.int64),
+        packet_pts=packet_pts, packet_dts=np.asarray(got.dts, dtype=np.int64), keyframe=keyframe,
+        seekable=seekable, stated_duration=stated if cut_short(duration, stated, fps) else None, extra=extra,
     )
 
 
-def probe(path: str | os.PathLike, *, cache: bool = True) -> VideoIndex:
+def probe(path: str | os.PathLike, *, cache: bool = True, progress: Any = None) -> VideoIndex:
     """The :class:`VideoIndex` of the video at ``path`` (cached by path, size and mtime).
+
+    A file whose headers claim a length its frames do not reach gives a ``RuntimeWarning`` with both
+    figures (once per file; :attr:`VideoIndex.stated_duration` keeps the claim). ``progress`` (an
+    object with ``update(n)``) is advanced once per packet while a new index is built.
 
     Raises:
         VideoNotFoundError: the path does not exist or is not a file.
+        VideoSourceError: the path is a URL, an FFmpeg protocol name or a symbolic-link loop.
         VideoDecodeError: the file cannot be opened or decoded as a video.
         NoVideoStreamError: the file has no video stream.
         EmptyVideoError: the video stream has no frame.
@@ -415,7 +512,12 @@ def probe(path: str | os.PathLike, *, cache: bool = True) -> VideoIndex:
             if key in _cache:
                 _cache.move_to_end(key)
                 return _cache[key]
-    index = build_index(p)
+    index = build_index(p, progress=progress)
+    if index.stated_duration is not None:
+        warnings.warn(
+            f"{p}: the file says the video lasts {index.stated_duration:.2f}s but its frames end at "
+            f"{index.duration:.2f}s (a cut-off or unfinished file?); only 0-{index.duration:.2f}s is used",
+            RuntimeWarning, stacklevel=2)
     if cache:
         with _cache_lock:
             _cache[key] = index
@@ -430,5 +532,5 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-__all__ = ["VideoIndex", "probe", "build_index", "check_path", "open_container", "discard_other_streams",
+__all__ = ["VideoIndex", "probe", "build_index", "check_path", "ffmpeg_name", "stated_duration", "cut_short", "open_container", "discard_other_streams",
            "clear_cache", "display_rotation", "matrix_rotation", "NO_TS"]
