@@ -151,8 +151,8 @@ def load_frames(
         stats: a :class:`DecodeStats` to fill with counters (frames decoded, seeks ...).
         frame_fps: frame rate of ``path`` when it is a folder of frame images (default
             :data:`quota.video.frame_folder.DEFAULT_FPS`); ignored for video files.
-        progress: ``True`` for a progress bar on stderr advanced per packet while indexing and per
-            frame while decoding, or an object with ``update(n)`` advanced per decoded frame.
+        progress: ``True`` for progress bars on stderr (per packet while a new index is built, per
+            frame while decoding), or an object with ``update(n)`` advanced per decoded frame.
         **sampling: ``base``, ``per_hour``, ``max_frames``, ``max_fps`` for the paper's rule (see
             :func:`~quota.video.sample_indices`).
 
@@ -165,8 +165,7 @@ def load_frames(
     """
     if is_frame_folder(path):  # a folder of frame images is a video too (see frame_folder.py)
         return load_frame_folder(path, fps=frame_fps, n=n, indices=indices, max_side=max_side, **sampling)
-    with _bar(progress, "Indexing video", "packet") as bar:
-        index = probe(path, progress=bar)
+    index = probe(path, progress=progress is True)
     wanted = frame_numbers_for(index, n=n, indices=indices, **sampling)
     unique = np.unique(np.asarray(wanted, dtype=np.int64))
     width, height = decode_size(index.width, index.height, len(unique), max_side=max_side,
@@ -241,7 +240,7 @@ def _bar(progress: bool | Any, desc: str, unit: str, total: int | None = None) -
 
         with tqdm(total=total, desc=desc, unit=unit, leave=False) as bar:
             yield bar
-    elif progress is not False and progress is not None and hasattr(progress, "update") and unit == "frame":
+    elif hasattr(progress, "update"):
         yield progress
     else:
         yield None

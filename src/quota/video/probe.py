@@ -490,12 +490,13 @@ def build_index(path: Path, progress: Any = None) -> VideoIndex:
     )
 
 
-def probe(path: str | os.PathLike, *, cache: bool = True, progress: Any = None) -> VideoIndex:
+def probe(path: str | os.PathLike, *, cache: bool = True, progress: bool | Any = None) -> VideoIndex:
     """The :class:`VideoIndex` of the video at ``path`` (cached by path, size and mtime).
 
     A file whose headers claim a length its frames do not reach gives a ``RuntimeWarning`` with both
-    figures (once per file; :attr:`VideoIndex.stated_duration` keeps the claim). ``progress`` (an
-    object with ``update(n)``) is advanced once per packet while a new index is built.
+    figures (once per file; :attr:`VideoIndex.stated_duration` keeps the claim). ``progress``: ``True``
+    for a bar on stderr, or an object with ``update(n)``, advanced once per packet while a new index
+    is built (a cached index shows nothing).
 
     Raises:
         VideoNotFoundError: the path does not exist or is not a file.
@@ -512,7 +513,13 @@ def probe(path: str | os.PathLike, *, cache: bool = True, progress: Any = None) 
             if key in _cache:
                 _cache.move_to_end(key)
                 return _cache[key]
-    index = build_index(p, progress=progress)
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        with tqdm(desc="Indexing video", unit="packet", leave=False) as bar:
+            index = build_index(p, progress=bar)
+    else:
+        index = build_index(p, progress=progress or None)
     if index.stated_duration is not None:
         warnings.warn(
             f"{p}: the file says the video lasts {index.stated_duration:.2f}s but its frames end at "
