@@ -21,7 +21,8 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from dataclasses import dataclass, replace
+import unicodedata
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 from .config import DECOUPLE_MODES
@@ -45,17 +46,6 @@ NO_LETTER = "B"
 #: Modes that have a prompt (``"none"`` means no chain of thought at all).
 PROMPT_MODES = ("entity", "event")
 
-# Most words in an unquoted (bare) item: longer runs are taken for prose, not names.
-_MAX_BARE_WORDS = {"entity": 4, "event": 8}
-# Words that mark an unquoted item as a sentence rather than a name.
-_PROSE_WORDS = frozenset(
-    "i we you me my our your think believe should would could might must need needs answer question "
-    "because therefore so".split()
-)
-_PROSE_WORDS_ENTITY = _PROSE_WORDS | frozenset("is are was were be been does do did has have".split())
-# Raw items and bracket lists scanned before the scanner stops (keeps hostile input cheap).
-_MAX_RAW_ITEMS = 256
-_MAX_LIST_CANDIDATES = 32
 
 # The line that separates our prompt from the model's answer; text before its last occurrence is
 # an echo of the prompt and is skipped by the parser.
@@ -199,40 +189,72 @@ def build_decouple_prompt(
 # --------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------
+#
+# Our filters (not the paper's): an item is dropped when every word of it is in these lists, so a
+# colour, a position or a word about the recording never becomes a thing to look for on its own.
 
-_NULL_WORDS = frozenset({"null", "none", "nil", "n/a", "na", "nothing", "empty", "no"})
-_STRONG_NULL = re.compile(r"^\W*(?:null|none|nil|n\s*/\s*a|nothing)\b", re.IGNORECASE)
-_WEAK_NULL = re.compile(r"^\W*no\b", re.IGNORECASE)
-_YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
-
-# Words that name the recording or nothing in particular: never worth searching for.
-_GENERIC = frozenset(
+#: Words about the recording, or about nothing in particular (both modes).
+GENERIC_WORDS = frozenset(
     """video videos clip clips frame frames scene scenes image images footage shot shots picture
     pictures movie film recording recordings content visual visuals thing things object objects item
     items entity entities something anything everything stuff question answer answers option options
     time moment moments timestamp part segment segments sequence null none nil n/a na nothing empty
     unknown other others etc""".split()
 )
-_GENERIC_EVENT = _GENERIC | frozenset("event events action actions activity activities happening".split())
-_COLOURS = frozenset(
+#: Generic words of the event mode (the words above and names of events in general).
+GENERIC_EVENT_WORDS = GENERIC_WORDS | frozenset("event events action actions activity activities happening".split())
+#: Colours and brightness (entity mode): "red" alone is not a thing, "red car" is.
+COLOUR_WORDS = frozenset(
     """red orange yellow green blue purple violet pink brown black white gray grey silver gold golden
     beige cyan magenta turquoise colour color colours colors dark light bright""".split()
 )
-_POSITIONS = frozenset(
+#: Positions, order, counts and sizes (entity mode).
+POSITION_WORDS = frozenset(
     """left right top bottom center centre middle front back behind above below background foreground
     beginning end start ending position positions location side sides corner upper lower near far
     inside outside first last next previous number count amount size shape""".split()
 )
-_FILLER = frozenset(
+#: Articles, determiners, prepositions, conjunctions and possessives.
+FILLER_WORDS = frozenset(
     "a an the this that these those some any of in on at to from with and or its their his her".split()
 )
+#: Words that mark an unquoted item as a sentence rather than a name (event mode; the entity mode
+#: adds :data:`PROSE_VERBS`).
+PROSE_WORDS = frozenset(
+    """i we you me my our your think believe should would could might must need needs answer question
+    because therefore so what why how when where who whom whose which whether if""".split()
+)
+#: Auxiliary verbs: prose in an entity name, fine inside an event ("a man is running").
+PROSE_VERBS = frozenset("is are was were be been does do did has have".split())
+#: Words that start a negated item ("no people"), dropped.
+NEGATIONS = frozenset({"no", "not", "none", "without"})
+#: Words that make ``word(s):`` at the start of a bare line a label to skip ("Objects: a, b").
+LABEL_WORDS = frozenset(
+    "object objects entity entities thing things item items event events list answer result output keywords "
+    "targets".split()
+)
+
+# Most words in an unquoted (bare) item: longer runs are taken for prose, not names.
+_MAX_BARE_WORDS = {"entity": 4, "event": 8}
+# Raw items and bracket lists scanned before the scanner stops (keeps hostile input cheap).
+_MAX_RAW_ITEMS = 256
+_MAX_LIST_CANDIDATES = 32
+
+_STRONG_NULL = re.compile(r"^\W*(?:null|none|nil|n\s*/\s*a|nothing)\b", re.IGNORECASE)
+_WEAK_NULL = re.compile(r"^\W*no\b", re.IGNORECASE)
+_YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
 _ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
-# Characters no object name needs; an item holding one is taken for code or markup and dropped.
+# Characters no object name needs; a quoted item holding one is taken for code or markup.
 _FORBIDDEN = re.compile(r"[_()\[\]{}<>=;$`\\|@^~*\"]")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
+# An unquoted name: words of letters (any script) or digits, joined inside a word by - ' ’ . / &.
+_PIECE = r"(?:[^\W\d_]+|\d+)(?:[-'’./&](?:[^\W\d_]+|\d+))*"
+_NAME = re.compile(rf"{_PIECE}(?: {_PIECE})*")
+_LETTERS = re.compile(r"[^\W\d_]+")
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+(.*\S)\s*$")
+_BULLET_PREFIX = re.compile(r"^(?:[-•+]|\d{1,2}[.)])\s+")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
-_LABEL = re.compile(r"^[^\W\d][\w \t'/-]{0,40}:\s*")
+_LABEL = re.compile(r"^((?:[^\W\d_]+[ \t]*){1,5}):\s*")
 
 _STEP_WORDS = {"1": 1, "2": 2, "3": 3, "one": 1, "two": 2, "three": 3}
 _MARKER = re.compile(
@@ -243,24 +265,16 @@ _MARKER = re.compile(
 _STOP_LINE = re.compile(r"^[ \t>#*]*(?:question\s*:|example\b)", re.IGNORECASE | re.MULTILINE)
 _SENTINEL = re.compile(re.escape(PROMPT_SENTINEL), re.IGNORECASE)
 _FENCE = re.compile(r"^[ \t]*```[^\n]*$", re.MULTILINE)
+# Full-width CJK punctuation read as its ASCII counterpart (、 separates list items in Chinese and
+# Japanese; 「」 and 『』 quote).
+_FULL_WIDTH = str.maketrans({"［": "[", "］": "]", "，": ",", "、": ",", "；": ";", "：": ":", "（": "(", "）": ")",
+                             "「": "“", "」": "”", "『": "“", "』": "”"})
 
 _OPEN_QUOTES = {'"': '"', "'": "'", "“": "”\"", "‘": "’'", "”": "”\"", "’": "’'"}
 _CLOSE_FOLLOWERS = ",]\n\r\"'“”‘’"
 
-
-@dataclass
-class _Item:
-    text: str
-    quoted: bool
-
-
-@dataclass
-class _Section:
-    """What one section of model text says: ``kind`` is ``"null"``, ``"list"`` or ``"none"``."""
-
-    kind: str
-    items: list[_Item]
-    complete: bool = True
+# A raw item: its text and whether it was quoted.
+_Raw = tuple[str, bool]
 
 
 def _coerce_text(text: Any) -> str:
@@ -296,13 +310,14 @@ def _scan_quoted(s: str, i: int) -> tuple[str | None, int]:
 
     A closing quote counts only when followed (after spaces) by a separator, a bracket, another
     quote or the end, so apostrophes inside single-quoted names survive (``'driver's seat'``).
-    Returns ``(None, index)`` for a string cut off by a line break or the end of the text.
+    Returns ``(None, index)`` for a string cut off by a line break or the end of the text, or one
+    far too long for a name.
     """
     closers = _OPEN_QUOTES[s[i]]
     n = len(s)
     j = i + 1
     buf: list[str] = []
-    while j < n:
+    while j < n and len(buf) <= 4 * MAX_OBJECT_CHARS + 256:
         c = s[j]
         if c == "\\":
             piece, j = _read_escape(s, j)
@@ -318,179 +333,180 @@ def _scan_quoted(s: str, i: int) -> tuple[str | None, int]:
                 return "".join(buf), j + 1
         buf.append(c)
         j += 1
-        if len(buf) > 4 * MAX_OBJECT_CHARS + 256:
-            # Far too long for a name: skip to the end of the line without keeping it.
-            while j < n and s[j] not in "\n\r":
-                j += 1
-            return None, j
-    return None, n
+    while j < n and s[j] not in "\n\r":  # too long for a name: skip the rest of the line
+        j += 1
+    return None, j
 
 
-def _scan_list(s: str, i: int) -> tuple[list[_Item], bool, int]:
-    """Read the bracketed list opening at ``s[i] == "["``.
+def _scan_list(s: str, i: int) -> tuple[list[_Raw], bool, int]:
+    """Read the bracketed list opening at ``s[i] == "["`` (nested brackets flattened).
 
-    Nested brackets are flattened. Returns the raw items, whether the closing bracket was found,
-    and the index after the list.
+    Returns the raw items, whether the closing bracket was found, and the index after the list.
     """
     n = len(s)
-    items: list[_Item] = []
+    items: list[_Raw] = []
     j = i + 1
     depth = 1
     while j < n and len(items) < _MAX_RAW_ITEMS:
         c = s[j]
         if c in " \t\r\n,":
             j += 1
-        elif c == "]":
-            depth -= 1
+        elif c in "[]":
+            depth += 1 if c == "[" else -1
             j += 1
             if depth == 0:
                 return items, True, j
-        elif c == "[":
-            depth += 1
-            j += 1
         elif c in _OPEN_QUOTES:
             text, j = _scan_quoted(s, j)
             if text is not None:
-                items.append(_Item(text, True))
+                items.append((text, True))
         else:
             k = j
             while k < n and s[k] not in ",]\n\r":
                 k += 1
-            items.append(_Item(s[j:k], False))
+            items.append((s[j:k], False))
             j = k
     return items, False, j
 
 
-def _clean_item(item: _Item, mode: str) -> str | None:
-    """One raw item as an object name, or ``None`` when it is not worth looking for."""
-    text = " ".join(item.text.split())
-    text = text.strip(" \t*`'\"“”‘’")
-    text = re.sub(r"^(?:[-•+]|\d{1,2}[.)])\s+", "", text)
-    text = text.rstrip(" .,;:!?")
-    if len(text) < 2:
+def _one_char_word(text: str) -> bool:
+    """A single character that is a word on its own (a CJK ideograph or a Hangul syllable)."""
+    return len(text) == 1 and unicodedata.name(text, "").startswith(
+        ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL SYLLABLE"))
+
+
+def _is_bare_name(text: str, mode: str) -> bool:
+    """Whether unquoted text reads as a name: at most a few words of letters or digits, no prose."""
+    if len(text) > MAX_OBJECT_CHARS or len(text.split()) > _MAX_BARE_WORDS[mode]:
+        return False
+    unmarked = "".join(c for c in text if not unicodedata.category(c).startswith("M"))
+    if not _NAME.fullmatch(unmarked):
+        return False
+    if any(not (run.isupper() or run[1:] == run[1:].lower()) for run in _LETTERS.findall(text)):
+        return False  # "xQzT": capitals inside a lower-case word are noise, not a name
+    prose = PROSE_WORDS | PROSE_VERBS if mode == "entity" else PROSE_WORDS
+    return not any(w.lower() in prose for w in text.split())
+
+
+def _clean(text: str, quoted: bool, mode: str) -> str | None:
+    """One raw item as an object name; ``""`` for a name our filters drop; ``None`` for text that
+    is not a name at all."""
+    text = " ".join(text.split()).strip(" \t*`'\"“”‘’" if quoted else " \t*`")
+    text = _BULLET_PREFIX.sub("", text).rstrip(" .,;:!?")
+    if len(text) > MAX_OBJECT_CHARS and quoted:  # cut a long quoted name at a word
+        cut = text[:MAX_OBJECT_CHARS]
+        space = cut.rfind(" ")
+        text = (cut[:space] if space >= MAX_OBJECT_CHARS // 2 else cut).rstrip(" .,;:!?-")
+    if (len(text) < 2 and not _one_char_word(text)) or not _HAS_LETTER.search(text):
         return None
-    if item.quoted:
-        if len(text) > MAX_OBJECT_CHARS:
-            cut = text[:MAX_OBJECT_CHARS]
-            space = cut.rfind(" ")
-            text = (cut[:space] if space >= MAX_OBJECT_CHARS // 2 else cut).rstrip(" .,;:!?-")
-    else:
-        if len(text) > MAX_OBJECT_CHARS or len(text.split()) > _MAX_BARE_WORDS[mode]:
-            return None
-        prose = _PROSE_WORDS_ENTITY if mode == "entity" else _PROSE_WORDS
-        if any(w.strip(".,'’!?:").lower() in prose for w in text.split()):
-            return None
-    if _FORBIDDEN.search(text) or not _HAS_LETTER.search(text):
+    if _FORBIDDEN.search(text) if quoted else not _is_bare_name(text, mode):
         return None
-    words = [w.strip(".,'’!?:/-").lower() for w in text.split()]
-    words = [w for w in words if w]
-    if not words or words[0] in ("no", "not", "none", "without"):
-        return None
+    words = [w for w in (w.strip(".,'’!?:/-").lower() for w in text.split()) if w]
+    if not words or words[0] in NEGATIONS:
+        return ""
     if mode == "entity":
         text = _ARTICLE.sub("", text)
-        ignorable = _GENERIC | _COLOURS | _POSITIONS | _FILLER
+        ignorable = GENERIC_WORDS | COLOUR_WORDS | POSITION_WORDS | FILLER_WORDS
     else:
-        ignorable = _GENERIC_EVENT | _FILLER
-    if all(w in ignorable for w in words) or len(text) < 2:
-        return None
+        ignorable = GENERIC_EVENT_WORDS | FILLER_WORDS
+    if all(w in ignorable for w in words) or (len(text) < 2 and not _one_char_word(text)):
+        return ""
     return text
 
 
-def _clean_items(items: Sequence[_Item], mode: str) -> list[str]:
-    """Clean, deduplicate (case-insensitively, first kept) and bound a list of raw items."""
+def _names(items: Sequence[_Raw], mode: str) -> list[str] | None:
+    """The object names of raw items: cleaned, deduplicated case-insensitively (first kept), at
+    most :data:`MAX_OBJECTS`. A quoted item that is not a name is skipped; an unquoted one makes
+    the whole list ``None`` (text with one part that is no name is not a list of names)."""
     out: list[str] = []
     seen: set[str] = set()
-    for item in items:
-        text = _clean_item(item, mode)
-        if text is None:
-            continue
-        key = text.casefold()
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(text)
-        if len(out) >= MAX_OBJECTS:
-            break
+    for text, quoted in items:
+        name = _clean(text, quoted, mode)
+        if name is None and not quoted:
+            return None
+        if name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            out.append(name)
+            if len(out) >= MAX_OBJECTS:
+                break
     return out
 
 
-def _first_line(s: str) -> str:
-    for line in s.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-def _bare_items(line: str) -> list[_Item]:
+def _bare_items(line: str, cut_sentence: bool) -> list[_Raw]:
     """Items of one unbracketed line: ``dog, cat`` / ``Objects: dog; cat.`` / ``("dog", "cat")``."""
-    line = _LABEL.sub("", line.strip(), count=1)
-    end = _SENTENCE_END.search(line)
-    if end:
-        line = line[: end.start()]
     line = line.strip()
+    label = _LABEL.match(line)
+    if label and any(w.lower() in LABEL_WORDS for w in label.group(1).split()):
+        line = line[label.end():]
+    end = _SENTENCE_END.search(line) if cut_sentence else None
+    line = (line[: end.start()] if end else line).strip()
     if len(line) >= 2 and line[0] in "({" and line[-1] in ")}":
         line = line[1:-1]
     parts = re.split(r"[,;]", line)
     if len(parts) > 1:  # "a, b and c": the last part holds two names
         parts[-1:] = re.split(r"\s+and\s+", parts[-1], maxsplit=1)
-    out = []
-    for part in parts[:_MAX_RAW_ITEMS]:
-        part = part.strip()
-        part = re.sub(r"^(?:and|or)\s+", "", part, flags=re.IGNORECASE)
-        quoted = len(part) >= 2 and part[0] in _OPEN_QUOTES and part[-1] in _OPEN_QUOTES[part[0]]
-        out.append(_Item(part[1:-1] if quoted else part, quoted))
-    return out
+    parts = (re.sub(r"^(?:and|or)\s+", "", part.strip(), flags=re.IGNORECASE) for part in parts[:_MAX_RAW_ITEMS])
+    return [_raw_item(part) for part in parts if part]
 
 
-def _parse_section(s: str, mode: str, whole_text: bool = False) -> _Section:
-    """Read one section of model text (what follows a ``Step N:`` marker, or the whole text)."""
+def _raw_item(part: str) -> _Raw:
+    """``(text, quoted)`` of one list part: quoted when the quotes wrap the whole part."""
+    part = part.strip()
+    quoted = len(part) >= 2 and part[0] in _OPEN_QUOTES and part[-1] in _OPEN_QUOTES[part[0]]
+    return (part[1:-1], True) if quoted else (part, False)
+
+
+def _read_section(s: str, mode: str, strict: bool = False) -> tuple[str, list[str], bool]:
+    """Read one section of model text (what follows a ``Step N:`` marker, or the whole text).
+
+    Returns ``(kind, names, complete)``: ``kind`` is ``"list"`` (names found), ``"null"`` (the text
+    says there is nothing to look for) or ``"none"`` (the text says neither); ``complete`` is false
+    for a list cut off before its closing bracket. ``strict`` (text without step markers) reads
+    only closed lists of quoted strings, bullet lists and single lines whose every part is a name.
+    """
     s = s.strip().lstrip(":-–— \t")
     if not s:
-        return _Section("none", [])
+        return "none", [], True
     if _STRONG_NULL.match(s):
-        return _Section("null", [])
-    # Bracketed lists: the first that gives a usable item wins; lists that give none mean null.
-    saw_list = False
-    all_closed = True
-    start = s.find("[")
-    candidates = 0
-    while start != -1 and candidates < _MAX_LIST_CANDIDATES:
-        candidates += 1
+        return "null", [], True
+    # Bracketed lists: the first that gives a name wins.
+    saw_list, all_closed = False, True
+    start, tries = s.find("["), 0
+    while start != -1 and tries < _MAX_LIST_CANDIDATES:
+        tries += 1
         raw, closed, end = _scan_list(s, start)
-        if any(it.quoted for it in raw):
-            raw = [it for it in raw if it.quoted]
-        items = _clean_items(raw, mode)
-        saw_list = True
-        all_closed = all_closed and closed
-        if items:
-            return _Section("list", [_Item(t, True) for t in items], complete=closed)
+        quoted = [item for item in raw if item[1]]
+        if not strict or (closed and len(quoted) == len(raw)):
+            names = _names(quoted or raw, mode)
+            saw_list, all_closed = True, all_closed and closed
+            if names:
+                return "list", names, closed
         start = s.find("[", max(end, start + 1))
-    if saw_list:
-        return _Section("null", [], complete=all_closed)
+    if saw_list:  # lists without a name: null, unless one was cut off (then nothing is known)
+        return ("null" if all_closed else "none"), [], all_closed
     if _WEAK_NULL.match(s):
-        return _Section("null", [])
-    bullets = [m.group(1) for line in s.splitlines() if (m := _BULLET.match(line))]
-    if bullets:
-        items = _clean_items([_Item(b, False) for b in bullets[:_MAX_RAW_ITEMS]], mode)
-        if items:
-            return _Section("list", [_Item(t, True) for t in items])
+        return "null", [], True
     lines = [line for line in s.splitlines() if line.strip()]
-    if whole_text and len(lines) != 1:
-        return _Section("none", [])
-    items = _clean_items(_bare_items(_first_line(s)), mode)
-    if items:
-        return _Section("list", [_Item(t, True) for t in items])
-    return _Section("none", [])
+    bullets = [m.group(1) for line in lines if (m := _BULLET.match(line))]
+    heading_only = len(lines) == len(bullets) or (len(lines) == len(bullets) + 1 and lines[0].rstrip().endswith(":"))
+    if bullets and (heading_only or not strict):
+        names = _names([_raw_item(b) for b in bullets[:_MAX_RAW_ITEMS]], mode)
+        if names:
+            return "list", names, True
+    if strict and len(lines) != 1:
+        return "none", [], True
+    names = _names(_bare_items(lines[0], cut_sentence=not strict), mode)
+    return ("list", names, True) if names else ("none", [], True)
 
 
 def _normalise(text: str) -> str:
-    """Drop the prompt echo, code fences and bold markers; unify line breaks."""
+    """Drop the prompt echo, code fences and bold markers; unify line breaks and CJK punctuation."""
     last = None
     for last in _SENTINEL.finditer(text):
         pass
     if last is not None:
         text = text[last.end() :]
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_FULL_WIDTH)
     text = _FENCE.sub("", text)
     return text.replace("**", "")
 
@@ -514,11 +530,30 @@ def _sections(text: str) -> dict[int, str]:
     found: dict[int, str] = {}
     for k, (_, end, step) in enumerate(marks):
         nxt = marks[k + 1][0] if k + 1 < len(marks) else len(text)
-        if step == 3:
-            found[3] = text[end:nxt]
-            break
         found[step] = text[end:nxt]  # the latest step 1 / step 2 before the first step 3
+        if step == 3:
+            break
     return found
+
+
+def _choose(sections: dict[int, str], mode: str) -> tuple[str, list[str]]:
+    """The reading of marked text: Step 3, or Step 2 where Step 3 is missing, unreadable or cut off
+    while Step 2 is complete; a ``Step 1: no`` without Step 3 means null."""
+    none = ("none", [], True)
+    kind3, names3, complete3 = _read_section(sections[3], mode) if 3 in sections else none
+    kind2, names2, complete2 = _read_section(sections[2], mode) if 2 in sections else none
+    if kind3 == "list" and not complete3 and kind2 == "list" and complete2:
+        return kind2, names2
+    if kind3 != "none":
+        return kind3, names3
+    said = _YES_NO.match(sections.get(1, "").strip())
+    if said is not None and said.group(1).lower() == "no":
+        return "null", []
+    return kind2, names2
+
+
+#: ``Clue.error`` of model text that names no list and does not say null.
+UNREADABLE = "the model's reply holds neither a list nor null"
 
 
 def parse_clue(text: Any, mode: str = "entity") -> Clue:
@@ -526,9 +561,10 @@ def parse_clue(text: Any, mode: str = "entity") -> Clue:
 
     Reading order: the ``Step 3`` list (or ``Final:``); when Step 3 is missing, unreadable, or a list
     cut off before its closing bracket while Step 2 holds a complete one, the ``Step 2`` list (filtered
-    here the way Step 3 should have been); a ``Step 1: no`` with no Step 3 means no objects; text
-    with no step markers is read as one section (first useful bracket list, bullet lines, or a single
-    bare comma-separated line). ``null``/``none``/``[]`` mean no objects.
+    here the way Step 3 should have been); a ``Step 1: no`` with no Step 3 means no objects. Text
+    with no step markers must look like an answer as a whole: a closed list of quoted strings,
+    bullet lines, or one line whose every comma-separated part is a name (so prose or random text
+    with stray brackets and quotes gives no objects). ``null``/``none``/``[]`` mean no objects.
 
     Args:
         text: the model's output (normally a string; ``None``, bytes and lists are tolerated).
@@ -536,10 +572,11 @@ def parse_clue(text: Any, mode: str = "entity") -> Clue:
             and words about the recording (video, frame, scene ...) that stand alone.
 
     Returns:
-        ``Clue(objects, reasoning, mode)`` with at most :data:`MAX_OBJECTS` objects of at most
-        :data:`MAX_OBJECT_CHARS` characters, deduplicated case-insensitively (first kept), or
-        ``objects=None`` when the text names nothing usable. ``reasoning`` is the raw text, cut to
-        :data:`MAX_REASONING_CHARS` characters.
+        ``Clue(objects, reasoning, mode, error=...)`` with at most :data:`MAX_OBJECTS` objects of at
+        most :data:`MAX_OBJECT_CHARS` characters, deduplicated case-insensitively (first kept), or
+        ``objects=None``: with ``error=None`` when the text says nothing needs finding, with
+        ``error=UNREADABLE`` when it says neither (the decoupling failed). ``reasoning`` is the raw
+        text, cut to :data:`MAX_REASONING_CHARS` characters.
     """
     _check_mode(mode)
     raw = _coerce_text(text)[:MAX_REASONING_CHARS]
@@ -547,27 +584,13 @@ def parse_clue(text: Any, mode: str = "entity") -> Clue:
         return Clue(objects=None, reasoning=raw, mode="none")
     body = _normalise(raw)
     sections = _sections(body)
-    result: _Section
-    if not sections:
-        result = _parse_section(body, mode, whole_text=True)
+    if sections:
+        kind, names = _choose(sections, mode)
     else:
-        step3 = _parse_section(sections[3], mode) if 3 in sections else _Section("none", [])
-        step2 = _parse_section(sections[2], mode) if 2 in sections else _Section("none", [])
-        said_no = 1 in sections and (m := _YES_NO.match(sections[1].strip())) is not None and (
-            m.group(1).lower() == "no"
-        )
-        if step3.kind == "list" and not step3.complete and step2.kind == "list" and step2.complete:
-            result = step2
-        elif step3.kind != "none":
-            result = step3
-        elif said_no:
-            result = _Section("null", [])
-        else:
-            result = step2
-    if result.kind != "list" or not result.items:
-        return Clue(objects=None, reasoning=raw, mode=mode)
-    objects = tuple(it.text for it in result.items[:MAX_OBJECTS])
-    return Clue(objects=objects, reasoning=raw, mode=mode)
+        kind, names, _ = _read_section(body, mode, strict=True)
+    if kind == "list" and names:
+        return Clue(objects=tuple(names[:MAX_OBJECTS]), reasoning=raw, mode=mode)
+    return Clue(objects=None, reasoning=raw, mode=mode, error=None if kind == "null" else UNREADABLE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -697,9 +720,8 @@ class Decoupler:
                     "Decoupler with strict=False to fall back to scoring without objects"
                 ) from exc
             logger.warning("%s; scoring this question without objects", message)
-            return Clue(
-                objects=None, reasoning=f"[{message}]"[:MAX_REASONING_CHARS], mode=self.mode, question=q
-            )
+            return Clue(objects=None, reasoning=f"[{message}]"[:MAX_REASONING_CHARS], mode=self.mode, question=q,
+                        error=message[:MAX_REASONING_CHARS])
         text = _coerce_text(out)
         if text.startswith(prompt):
             text = text[len(prompt) :]

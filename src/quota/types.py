@@ -150,12 +150,22 @@ class Clue:
         mode: ``"entity"`` (the paper's default), ``"event"``, or ``"none"`` (no decoupling ran).
         question: the user's question the clue was made for (the scorer falls back to it when
             ``objects`` is ``None``).
+        error: why the decoupling failed (the model raised, or its reply could not be read), or
+            ``None`` when it worked. ``objects=None`` with no error means the model said that no
+            particular object is needed; with an error, that nothing could be learnt. Either way the
+            scorer asks about the question itself.
     """
 
     objects: tuple[str, ...] | None
     reasoning: str = ""
     mode: str = "entity"
     question: str = ""
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether the decoupling failed (see ``error``)."""
+        return self.error is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +173,7 @@ class Clue:
             "reasoning": self.reasoning,
             "mode": self.mode,
             "question": self.question,
+            "error": self.error,
         }
 
     @classmethod
@@ -173,6 +184,7 @@ class Clue:
             reasoning=str(data.get("reasoning", "")),
             mode=str(data.get("mode", "entity")),
             question=str(data.get("question", "")),
+            error=None if data.get("error") is None else str(data["error"]),
         )
 
 
@@ -330,6 +342,7 @@ class Plan:
             "newline": self.newline,
             "budget": self.budget,
             "objects": None if self.clue is None or self.clue.objects is None else list(self.clue.objects),
+            "decouple_error": None if self.clue is None else self.clue.error,
         }
 
 
