@@ -1,4 +1,4 @@
-"""Tests of quota.decouple: prompt, parser, scoring question and Decoupler."""
+"""Tests of quota.decouple (prompt, parser, Decoupler) and of quota.scoring.question."""
 
 from __future__ import annotations
 
@@ -23,17 +23,15 @@ from quota.decouple import (
     MAX_OBJECT_CHARS,
     MAX_OBJECTS,
     MAX_REASONING_CHARS,
-    NO_LETTER,
     PROMPT_SENTINEL,
     UNREADABLE,
-    YES_LETTER,
     Decoupler,
     build_decouple_prompt,
     parse_clue,
-    scoring_question,
 )
 from quota.choices import option_lines
 from quota.errors import ConfigError, ModelError, QuotaError
+from quota.scoring.question import NO_LETTER, YES_LETTER, scoring_question
 from quota.types import Clue, Plan
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "clue_corpus.json").read_text(encoding="utf-8"))
@@ -348,8 +346,11 @@ def test_scoring_question_keeps_the_papers_two_option_structure(clue):
         assert "Which pet appears? A. a cat B. a dog C. a bird" in q  # folded onto one line, words kept
 
 
-def test_letters():
-    assert (YES_LETTER, NO_LETTER) == ("A", "B")
+def test_letters_label_the_options_in_order():
+    q = scoring_question(Clue(objects=("dog",)), "q")
+    lines = q.splitlines()
+    assert YES_LETTER != NO_LETTER
+    assert lines[1] == f"{YES_LETTER}. Yes" and lines[2] == f"{NO_LETTER}. No"
 
 
 # ------------------------------------------------------------------ Decoupler

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from quota.decouple import NO_LETTER, YES_LETTER, scoring_question
+from quota.scoring.question import NO_LETTER, YES_LETTER, scoring_question
 from quota.errors import (
     ConfigError,
     FramesError,

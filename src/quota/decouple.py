@@ -1,7 +1,8 @@
 """Query decoupling: from a question to the things worth looking for in each frame.
 
 QuoTA first asks the base video-language model, with text only, what a question needs to be found
-in the video. This module holds the three parts of that step:
+in the video. This module holds the two parts of that step (the question the scorer then asks about every frame,
+:func:`quota.scoring.question.scoring_question`, lives with the scorers):
 
 * :func:`build_decouple_prompt` writes a three-step chain-of-thought prompt (need anything? which?
   keep only concrete ones) with worked examples, in an entity-centric (default) or event-centric form.
@@ -9,8 +10,6 @@ in the video. This module holds the three parts of that step:
   evaluates the text: a small hand-written scanner reads lists, quoted strings and bare words, and
   everything it returns is bounded (:data:`MAX_OBJECTS` items of at most :data:`MAX_OBJECT_CHARS`
   characters) and filtered.
-* :func:`scoring_question` writes the two-option question (:data:`YES_LETTER` yes /
-  :data:`NO_LETTER` no) that the scorer asks about every frame.
 
 :class:`Decoupler` wires a text-in, text-out callable (normally the base model without video) to the
 prompt and the parser. See ``docs/decouple.md`` for the grammar the parser accepts.
@@ -38,10 +37,6 @@ MAX_OBJECTS = 16
 MAX_OBJECT_CHARS = 64
 #: Most characters of raw model text kept in ``Clue.reasoning`` and read by the parser.
 MAX_REASONING_CHARS = 20_000
-#: Option letter of the "yes" answer in the scoring question (its probability is the frame score).
-YES_LETTER = "A"
-#: Option letter of the "no" answer in the scoring question.
-NO_LETTER = "B"
 
 #: Modes that have a prompt (``"none"`` means no chain of thought at all).
 PROMPT_MODES = ("entity", "event")
@@ -594,54 +589,6 @@ def parse_clue(text: Any, mode: str = "entity") -> Clue:
 
 
 # --------------------------------------------------------------------------------------------
-# Scoring question
-# --------------------------------------------------------------------------------------------
-
-_ANSWER_LINE = f"Reply with the letter {YES_LETTER} or {NO_LETTER} only."
-
-
-def scoring_question(clue: Clue | None, question: str | None = None) -> str:
-    """The two-option question the scorer asks about every frame.
-
-    With objects: does this frame contain any of them (event mode: show any of the events)?
-    Without (``clue`` is ``None`` or has no objects): does this frame hold enough to answer the
-    original question? Option :data:`YES_LETTER` is yes, :data:`NO_LETTER` is no; the frame score
-    is the probability of :data:`YES_LETTER`.
-
-    The paper publishes this question's structure, not its wording: a two-option multiple-choice
-    question whose first option, ``A``, is yes. The user's question and the objects are folded onto one
-    line each, so text that holds option lines of its own (a benchmark question with its choices)
-    cannot add options to it.
-
-    Args:
-        clue: the decoupling result, or ``None``.
-        question: the user's question; ``None`` uses ``clue.question`` (set by :class:`Decoupler`).
-    """
-    if question is None:
-        question = getattr(clue, "question", None) if clue is not None else None
-        if not question:
-            raise ConfigError(
-                "scoring_question needs the user's question: pass it, or a Clue made by Decoupler"
-            )
-    q = " ".join(_check_question(question).split())
-    objects = None if clue is None else [" ".join(o.split()) for o in clue.objects or () if o.strip()]
-    options = f"{YES_LETTER}. Yes\n{NO_LETTER}. No"
-    if objects:
-        sep = "; " if any("," in o for o in objects) else ", "
-        listed = sep.join(objects)
-        if clue is not None and clue.mode == "event":
-            ask = f"Does this frame show any of the following taking place: {listed}?"
-        else:
-            ask = f"Does this frame contain any of the following: {listed}?"
-        return f"{ask}\n{options}\n{_ANSWER_LINE}"
-    return (
-        f"Here is a question about a video: {q}\n"
-        "Does this single frame hold enough information to help answer that question?\n"
-        f"{options}\n{_ANSWER_LINE}"
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # Decoupler
 # --------------------------------------------------------------------------------------------
 
@@ -732,12 +679,19 @@ __all__ = [
     "MAX_OBJECTS",
     "MAX_OBJECT_CHARS",
     "MAX_REASONING_CHARS",
-    "YES_LETTER",
-    "NO_LETTER",
     "PROMPT_MODES",
     "PROMPT_SENTINEL",
     "build_decouple_prompt",
     "parse_clue",
-    "scoring_question",
+    "GENERIC_WORDS",
+    "GENERIC_EVENT_WORDS",
+    "COLOUR_WORDS",
+    "POSITION_WORDS",
+    "FILLER_WORDS",
+    "PROSE_WORDS",
+    "PROSE_VERBS",
+    "NEGATIONS",
+    "LABEL_WORDS",
+    "UNREADABLE",
     "Decoupler",
 ]

@@ -24,8 +24,9 @@ import torch
 from .assign import LLAVA_NATIVE_GRID, Grid, allocate_grids, frame_weights, resize_frames, token_count
 from .choices import extract_choice, option_letters, option_lines
 from .config import DEFAULT_BASE, QuotaConfig, get_config, resolve_config
-from .decouple import Decoupler, scoring_question
+from .decouple import Decoupler
 from .errors import BudgetError, ConfigError, QuotaError
+from .scoring.question import scoring_question
 from .types import Answer, Clue, Frames, Plan, format_seconds, time_instruction
 
 #: Instruction appended to multiple-choice questions (the wording lmms-eval's video tasks use).

@@ -6,6 +6,7 @@ Every scorer follows :class:`Scorer`: ``score(frames, clue) -> float64 [T] in [0
   answers "yes" to the scoring question about the frame (the paper's scorer: Qwen2-VL-2B-Instruct).
 * :class:`ClipScorer` (:mod:`.clip`): image-text similarity with CLIP / SigLIP / SigLIP 2.
 * :class:`UniformScorer` (:mod:`.uniform`): all ones, the baseline.
+* :func:`.question.scoring_question`: the two-option question the vision-language scorers ask about a frame.
 
 :func:`load_scorer` picks one from a name, a Hugging Face id or a local folder; :func:`build_scorer` does the
 same with the settings of a :class:`~quota.config.QuotaConfig` (what the pipeline uses). See ``docs/scoring.md``.

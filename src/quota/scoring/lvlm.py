@@ -1,8 +1,8 @@
 """Frame scoring with a vision-language model: the probability that it answers "yes" about each frame.
 
 For every frame the model gets one chat turn, the frame as an image followed by the two-option scoring
-question of :func:`quota.decouple.scoring_question` (option :data:`~quota.decouple.YES_LETTER` = yes,
-:data:`~quota.decouple.NO_LETTER` = no), rendered by the processor's own chat template with the assistant
+question of :func:`quota.scoring.question.scoring_question` (option :data:`~quota.scoring.question.YES_LETTER` = yes,
+:data:`~quota.scoring.question.NO_LETTER` = no), rendered by the processor's own chat template with the assistant
 turn opened. The frame's score is the softmax probability, over the whole vocabulary, of the yes letter's
 token as the next token (``normalize="none"``, as in the paper), or that probability renormalised over the
 two letters, ``P(yes) / (P(yes) + P(no))`` (``normalize="pair"``).
@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ..config import SCORE_NORMALIZATIONS
-from ..decouple import NO_LETTER, YES_LETTER, scoring_question
+from .question import NO_LETTER, YES_LETTER, scoring_question
 from ..errors import ConfigError, ProcessorNotFoundError, UnsupportedModelError
 from ..types import Clue, Frames
 from .base import (
