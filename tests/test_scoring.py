@@ -453,3 +453,53 @@ def test_clip_scorer_rejects_bad_input(tiny_siglip: Path) -> None:
         scorer.score(_frames(2), Clue(objects=None))
     with pytest.raises(ConfigError, match="template"):
         ClipScorer.from_model(scorer.model, scorer.processor, template="no placeholder")
+
+
+class _RecordingBar:
+    """A stand-in for tqdm that records the count after every update."""
+
+    def __init__(self, *args: Any, total: int | None = None, **kwargs: Any) -> None:
+        self.total, self.n, self.seen = total, 0, []
+        _RecordingBar.last = self
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        self.seen.append(self.n)
+
+    def __enter__(self) -> "_RecordingBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def test_scoring_progress_moves_per_vision_batch(lvlm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tqdm.auto
+
+    scorer = _fresh(lvlm("tiny_qwen2_vl"), vision_batch_size=2)
+    monkeypatch.setattr(tqdm.auto, "tqdm", _RecordingBar)
+    images = [image for image in _frames(count=7).pixels]
+    scorer.score_images(images, scorer.question_for(CLUE))
+    bar = _RecordingBar.last
+    assert bar.total == 7
+    # batch_size 8 holds all seven frames; the bar still moves every two frames, not once at the end
+    assert bar.seen == [2, 4, 6, 7]
+
+
+def test_run_batched_rewinds_progress_after_out_of_memory() -> None:
+    from quota.scoring.base import run_batched
+
+    bar = _RecordingBar(total=6)
+    tried = []
+
+    def step(start: int, stop: int) -> int:
+        tried.append((start, stop))
+        bar.update(1)  # work inside the batch shows at once
+        if stop - start > 2:
+            raise RuntimeError("CUDA out of memory")
+        return stop - start
+
+    results, size = run_batched(6, 4, step, progress=bar)
+    assert results == [2, 2, 2] and size == 2
+    assert tried == [(0, 4), (0, 2), (2, 4), (4, 6)]
+    assert bar.n == 6 and bar.seen == [1, 0, 1, 2, 3, 4, 5, 6]

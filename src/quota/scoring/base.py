@@ -181,7 +181,9 @@ def run_batched(
         count: number of items.
         batch_size: items per batch to start with (at least 1).
         step: called with half-open item ranges; its results are returned in order.
-        progress: an object with ``update(n)`` (a tqdm bar), advanced by each finished batch.
+        progress: an object with ``update(n)`` (a tqdm bar). Each finished batch brings it to the number of
+            items done; ``step`` may advance it within a batch (per small group of items), and a batch
+            retried after running out of memory takes it back to where that batch started.
         what: name of the items, for messages.
         hint: what the user can do if even one item does not fit, appended to the message.
 
@@ -192,6 +194,15 @@ def run_batched(
         raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
     size = int(batch_size)
     results: list[T] = []
+    shown = [0]  # items the bar shows, for bars without their own count ``n``
+
+    def progress_to(position: int) -> None:
+        if progress is not None:
+            done = getattr(progress, "n", shown[0])
+            if position != done:
+                progress.update(position - done)
+            shown[0] = position
+
     start = 0
     while start < count:
         stop = min(start + size, count)
@@ -210,13 +221,14 @@ def run_batched(
                     f"out of memory while scoring a single one of {count} {what} ({failure}). "
                     f"{hint}".strip()
                 )
+            progress_to(start)
             size = max(1, (stop - start) // 2)
             logger.warning("out of memory with %d %s per batch; retrying with %d", stop - start, what, size)
             continue
-        if progress is not None:
-            progress.update(stop - start)
+        progress_to(stop)
         start = stop
     return results, size
+
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -422,6 +422,12 @@ class LVLMScorer(CheckpointScorer):
             cache = out.cache
         return SimpleNamespace(logits=model.lm_head(out.last_hidden_state[:, -1:]))
 
+    def _tick(self, frames: int) -> None:
+        """Advance the scoring bar by ``frames`` whose image features are ready."""
+        bar = getattr(self, "_progress", None)
+        if bar is not None:
+            bar.update(frames)
+
     def encode_images(self, batch: dict[str, Any]) -> list[Any]:
         """Per-image features ``[tokens_i, hidden]`` of a batch, encoded ``vision_batch_size`` images at a time.
 
@@ -439,6 +445,7 @@ class LVLMScorer(CheckpointScorer):
                     pixel_values=batch["pixel_values"][bounds[i] : bounds[j]], image_grid_thw=grid[i:j], return_dict=True
                 )
                 features.extend(_per_image(out))
+                self._tick(j - i)
         else:
             count = batch.get("batch_num_images")
             for i in range(0, rows, step):
@@ -450,6 +457,7 @@ class LVLMScorer(CheckpointScorer):
                     return_dict=True,
                 )
                 features.extend(_per_image(out))
+                self._tick(j - i)
         if len(features) != rows:
             raise UnsupportedModelError(
                 f"{self.model_id}: the vision encoder returned {len(features)} feature sets for {rows} images; "
@@ -487,16 +495,20 @@ class LVLMScorer(CheckpointScorer):
             return self.log_probs(self.build_inputs(pictures[start:stop], prompt))
 
         with tqdm(total=len(pictures), desc="Scoring frames", unit="frame", disable=self.quiet, leave=False) as bar:
-            parts, self.working_batch_size = run_batched(
-                len(pictures),
-                self.working_batch_size,
-                step,
-                progress=bar,
-                what="frames",
-                hint=(
-                    "Lower max_pixels, use a smaller dtype (bfloat16) or score on a device with more memory."
-                ),
-            )
+            self._progress = bar  # advanced per vision batch by encode_images
+            try:
+                parts, self.working_batch_size = run_batched(
+                    len(pictures),
+                    self.working_batch_size,
+                    step,
+                    progress=bar,
+                    what="frames",
+                    hint=(
+                        "Lower max_pixels, use a smaller dtype (bfloat16) or score on a device with more memory."
+                    ),
+                )
+            finally:
+                self._progress = None
         logp = np.concatenate(parts, axis=0)
         return finish_scores(scores_from_log_probs(logp, self.normalize), len(pictures))
 
