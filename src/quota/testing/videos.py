@@ -185,11 +185,27 @@ def make_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = _container_format(path)
+    k, method = _rotation_plan(path, fmt, rotation, rotation_method)
+    if times is not None and len(times) != n_frames:
+        raise ValueError(f"times has {len(times)} entries for {n_frames} frames")
+    encode = {
+        "n_frames": n_frames, "fps": fps, "size": size, "codec": codec, "gop": gop, "bframes": bframes,
+        "pix_fmt": pix_fmt, "k": k, "times": times, "preset": preset, "crf": crf, "first": first,
+        "frame_fn": frame_fn, "codec_params": codec_params,
+        "audio_codec": ("aac" if fmt in ("mp4", "mov") else "pcm_s16le") if audio else None,
+    }
+    if not k or method == "stream":
+        _encode(path, fmt, set_rotation=bool(k), faststart=faststart, **encode)
+    else:
+        _encode_with_header_rotation(path, fmt, k * 90, faststart, encode)
+    return path
+
+
+def _rotation_plan(path: Path, fmt: str, rotation: int, rotation_method: str) -> tuple[int, str]:
+    """``(quarter turns, method)`` for writing ``rotation`` into a ``fmt`` file, or ``ValueError``."""
     if rotation % 90:
         raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
     k = (rotation // 90) % 4
-    if times is not None and len(times) != n_frames:
-        raise ValueError(f"times has {len(times)} entries for {n_frames} frames")
     if rotation_method not in ("auto", "stream", "header"):
         raise ValueError(f"rotation_method must be 'auto', 'stream' or 'header', got {rotation_method!r}")
     if k and fmt not in _ROTATABLE:
@@ -199,29 +215,24 @@ def make_video(
         method = "stream" if has_rotation_setter() else "header"
     if k and method == "stream" and not has_rotation_setter():
         raise ValueError("this PyAV has no VideoStream.set_display_rotation; use rotation_method='header'")
+    return k, method
 
-    encode = {
-        "n_frames": n_frames, "fps": fps, "size": size, "codec": codec, "gop": gop, "bframes": bframes,
-        "pix_fmt": pix_fmt, "k": k, "times": times, "preset": preset, "crf": crf, "first": first,
-        "frame_fn": frame_fn, "codec_params": codec_params,
-        "audio_codec": ("aac" if fmt in ("mp4", "mov") else "pcm_s16le") if audio else None,
-    }
-    if not k or method == "stream":
-        _encode(path, fmt, set_rotation=bool(k), faststart=faststart, **encode)
-    elif fmt in ("mp4", "mov"):
+
+def _encode_with_header_rotation(path: Path, fmt: str, rotation: int, faststart: bool, encode: dict) -> None:
+    """Encode, then write the rotation matrix into the MP4/MOV track header. Matroska/WebM: write an
+    MP4, put the matrix in its header and copy the packets over (the MP4 demuxer hands the matrix to
+    the Matroska muxer as stream side data)."""
+    if fmt in ("mp4", "mov"):
         _encode(path, fmt, set_rotation=False, faststart=faststart, **encode)
         set_mp4_rotation(path, rotation)
-    else:
-        # Matroska/WebM: write MP4, put the matrix in its header, and copy the packets over; the
-        # MP4 demuxer hands the matrix to the Matroska muxer as stream side data.
-        tmp = path.with_name(f"tmp-rotate-{os.getpid()}-{path.stem}.mp4")
-        try:
-            _encode(tmp, "mp4", set_rotation=False, faststart=False, **encode)
-            set_mp4_rotation(tmp, rotation)
-            _remux(tmp, path, fmt)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path
+        return
+    tmp = path.with_name(f"tmp-rotate-{os.getpid()}-{path.stem}.mp4")
+    try:
+        _encode(tmp, "mp4", set_rotation=False, faststart=False, **encode)
+        set_mp4_rotation(tmp, rotation)
+        _remux(tmp, path, fmt)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def has_rotation_setter() -> bool:
@@ -251,32 +262,8 @@ def _encode(path: Path, fmt: str, *, n_frames: int, fps: float, size: tuple[int,
         if times is not None:
             stream.time_base = Fraction(1, 1000)
             stream.codec_context.time_base = Fraction(1, 1000)
-        options: dict[str, str] = {}
-        if codec in ("libx264", "libx265"):
-            options["preset"] = preset
-            options["crf"] = str(crf)
-            params = [f"bframes={bframes}"]
-            if gop is not None:
-                params += [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0"]
-            if codec_params:
-                params.append(codec_params)
-            options["x264-params" if codec == "libx264" else "x265-params"] = ":".join(params)
-            if codec == "libx265":
-                options["x265-params"] += ":log-level=none"
-        else:
-            if gop is not None:
-                stream.codec_context.gop_size = gop
-            if bframes:
-                stream.codec_context.max_b_frames = bframes
-            if codec == "libvpx-vp9":
-                options.update({"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"})
-            elif codec in ("mjpeg", "mpeg4"):
-                # Constant quality 3 (what ffmpeg's -q:v 3 sets): quantiser 3 in lambda units
-                # (FF_QP2LAMBDA = 118). Given as codec options, which every PyAV version passes
-                # on to FFmpeg; the global_quality attribute exists only in newer PyAV.
-                options["flags"] = "+qscale"
-                options["global_quality"] = str(3 * 118)
-        stream.options = options
+        stream.options = _encoder_options(stream, codec, gop=gop, bframes=bframes, preset=preset, crf=crf,
+                                          codec_params=codec_params)
         if set_rotation and k:
             stream.set_display_rotation(k * 90)
         astream = None
@@ -300,6 +287,35 @@ def _encode(path: Path, fmt: str, *, n_frames: int, fps: float, size: tuple[int,
             out.mux(packet)
         if astream is not None:
             _write_silence(astream, out, seconds=min(n_frames / fps, 2.0))
+
+
+def _encoder_options(stream, codec: str, *, gop: int | None, bframes: int, preset: str, crf: int,
+                     codec_params: str) -> dict[str, str]:
+    """Encoder options for ``codec`` (GOP and B-frames of other codecs go on ``stream``'s context)."""
+    options: dict[str, str] = {}
+    if codec in ("libx264", "libx265"):
+        params = [f"bframes={bframes}"]
+        if gop is not None:
+            params += [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0"]
+        if codec_params:
+            params.append(codec_params)
+        if codec == "libx265":
+            params.append("log-level=none")
+        return {"preset": preset, "crf": str(crf),
+                "x264-params" if codec == "libx264" else "x265-params": ":".join(params)}
+    if gop is not None:
+        stream.codec_context.gop_size = gop
+    if bframes:
+        stream.codec_context.max_b_frames = bframes
+    if codec == "libvpx-vp9":
+        options.update({"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"})
+    elif codec in ("mjpeg", "mpeg4"):
+        # Constant quality 3 (what ffmpeg's -q:v 3 sets): quantiser 3 in lambda units
+        # (FF_QP2LAMBDA = 118). Given as codec options, which every PyAV version passes
+        # on to FFmpeg; the global_quality attribute exists only in newer PyAV.
+        options["flags"] = "+qscale"
+        options["global_quality"] = str(3 * 118)
+    return options
 
 
 def _iter_boxes(data: bytes | bytearray, start: int, end: int):

@@ -190,13 +190,7 @@ def load_frames(
             raise VideoDecodeError(f"{index.path}: none of the {len(unique)} sampled frames could be "
                                    "decoded; the file is damaged", index.path)
         pixels, unique = pixels[got], unique[got]
-    # Gather in the order asked for (the read order is sorted and without repeats).
-    pos = np.searchsorted(unique, np.asarray(wanted, dtype=np.int64))
-    keep = (pos < len(unique)) & (unique[np.minimum(pos, len(unique) - 1)] == np.asarray(wanted))
-    pos = pos[keep]
-    if not np.array_equal(pos, np.arange(len(unique))):
-        pixels = pixels[pos]
-    chosen_idx = unique[pos]
+    pixels, chosen_idx = _in_asked_order(pixels, unique, wanted)
     return Frames(
         pixels=pixels,
         indices=chosen_idx,
@@ -206,6 +200,18 @@ def load_frames(
         path=str(path),
         stated_duration=index.stated_duration,
     )
+
+
+def _in_asked_order(pixels: np.ndarray, read: np.ndarray, wanted: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Frames read in sorted order without repeats (``read``), gathered in the order ``wanted``
+    (repeats kept; frames that could not be read left out). Returns ``(pixels, frame numbers)``."""
+    want = np.asarray(wanted, dtype=np.int64)
+    pos = np.searchsorted(read, want)
+    keep = (pos < len(read)) & (read[np.minimum(pos, len(read) - 1)] == want)
+    pos = pos[keep]
+    if not np.array_equal(pos, np.arange(len(read))):
+        pixels = pixels[pos]
+    return pixels, read[pos]
 
 
 def _read_pyav(index: VideoIndex, frames: np.ndarray, width: int, height: int, threads: int,
