@@ -602,3 +602,10 @@ def test_failed_decoupling_is_kept_in_plan_json_and_the_results_store(tmp_path):
     store.close()
     (row,) = RunStore(tmp_path / "run", {"benchmark": "test"}).results()
     assert row.plan["decouple_error"] == clue.error and row.plan["objects"] is None
+
+
+def test_a_list_opening_with_a_null_word_is_still_a_list():
+    assert parse_clue('Step 3: ["nil", "dog"]').objects == ("dog",)
+    assert parse_clue('Step 3: ["none of the cups", "table"]').objects == ("table",)
+    assert parse_clue('"no parking sign", "car"').objects == ("car",)
+    assert parse_clue("Step 3: none").objects is None and parse_clue("- null").objects is None

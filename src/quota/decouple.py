@@ -235,8 +235,9 @@ _MAX_BARE_WORDS = {"entity": 4, "event": 8}
 _MAX_RAW_ITEMS = 256
 _MAX_LIST_CANDIDATES = 32
 
-_STRONG_NULL = re.compile(r"^\W*(?:null|none|nil|n\s*/\s*a|nothing)\b", re.IGNORECASE)
-_WEAK_NULL = re.compile(r"^\W*no\b", re.IGNORECASE)
+# A null word opening a section, before any bracket or quote (``["none of it", "dog"]`` is a list).
+_STRONG_NULL = re.compile(r"^[^\w\[\"'“‘]*(?:null|none|nil|n\s*/\s*a|nothing)\b", re.IGNORECASE)
+_WEAK_NULL = re.compile(r"^[^\w\[\"'“‘]*no\b", re.IGNORECASE)
 _YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
 _ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
 # Characters no object name needs; a quoted item holding one is taken for code or markup.
