@@ -55,9 +55,7 @@ def pattern_box(width: int, height: int) -> tuple[int, int]:
 
 def case_video(case: str, quiet: bool = False) -> Path:
     """The cached video of ``case``, encoded on first use (a flat grey picture, frame number in a corner)."""
-    import av
-
-    from quota.testing.videos import frame_pattern
+    from quota.testing.videos import frame_pattern, make_video
 
     width, height, fps, n_frames, gop = CASES[case]
     path = CACHE / f"mem_{case}_{width}x{height}_{str(fps).replace('/', 'over')}fps_g{gop}_{n_frames}f.mp4"
@@ -68,20 +66,12 @@ def case_video(case: str, quiet: bool = False) -> Path:
     t0 = time.perf_counter()
     canvas = np.full((height, width, 3), 128, dtype=np.uint8)
     pw, ph = pattern_box(width, height)
-    with av.open(str(tmp), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "30",
-                          "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"}
-        for i in range(n_frames):
-            canvas[:ph, :pw] = frame_pattern(i, pw, ph)
-            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+
+    def picture(i: int) -> np.ndarray:
+        canvas[:ph, :pw] = frame_pattern(i, pw, ph)
+        return canvas
+
+    make_video(tmp, n_frames, fps=fps, size=(width, height), gop=gop, preset="ultrafast", crf=30, frame_fn=picture)
     os.replace(tmp, path)
     if not quiet:
         print(f"encoded {case}: {n_frames} frames in {time.perf_counter() - t0:.0f} s -> {path} "
