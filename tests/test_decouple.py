@@ -609,3 +609,11 @@ def test_a_list_opening_with_a_null_word_is_still_a_list():
     assert parse_clue('Step 3: ["none of the cups", "table"]').objects == ("table",)
     assert parse_clue('"no parking sign", "car"').objects == ("car",)
     assert parse_clue("Step 3: none").objects is None and parse_clue("- null").objects is None
+
+
+def test_after_a_step_marker_parts_that_are_no_names_are_skipped():
+    # The model answered (a marker is there): keep what reads as names, drop the rest.
+    assert parse_clue("Step 3: man, dog (the main subjects)").objects == ("man",)
+    assert parse_clue("Step 3: [kite, x=1, beach]").objects == ("kite", "beach")
+    # Without a marker the same line is not a list of names at all.
+    assert parse_clue("man, dog (the main subjects)").objects is None

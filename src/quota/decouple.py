@@ -410,15 +410,16 @@ def _clean(text: str, quoted: bool, mode: str) -> str | None:
     return text
 
 
-def _names(items: Sequence[_Raw], mode: str) -> list[str] | None:
+def _names(items: Sequence[_Raw], mode: str, strict: bool = False) -> list[str] | None:
     """The object names of raw items: cleaned, deduplicated case-insensitively (first kept), at
-    most :data:`MAX_OBJECTS`. A quoted item that is not a name is skipped; an unquoted one makes
-    the whole list ``None`` (text with one part that is no name is not a list of names)."""
+    most :data:`MAX_OBJECTS`. An item that is not a name is skipped, except that with ``strict``
+    an unquoted one makes the whole list ``None`` (text without step markers with one part that is
+    no name is not a list of names)."""
     out: list[str] = []
     seen: set[str] = set()
     for text, quoted in items:
         name = _clean(text, quoted, mode)
-        if name is None and not quoted:
+        if name is None and strict and not quoted:
             return None
         if name and name.casefold() not in seen:
             seen.add(name.casefold())
@@ -473,7 +474,7 @@ def _read_section(s: str, mode: str, strict: bool = False) -> tuple[str, list[st
         raw, closed, end = _scan_list(s, start)
         quoted = [item for item in raw if item[1]]
         if not strict or (closed and len(quoted) == len(raw)):
-            names = _names(quoted or raw, mode)
+            names = _names(quoted or raw, mode, strict)
             saw_list, all_closed = True, all_closed and closed
             if names:
                 return "list", names, closed
@@ -486,12 +487,12 @@ def _read_section(s: str, mode: str, strict: bool = False) -> tuple[str, list[st
     bullets = [m.group(1) for line in lines if (m := _BULLET.match(line))]
     heading_only = len(lines) == len(bullets) or (len(lines) == len(bullets) + 1 and lines[0].rstrip().endswith(":"))
     if bullets and (heading_only or not strict):
-        names = _names([_raw_item(b) for b in bullets[:_MAX_RAW_ITEMS]], mode)
+        names = _names([_raw_item(b) for b in bullets[:_MAX_RAW_ITEMS]], mode, strict)
         if names:
             return "list", names, True
     if strict and len(lines) != 1:
         return "none", [], True
-    names = _names(_bare_items(lines[0], cut_sentence=not strict), mode)
+    names = _names(_bare_items(lines[0], cut_sentence=not strict), mode, strict)
     return ("list", names, True) if names else ("none", [], True)
 
 
