@@ -108,6 +108,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"quota(\.|$)")  # ours stay (a truncated video, lost frames)
     for name in ("transformers", "huggingface_hub", "accelerate", "torch", "urllib3", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
