@@ -13,6 +13,7 @@ Three steps turn per-frame relevance scores into per-frame visual features:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import os
@@ -118,12 +119,14 @@ def _ideal_side(n: int, num: int, den: int) -> tuple[int, int]:
 def grid_for_tokens_aspect(n: int, native: Grid) -> Grid:
     """A grid of at most ``n`` tokens in the aspect ratio of ``native`` (as closely as integers allow).
 
-    The ideal real grid has the native grid's aspect ratio and exactly ``n`` cells:
-    ``h* = √(n·H/W)``, ``w* = √(n·W/H)``. Each side is rounded down or up; of these at most four
-    grids, the one with the most cells that still fits in ``n`` is taken, ties going to the smaller
-    aspect-ratio error ``|ln(h/w) − ln(H/W)|``, then to fewer rows. So each side is within one of its
-    ideal length, and ``n = H·W`` gives the native grid itself. (When a side's ideal length is below
-    1, which needs ``n < W/H`` or ``n < H/W``, the grid is one row, or one column, of ``n`` tokens.)
+    The ideal real grid has the native grid's aspect ratio and exactly ``m`` cells:
+    ``h* = √(m·H/W)``, ``w* = √(m·W/H)``. Rounding each side down or up gives at most four grids; the
+    rounding of ``m`` is the one with the most cells that still fits in ``m``, ties going to the smaller
+    aspect-ratio error ``|ln(h/w) − ln(H/W)|``, then to fewer rows. The grid for ``n`` is the largest of
+    the roundings of every ``m ≤ n`` (same tie rules), so more tokens never give a smaller grid (a frame
+    with a higher weight never gets fewer tokens), each side stays close to its ideal length, and
+    ``n = H·W`` gives the native grid itself. (When a side's ideal length is below 1, which needs
+    ``n < W/H`` or ``n < H/W``, the grid is one row, or one column, of ``n`` tokens.)
 
     Args:
         n: tokens the frame may have (the paper's ``⌊budget·w_i⌋``); ``n ≤ 0`` gives :data:`DROPPED`.
@@ -138,6 +141,27 @@ def grid_for_tokens_aspect(n: int, native: Grid) -> Grid:
         raise BudgetError(f"native grid must be positive, got {native!r}")
     if n <= 0:
         return DROPPED
+    return _largest_aspect_grid(n, nh, nw)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _largest_aspect_grid(n: int, nh: int, nw: int) -> Grid:
+    """The largest :func:`_aspect_rounding` of any ``m ≤ n``. Only ``m > n − h* − w*`` can win: the rounding
+    of ``n`` itself has at least ``(h*−1)(w*−1) > n − h* − w*`` cells, more than any smaller ``m`` holds."""
+    target = math.log(nh / nw)
+    best = _aspect_rounding(n, nh, nw)
+    best_key = (-(best[0] * best[1]), abs(math.log(best[0] / best[1]) - target), best[0])
+    rows, cols = _ideal_side(n, nh, nw), _ideal_side(n, nw, nh)
+    for m in range(n - 1, max(0, n - rows[1] - cols[1]), -1):
+        grid = _aspect_rounding(m, nh, nw)
+        key = (-(grid[0] * grid[1]), abs(math.log(grid[0] / grid[1]) - target), grid[0])
+        if key < best_key:
+            best, best_key = grid, key
+    return best
+
+
+def _aspect_rounding(n: int, nh: int, nw: int) -> Grid:
+    """The rounding of the ideal ``n``-cell grid of aspect ``nh:nw`` (see :func:`grid_for_tokens_aspect`)."""
     rows, cols = _ideal_side(n, nh, nw), _ideal_side(n, nw, nh)
     if rows[1] <= 1 and rows[0] == 0:  # h* < 1: a single row of all n tokens
         return (1, n)
@@ -148,7 +172,7 @@ def grid_for_tokens_aspect(n: int, native: Grid) -> Grid:
     grid = (1, 1)
     for h in sorted(set(rows)):
         for w in sorted(set(cols)):
-            if h * w > n:
+            if h * w > n or h < 1 or w < 1:
                 continue
             key = (-(h * w), abs(math.log(h / w) - target), h)
             if best is None or key < best:
