@@ -519,13 +519,13 @@ def test_decoupler_keyboard_interrupt_propagates():
         Decoupler(interrupted)("q")
 
 
-_TEXT_AS_CODE_MODULES = frozenset({"ast", "pickle", "marshal"})
+_TEXT_AS_CODE_MODULES = frozenset({"ast", "pickle", "marshal", "subprocess"})
 
 
-def _unsafe_calls(source: str, banned_imports: frozenset[str] = _TEXT_AS_CODE_MODULES) -> list[str]:
-    """Calls that run or parse text as Python (eval, exec, compile, __import__, literal_eval, also as
-    attributes like ``builtins.eval``) and imports of modules that do, in ``source``; ``re.compile`` and a
-    module's ``.eval()`` are fine."""
+def _unsafe_calls(source: str, banned_imports: frozenset[str] = frozenset()) -> list[str]:
+    """Calls in ``source`` that run or parse text as Python (eval, exec, compile, __import__, literal_eval,
+    also as ``builtins.eval``; pickle and marshal loads), and imports of ``banned_imports``.
+    ``re.compile`` and a module's ``.eval()`` are fine."""
     import ast
 
     found = []
@@ -536,8 +536,10 @@ def _unsafe_calls(source: str, banned_imports: frozenset[str] = _TEXT_AS_CODE_MO
                 found.append(f"{func.id}() at line {node.lineno}")
             elif isinstance(func, ast.Attribute) and (
                 func.attr in {"literal_eval", "__import__"}
-                or (func.attr in {"eval", "exec", "compile"} and isinstance(func.value, ast.Name)
-                    and func.value.id in {"builtins", "__builtins__"})
+                or (isinstance(func.value, ast.Name) and (
+                    (func.value.id in {"builtins", "__builtins__"} and func.attr in {"eval", "exec", "compile"})
+                    or (func.value.id in {"pickle", "marshal"} and func.attr in {"load", "loads"})
+                ))
             ):
                 found.append(f"{func.attr}() at line {node.lineno}")
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -555,14 +557,14 @@ def test_no_eval_in_module_source():
     # the check finds what it looks for
     for bad in ["x = eval(text)", "exec(code)", "compile(s, '<s>', 'exec')", "__import__(name)",
                 "import ast\nast.literal_eval(s)", "from ast import literal_eval\nliteral_eval(s)",
-                "import builtins\nbuiltins.eval(s)", "import pickle", "from marshal import loads"]:
+                "import builtins\nbuiltins.eval(s)", "import pickle\npickle.loads(b)", "marshal.load(f)"]:
         assert _unsafe_calls(bad), bad
-    assert _unsafe_calls("import subprocess", frozenset({"subprocess"}))
-    assert _unsafe_calls("import re\nre.compile('x')\nmodel.eval()\nevaluate(x)") == []
+    for bad in ["import pickle", "from marshal import loads", "import subprocess", "from ast import parse"]:
+        assert _unsafe_calls(bad, _TEXT_AS_CODE_MODULES), bad
+    assert _unsafe_calls("import re\nre.compile('x')\nmodel.eval()\nevaluate(x)", _TEXT_AS_CODE_MODULES) == []
 
     modules = sorted(Path(quota.__file__).parent.rglob("*.py"))
     assert len(modules) > 20 and Path(mod.__file__) in modules
     for path in modules:
         assert _unsafe_calls(path.read_text(encoding="utf-8")) == [], path
-    parser = Path(mod.__file__).read_text(encoding="utf-8")
-    assert _unsafe_calls(parser, _TEXT_AS_CODE_MODULES | {"subprocess"}) == []
+    assert _unsafe_calls(Path(mod.__file__).read_text(encoding="utf-8"), _TEXT_AS_CODE_MODULES) == []
