@@ -1,7 +1,7 @@
 """The ``quota`` command line: ``ask`` and ``plan`` on generated videos with the tiny real models.
 
-A few runs go through a real subprocess (``python -m quota.cli``), as a user would run it; cheaper checks
-(usage errors, settings parsing, early input errors) call :func:`quota.cli.main` in this process.
+One run goes through a real subprocess (``python -m quota.cli``), as a user would run it, to check the
+one-line error and the exit status; everything else calls :func:`quota.cli.main` in this process.
 """
 
 from __future__ import annotations
@@ -137,15 +137,15 @@ def test_plan_with_models_in_process(tmp_path, capsys, video, tiny_llava_ov, tin
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Subprocesses: what a user runs
+# What a user runs: whole commands (in this process, and one real subprocess)
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_plan_uniform_needs_no_model(tmp_path, video):
-    proc = _run("plan", video, "What happens <first>?", "--scorer", "uniform", "--frames", "5", "--budget", "50",
-                "--out", "out/plan.json", "--report", "out/plan.html", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
+def test_plan_uniform_needs_no_model(tmp_path, capsys, monkeypatch, video):
+    monkeypatch.chdir(tmp_path)  # --out and --report are relative to the working directory
+    assert main(["plan", str(video), "What happens <first>?", "--scorer", "uniform", "--frames", "5", "--budget",
+                 "50", "--out", "out/plan.json", "--report", "out/plan.html"]) == 0
+    assert capsys.readouterr().out == ""
     plan = Plan.from_json((tmp_path / "out/plan.json").read_text())
     assert len(plan.indices) == 5 and len(set(plan.grids)) == 1 and plan.tokens <= 50
     assert plan.clue is not None and plan.clue.mode == "none"
@@ -156,13 +156,15 @@ def test_plan_uniform_needs_no_model(tmp_path, video):
 
 
 @pytest.mark.slow
-def test_ask_json_and_report(tmp_path, video, tiny_llava_ov, tiny_qwen2_vl):
-    proc = _run("ask", video, "What colour is the ball?", "--options", "A. red", "B. blue", "C. green",
-                "--base", tiny_llava_ov, "--scorer", tiny_qwen2_vl, *FAST, "--json", "--quiet",
-                "--report", "plan.png", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip() == ""  # --quiet: no bars, no status lines
-    data = json.loads(proc.stdout)
+def test_ask_json_and_report(tmp_path, capsys, monkeypatch, video, tiny_llava_ov, tiny_qwen2_vl):
+    monkeypatch.chdir(tmp_path)
+    argv = ["ask", video, "What colour is the ball?", "--options", "A. red", "B. blue", "C. green",
+            "--base", tiny_llava_ov, "--scorer", tiny_qwen2_vl, *FAST, "--json", "--quiet", "--report", "plan.png"]
+    code = main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err.strip() == ""  # --quiet: no bars, no status lines
+    data = json.loads(out)
     assert isinstance(data["text"], str) and data["choice"] in (None, "A", "B", "C")
     assert data["options"] == ["A. red", "B. blue", "C. green"] and data["question"] == "What colour is the ball?"
     plan = Plan.from_dict(data["plan"])
@@ -173,9 +175,11 @@ def test_ask_json_and_report(tmp_path, video, tiny_llava_ov, tiny_qwen2_vl):
     _png_ok(tmp_path / "plan.png")
 
 
-def test_errors_in_a_subprocess_are_one_line(tmp_path, video):
+def test_errors_in_a_subprocess_are_one_line(tmp_path, capsys, video):
     garbage = tmp_path / "broken.mp4"
     garbage.write_bytes(bytes(range(256)) * 8)
     _assert_clean_error(_run("ask", garbage, "q?", "--scorer", "uniform", cwd=tmp_path), "broken.mp4")
-    _assert_clean_error(_run("plan", video, "q?", "--base", tmp_path / "no_such_model", "--scorer", "uniform",
-                             "-q", cwd=tmp_path), "no_such_model")
+    # the same checks on a model that is not there, in this process (the exit path is the one above)
+    argv = ["plan", str(video), "q?", "--base", str(tmp_path / "no_such_model"), "--scorer", "uniform", "-q"]
+    code = main(argv)
+    _assert_clean_error(subprocess.CompletedProcess(argv, code, *capsys.readouterr()), "no_such_model")

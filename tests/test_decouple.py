@@ -40,14 +40,34 @@ CORPUS = json.loads((Path(__file__).parent / "data" / "clue_corpus.json").read_t
 # ------------------------------------------------------------------ corpus
 
 
-def test_corpus_is_large_and_varied():
-    assert len(CORPUS) >= 40
-    names = [e["name"] for e in CORPUS]
-    assert len(names) == len(set(names))
-    assert sum(e["name"].startswith("hostile") for e in CORPUS) >= 8
-    assert sum(e["name"].startswith("truncated") for e in CORPUS) >= 4
-    assert any(e["mode"] == "event" for e in CORPUS)
-    assert any("__import__('os').system(" in e["text"] for e in CORPUS)
+def test_code_in_model_text_is_never_run(tmp_path, monkeypatch):
+    """Model text is data: code in it, wherever it sits, is neither run nor evaluated nor returned as an object.
+
+    The payload would create a file if anything ran it; eval, exec and compile (which ast.literal_eval
+    uses) are watched while the corpus's hostile entries and the payload in list, bare and label positions
+    are parsed in every mode.
+    """
+    import builtins
+
+    canary = tmp_path / "ran"
+    payload = f"__import__('pathlib').Path({str(canary)!r}).touch()"
+    templates = ["{p}", "Step 3: [{p}]", 'Step 3: ["dog", {p}, "cat"]', 'Step 3: ["{q}"]', "Step 3: {p}",
+                 "Step 2: yes\nStep 3: [(lambda: {p})()]", "Objects: dog, {p}", "eval(compile({r}, '<x>', 'exec'))",
+                 "Step 3: [f\"{{{p}}}\"]"]
+    texts = [t.format(p=payload, q=payload.replace('"', "'"), r=repr(payload)) for t in templates]
+    hostile = [e["text"] for e in CORPUS if e["name"].startswith("hostile")]
+    assert sum("__import__(" in t or "eval(" in t for t in hostile) >= 4  # the corpus still carries code
+    called: list[str] = []
+    for name in ("eval", "exec", "compile"):
+        real = getattr(builtins, name)
+        monkeypatch.setattr(builtins, name, lambda *a, _n=name, _f=real, **k: called.append(_n) or _f(*a, **k))
+    for text in texts + hostile:
+        for mode in ("entity", "event", "none"):
+            clue = parse_clue(text, mode=mode)
+            _check_limits(clue, mode)
+            assert not any("import" in o or "lambda" in o for o in clue.objects or ()), (text, clue.objects)
+    monkeypatch.undo()
+    assert called == [] and not canary.exists()
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[e["name"] for e in CORPUS])
@@ -195,6 +215,13 @@ def test_fuzz_parse_never_raises_and_respects_limits(text, mode):
 def test_fuzz_json_lists(items):
     clue = parse_clue("Step 3: " + json.dumps(items))
     _check_limits(clue, "entity")
+
+
+# Object names no filter touches, names made up here (a prefix no filter list holds), and words the parser
+# documents as never worth searching for (the recording itself, a bare colour or position, a vague word).
+_NOUNS = ("dog", "ball", "guitar", "bicycle", "apple", "basket", "girl", "horse", "kite", "piano", "bottle",
+          "camera", "hammer", "rabbit", "umbrella", "violin", "window", "zebra", "pencil", "rocket")
+_DROPPED = ("video", "frames", "red", "left", "something")
 
 
 @settings(max_examples=60, deadline=None)
@@ -353,6 +380,25 @@ def test_letters_label_the_options_in_order():
     assert lines[1] == f"{YES_LETTER}. Yes" and lines[2] == f"{NO_LETTER}. No"
 
 
+def test_every_scoring_question_offers_yes_under_the_yes_letter():
+    """Every scoring question offers "Yes" under YES_LETTER and "No" under NO_LETTER (the paper's A / B),
+    and its reply line asks for exactly those two letters: the scorer reads the probability of YES_LETTER."""
+    import re
+
+    assert (YES_LETTER, NO_LETTER) == ("A", "B")  # the paper's letters
+    variants = [
+        scoring_question(Clue(objects=("red car", "dog"), question="q?")),
+        scoring_question(Clue(objects=("a dog jumping",), mode="event", question="q?")),
+        scoring_question(Clue(objects=None, question="What is the man holding?")),
+        scoring_question(None, "What is the man holding?"),
+    ]
+    for text in variants:
+        options = dict(re.findall(r"^([A-Z])\. (Yes|No)$", text, flags=re.MULTILINE))
+        assert options == {YES_LETTER: "Yes", NO_LETTER: "No"}, text
+        (reply,) = [line for line in text.splitlines() if line.startswith("Reply")]
+        assert re.findall(r"\b[A-Z]\b", reply) == [YES_LETTER, NO_LETTER], reply
+
+
 # ------------------------------------------------------------------ Decoupler
 
 
@@ -480,23 +526,55 @@ def test_decoupler_keyboard_interrupt_propagates():
         Decoupler(interrupted)("q")
 
 
-def test_no_eval_in_module_source():
+_TEXT_AS_CODE_MODULES = frozenset({"ast", "pickle", "marshal", "subprocess"})
+
+
+def _unsafe_calls(source: str, banned_imports: frozenset[str] = frozenset()) -> list[str]:
+    """Calls in ``source`` that run or parse text as Python (eval, exec, compile, __import__, literal_eval,
+    also as ``builtins.eval``; pickle and marshal loads), and imports of ``banned_imports``.
+    ``re.compile`` and a module's ``.eval()`` are fine."""
     import ast
 
-    import quota.decouple as mod
-
-    tree = ast.parse(Path(mod.__file__).read_text(encoding="utf-8"))
-    banned = {"eval", "exec", "compile", "__import__", "literal_eval"}
-    for node in ast.walk(tree):
+    found = []
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call):
             func = node.func
-            name = func.id if isinstance(func, ast.Name) else None
-            attr = func.attr if isinstance(func, ast.Attribute) else None
-            assert name not in banned, f"{name}() called at line {node.lineno}"
-            assert attr not in {"literal_eval", "__import__"}, f"{attr}() called at line {node.lineno}"
+            if isinstance(func, ast.Name) and func.id in {"eval", "exec", "compile", "__import__", "literal_eval"}:
+                found.append(f"{func.id}() at line {node.lineno}")
+            elif isinstance(func, ast.Attribute) and (
+                func.attr in {"literal_eval", "__import__"}
+                or (isinstance(func.value, ast.Name) and (
+                    (func.value.id in {"builtins", "__builtins__"} and func.attr in {"eval", "exec", "compile"})
+                    or (func.value.id in {"pickle", "marshal"} and func.attr in {"load", "loads"})
+                ))
+            ):
+                found.append(f"{func.attr}() at line {node.lineno}")
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = {a.name for a in node.names} | {getattr(node, "module", None) or ""}
-            assert not names & {"ast", "pickle", "marshal", "subprocess"}
+            names = {a.name.split(".")[0] for a in node.names}
+            names.add((getattr(node, "module", None) or "").split(".")[0])
+            found += [f"import {n} at line {node.lineno}" for n in sorted(names & banned_imports)]
+    return found
+
+
+def test_no_eval_in_module_source():
+    """No module of quota runs text as code; the parser of model output does not even import a way to."""
+    import quota
+    import quota.decouple as mod
+
+    # the check finds what it looks for
+    for bad in ["x = eval(text)", "exec(code)", "compile(s, '<s>', 'exec')", "__import__(name)",
+                "import ast\nast.literal_eval(s)", "from ast import literal_eval\nliteral_eval(s)",
+                "import builtins\nbuiltins.eval(s)", "import pickle\npickle.loads(b)", "marshal.load(f)"]:
+        assert _unsafe_calls(bad), bad
+    for bad in ["import pickle", "from marshal import loads", "import subprocess", "from ast import parse"]:
+        assert _unsafe_calls(bad, _TEXT_AS_CODE_MODULES), bad
+    assert _unsafe_calls("import re\nre.compile('x')\nmodel.eval()\nevaluate(x)", _TEXT_AS_CODE_MODULES) == []
+
+    modules = sorted(Path(quota.__file__).parent.rglob("*.py"))
+    assert len(modules) > 20 and Path(mod.__file__) in modules
+    for path in modules:
+        assert _unsafe_calls(path.read_text(encoding="utf-8")) == [], path
+    assert _unsafe_calls(Path(mod.__file__).read_text(encoding="utf-8"), _TEXT_AS_CODE_MODULES) == []
 
 
 # ------------------------------------------------------------------ random text, other scripts, failures

@@ -297,8 +297,7 @@ def test_lmms_eval_cli_runs_the_quota_model(tiny_llava_ov, tiny_qwen2_vl, tmp_pa
     model_args = (f"base={tiny_llava_ov},scorer={tiny_qwen2_vl},preset=paper,device=cpu,{FAST_ARGS},"
                   f"plan_log={plan_log}")
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_HOME=str(tmp_path / "hf_home"), TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled",
-               OMP_NUM_THREADS="2")
+               HF_HOME=str(tmp_path / "hf_home"), TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled")
     cmd = [sys.executable, "-m", "lmms_eval", "--model", "quota", "--model_args", model_args,
            "--tasks", TASK, "--include_path", str(TASK_DIR), "--batch_size", "1",
            "--output_path", str(out_dir), "--log_samples"]

@@ -13,7 +13,6 @@ Layouts, as built here:
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -238,18 +237,20 @@ def test_episodic_reasoning_from_frames_is_answered(tmp_path: Path, tiny_llava_o
 
 
 @pytest.mark.slow
-def test_quota_ask_takes_a_frame_folder(tmp_path: Path, tiny_llava_ov):
-    import subprocess
+def test_quota_ask_takes_a_frame_folder(tmp_path: Path, tiny_llava_ov, capsys):
+    from quota.cli import main
 
     folder = write_frames(tmp_path / "frames", 12)
-    cmd = [sys.executable, "-m", "quota.cli", "ask", str(folder), "What is shown?", "--base", str(tiny_llava_ov),
+    cmd = ["ask", str(folder), "What is shown?", "--base", str(tiny_llava_ov),
            "--scorer", "uniform", "--frames", "4", "--budget", "16", "--set", "max_new_tokens=3", "--device", "cpu",
            "--json", "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
+    code = main(cmd)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
     assert data["plan"]["duration"] == pytest.approx(12.0)  # 12 images at the default 1 frame/s
     empty = tmp_path / "nothing"
     empty.mkdir()
-    proc = subprocess.run(cmd[:4] + [str(empty)] + cmd[5:], capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 2 and "no frame images" in proc.stderr and "loading" not in proc.stderr
+    code = main(cmd[:1] + [str(empty)] + cmd[2:])
+    err = capsys.readouterr().err
+    assert code == 2 and "no frame images" in err and "loading" not in err

@@ -200,14 +200,23 @@ def test_vision_chunking_does_not_change_scores(fixture: str, lvlm: Any) -> None
 
 @pytest.mark.parametrize("fixture", ["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_llava_ov"])
 def test_prefill_chunks_do_not_change_scores(fixture: str, lvlm: Any) -> None:
-    """The language model fed a few tokens at a time on a cache gives the one-pass scores (padded batch)."""
+    """The language model fed a few tokens at a time on a cache gives the one-pass scores (padded batch).
+
+    One token at a time costs one forward per prompt position, so that case runs on two small frames of
+    different sizes (still a padded batch) and a short question; the other chunk sizes on all eight frames.
+    """
     scorer = lvlm(fixture)
     images = _images()
     question = scorer.question_for(CLUE)
-    reference = _fresh(scorer).score_images(images, question)
-    for chunk in (1, 5, 64, 100000):
-        got = _fresh(scorer, prefill_chunk=chunk, vision_batch_size=2).score_images(images, question)
-        np.testing.assert_allclose(got, reference, rtol=1e-5, atol=0)
+    small, short = _images([(28, 28), (28, 56)], seed=3), "Is there a dog?"
+    mask = scorer.build_inputs(small, scorer.prompt(short))["attention_mask"]
+    assert not bool(mask.all()), "the two small frames must pad"
+    cases = {"small": (small, short), "all": (images, question)}
+    references = {name: _fresh(scorer).score_images(*case) for name, case in cases.items()}
+    for chunk, name in [(1, "small"), (5, "all"), (64, "all"), (100000, "all")]:
+        chunked = _fresh(scorer, prefill_chunk=chunk, vision_batch_size=2 if name == "all" else 1)
+        got = chunked.score_images(*cases[name])
+        np.testing.assert_allclose(got, references[name], rtol=1e-5, atol=0)
     with pytest.raises(ConfigError):
         _fresh(scorer, prefill_chunk=0)
 
