@@ -224,6 +224,7 @@ def test_aspect_grid_properties(n, native):
 @given(scores_st, budget_st, native_st, st.booleans(), st.sampled_from(["paper", "exact"]))
 @example([0.0, 0.0] + [1.0] * 22 + [3.98e-84], 192, (4, 17), False, "exact")  # zero weights once got leftovers
 @example([1.0, 0.5, 0.5, 0.75, 0.625, 0.96875], 253, (9, 28), False, "paper")  # 74 tokens once gave 4x16 < 5x14
+@example([1.0, 1.0, 7.69e-110, 1.22e-108], 19, (3, 13), False, "exact")  # leftover ties once favoured a lower weight
 def test_aspect_allocation_properties(scores, budget, native, cap, mode):
     weights = frame_weights(scores)
     grids = allocate_grids(weights, budget=budget, native=native, cap=cap, mode=mode, shape="aspect")

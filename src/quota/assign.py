@@ -122,7 +122,7 @@ def grid_for_tokens_aspect(n: int, native: Grid) -> Grid:
     The ideal real grid has the native grid's aspect ratio and exactly ``m`` cells:
     ``h* = √(m·H/W)``, ``w* = √(m·W/H)``. Rounding each side down or up gives at most four grids; the
     rounding of ``m`` is the one with the most cells that still fits in ``m``, ties going to the smaller
-    aspect-ratio error ``|ln(h/w) − ln(H/W)|``, then to fewer rows. The grid for ``n`` is the largest of
+    aspect-ratio error ``|ln(h/w) − ln(H/W)|``, then to the longer short side, then to fewer rows. The grid for ``n`` is the largest of
     the roundings of every ``m ≤ n`` (same tie rules), so more tokens never give a smaller grid (a frame
     with a higher weight never gets fewer tokens), each side stays close to its ideal length, and
     ``n = H·W`` gives the native grid itself. (When a side's ideal length is below 1, which needs
@@ -150,11 +150,11 @@ def _largest_aspect_grid(n: int, nh: int, nw: int) -> Grid:
     of ``n`` itself has at least ``(h*−1)(w*−1) > n − h* − w*`` cells, more than any smaller ``m`` holds."""
     target = math.log(nh / nw)
     best = _aspect_rounding(n, nh, nw)
-    best_key = (-(best[0] * best[1]), abs(math.log(best[0] / best[1]) - target), best[0])
+    best_key = _aspect_key(best, target)
     rows, cols = _ideal_side(n, nh, nw), _ideal_side(n, nw, nh)
     for m in range(n - 1, max(0, n - rows[1] - cols[1]), -1):
         grid = _aspect_rounding(m, nh, nw)
-        key = (-(grid[0] * grid[1]), abs(math.log(grid[0] / grid[1]) - target), grid[0])
+        key = _aspect_key(grid, target)
         if key < best_key:
             best, best_key = grid, key
     return best
@@ -168,16 +168,23 @@ def _aspect_rounding(n: int, nh: int, nw: int) -> Grid:
     if cols[1] <= 1 and cols[0] == 0:  # w* < 1: a single column
         return (n, 1)
     target = math.log(nh / nw)
-    best: tuple[int, float, int] | None = None
+    best: tuple[int, float, int, int] | None = None
     grid = (1, 1)
     for h in sorted(set(rows)):
         for w in sorted(set(cols)):
             if h * w > n or h < 1 or w < 1:
                 continue
-            key = (-(h * w), abs(math.log(h / w) - target), h)
+            key = _aspect_key((h, w), target)
             if best is None or key < best:
                 best, grid = key, (h, w)
     return grid
+
+
+def _aspect_key(grid: Grid, target: float) -> tuple[int, float, int, int]:
+    """Order of preference among grids: more cells, then the smaller aspect error, then the longer short side
+    (so a transposed frame gets the transposed grid), then fewer rows."""
+    h, w = grid
+    return (-(h * w), abs(math.log(h / w) - target), -min(h, w), h)
 
 
 def grid_for(n: int, native: Grid, shape: str = "square") -> Grid:
@@ -306,10 +313,11 @@ def _fill_leftover(grids: list[Grid], targets: np.ndarray, budget: int, native_t
     whose target is zero (its weight is zero) stays dropped, as in the paper's rule."""
     grids = list(grids)
     left = budget - sum(h * w for h, w in grids)
-    heap = [(-(targets[i] - h * w), i) for i, (h, w) in enumerate(grids) if targets[i] > 0]
+    # furthest below target first; on a tie, the frame with the larger target (a higher weight never loses)
+    heap = [(-(targets[i] - h * w), -targets[i], i) for i, (h, w) in enumerate(grids) if targets[i] > 0]
     heapq.heapify(heap)
     while heap and left > 0:
-        _, i = heapq.heappop(heap)
+        *_, i = heapq.heappop(heap)
         h, w = grids[i]
         nh, nw = grow((h, w))
         cost = nh * nw - h * w
@@ -317,7 +325,7 @@ def _fill_leftover(grids: list[Grid], targets: np.ndarray, budget: int, native_t
             continue  # this frame cannot grow any more within the budget; others still may
         grids[i] = (nh, nw)
         left -= cost
-        heapq.heappush(heap, (-(targets[i] - nh * nw), i))
+        heapq.heappush(heap, (-(targets[i] - nh * nw), -targets[i], i))
     return grids
 
 
