@@ -214,3 +214,16 @@ def test_eval_and_report_outputs(capsys, tmp_path):
     table.write_text("mine")
     _error(capsys, ["report", str(tmp_path / "run"), "--markdown", str(table)], "already exists")
     assert table.read_text() == "mine"
+
+
+def test_truncated_upload_is_one_warning_line_with_both_figures(capsys, tmp_path):
+    from quota.testing import videos as tv
+    from quota.video import clear_cache
+
+    src = tv.make_video(tmp_path / "full.mp4", n_frames=200, fps=25, gop=50, faststart=True)  # 8 s
+    path = tv.truncate_file(src, tmp_path / "cut.mp4", 0.5)
+    clear_cache()
+    assert main(["plan", str(path), "q?", "--scorer", "uniform", "--frames", "8", "--out", str(tmp_path / "p.json")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("quota: warning:")]
+    assert len(warnings) == 1 and "lasts 8.00s" in warnings[0] and "frames end at" in warnings[0], warnings
+    assert json.loads((tmp_path / "p.json").read_text())["stated_duration"] == pytest.approx(8.0)

@@ -469,13 +469,22 @@ def error_line(exc: QuotaError) -> str:
     return f"{PROG}: error: {terminal_text(message)}"
 
 
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Warnings as one line in the command line's own voice (``quota: warning: ...``)."""
+    print(f"{PROG}: warning: {terminal_text(_one_line(str(message)))}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``quota`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     _safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit with status 2 here
+    import warnings
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except QuotaError as exc:
         print(error_line(exc), file=sys.stderr)
         return EXIT_ERROR
