@@ -292,6 +292,9 @@ def test_speed_settings_defaults_and_validation():
 
 def test_attention_implementation_is_switchable(llava_pair):
     _, qa = llava_pair
+    with pytest.raises(ConfigError, match="attn_implementation"):
+        qa.with_config(attn_implementation="eager")  # the models are shared: only from_pretrained sets it
+    assert qa.with_config(decouple_early_stop=False).decoupler.early_stop is False
     assert resolve_attn_implementation("auto", torch.device("cpu")) == "sdpa"
     model = qa.adapter.model
     assert set_attn_implementation(model, "eager") == "eager"

@@ -133,10 +133,15 @@ class QuoTA:
             **changes: fields to change (values may be strings, as on the command line).
 
         Raises:
-            ConfigError: an unknown field or a bad value, or a change of the scorer model (load a new
-                pipeline with :meth:`from_pretrained` for that).
+            ConfigError: an unknown field or a bad value, or a change of the scorer model or of
+                ``attn_implementation`` (load a new pipeline with :meth:`from_pretrained` for those).
         """
         new_config = resolve_config(config or self._config, changes, source="with_config")
+        if new_config.attn_implementation != self._config.attn_implementation:
+            raise ConfigError(
+                "with_config cannot change attn_implementation: the loaded models are shared with this pipeline; "
+                "load a new pipeline with QuoTA.from_pretrained(..., attn_implementation=...)"
+            )
         scorer = self.scorer
         if new_config.scorer != self._config.scorer:
             if new_config.scorer != "uniform":
