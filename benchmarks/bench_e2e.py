@@ -92,7 +92,8 @@ def train_tokenizer(specials: list[str], chat_template: str) -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AddedToken, Qwen2Tokenizer
 
-    from quota.decouple import build_decouple_prompt, scoring_question
+    from quota.decouple import build_decouple_prompt
+    from quota.scoring.question import scoring_question
     from quota.types import Clue, time_instruction
 
     corpus = [build_decouple_prompt(q, o, mode=m) for q, o in QUESTIONS for m in ("entity", "event")]
