@@ -29,6 +29,8 @@ def test_our_presets_differ_from_the_paper_only_where_they_say():
         "exact": {"allocation", "cap"},
         "paper-lowmem": {"scorer_vision_batch", "scorer_prefill_chunk"},
         "kept-times": {"time_frames"},
+        "fast": {"scorer", "decouple_max_new_tokens"},
+        "fast-qwen": {"scorer_max_pixels", "decouple_max_new_tokens"},
     }
 
 

@@ -86,11 +86,13 @@ CHANGES = {
     "decouple_max_new_tokens": 9, "time_prompt": False, "baseline_frames": 3, "decode_max_side": 32,
     "grid_shape": "square", "time_frames": "kept",
     "decode_max_pixels": 40 * 30, "decode_max_bytes": 10**6,
+    "encode_kept_only": False, "scorer_feature_cache": False, "decouple_early_stop": False,
 }
 
 
 def test_changes_cover_every_field():
-    assert set(CHANGES) | {"scorer"} == set(field_names())
+    # the scorer and attn_implementation belong to the loaded models (tested on their own)
+    assert set(CHANGES) | {"scorer", "attn_implementation"} == set(field_names())
 
 
 @pytest.mark.parametrize("name", sorted(CHANGES))

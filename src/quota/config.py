@@ -27,6 +27,9 @@ NEWLINE_LAYOUTS = ("none", "row", "frame", "video")
 NEWLINE_POLICIES = ("auto",) + NEWLINE_LAYOUTS
 DECOUPLE_MODES = ("entity", "event", "none")
 SCORE_NORMALIZATIONS = ("none", "pair")
+#: ``attn_implementation`` values: transformers' own names, plus ``"auto"`` (flash_attention_2 when the
+#: flash-attn package is installed and a CUDA device is used, else sdpa).
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "auto")
 #: How a frame's token count becomes a grid (see :func:`quota.assign.allocate_grids`).
 GRID_SHAPE_RULES = ("square", "aspect")
 #: ``auto`` resolves to the base model family's own rule (``aspect`` for Qwen, ``square`` for LLaVA).
@@ -41,6 +44,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decouple": DECOUPLE_MODES,
     "score_normalize": SCORE_NORMALIZATIONS,
     "time_frames": TIME_FRAMES,
+    "attn_implementation": ATTN_IMPLEMENTATIONS,
 }
 _NONE_WORDS = ("none", "null", "")
 _TRUE_WORDS = ("1", "true", "yes", "on")
@@ -102,6 +106,18 @@ class QuotaConfig:
         decode_max_bytes: all decoded frames of one video take at most this many bytes (ours; frames
             are scaled while decoding to fit, so memory is bounded for any length and size). ``None``:
             no limit. The default, 1.5 GiB, leaves 1080p frames untouched up to about 2.5 hours.
+        encode_kept_only: the base model's vision tower encodes only the frames the plan gives tokens
+            (ours; result-neutral: dropped frames never reach the model). Off: every sampled frame.
+        scorer_feature_cache: a Qwen-VL scorer encodes each video's frames once and reuses the image
+            features for every question about that video (ours; result-neutral, memory bounded to the
+            current video). Off: the vision tower runs again for each new scoring question.
+        decouple_early_stop: the chain of thought stops as soon as its Step 3 line is complete (a closed
+            list, or null), instead of running to ``decouple_max_new_tokens`` (ours; the parsed objects
+            are those of the full generation, see docs/decouple.md).
+        attn_implementation: attention kernel of both models when quota loads them (``"sdpa"``, the
+            default transformers picks for these models and the one our results were checked with;
+            ``"flash_attention_2"`` needs the flash-attn package and a CUDA device; ``"auto"`` picks it
+            when available, else sdpa; ``"eager"``).
     """
 
     base_frames: int = 96
@@ -131,6 +147,10 @@ class QuotaConfig:
     decode_max_side: int | None = None
     decode_max_pixels: int | None = None
     decode_max_bytes: int | None = DEFAULT_DECODE_MAX_BYTES
+    encode_kept_only: bool = True
+    scorer_feature_cache: bool = True
+    decouple_early_stop: bool = True
+    attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -346,6 +366,13 @@ PRESETS: dict[str, QuotaConfig] = {
     "paper-lowmem": QuotaConfig(scorer_vision_batch=2, scorer_prefill_chunk=64),
     # Ours: the paper's settings, but the answer prompt lists only the times of the frames that kept tokens.
     "kept-times": QuotaConfig(time_frames="kept"),
+    # Ours, NOT the paper's settings (docs/pipeline.md, "Speed"; compare accuracy with `paper` before relying
+    # on them). "fast": the contrastive scorer SigLIP-base (one 224x224 image embedding per frame, matched to
+    # the clue's objects) instead of the 2B scoring LVLM, and a chain of thought of at most 64 tokens, so
+    # that scoring costs about 2% of the answer pass. "fast-qwen": the paper's scorer model on small frames
+    # (at most 64 merged tokens, 224x224 pixels, instead of up to 1280 per frame).
+    "fast": QuotaConfig(scorer="google/siglip-base-patch16-224", decouple_max_new_tokens=64),
+    "fast-qwen": QuotaConfig(scorer_max_pixels=64 * 28 * 28, decouple_max_new_tokens=64),
 }
 
 
@@ -353,11 +380,15 @@ PRESETS: dict[str, QuotaConfig] = {
 #: number of frames per vision-tower call of the scorer and the prefill chunk of its language model (one
 #: frame's scoring never sees another frame, and chunked prefill computes the same attention). A run
 #: folder resumes across them (``paper-lowmem`` continues a ``paper`` run).
-RESULT_NEUTRAL = frozenset({"scorer_vision_batch", "scorer_prefill_chunk"})
+#: Our speed-ups are result-neutral too: frames without tokens are not encoded, the scorer's image features are
+#: reused within a video, and the chain of thought stops once its answer can no longer change.
+RESULT_NEUTRAL = frozenset({"scorer_vision_batch", "scorer_prefill_chunk", "encode_kept_only",
+                            "scorer_feature_cache", "decouple_early_stop"})
 
 
 __all__ = [
     "QuotaConfig", "DECODE_CAP_FACTOR", "DEFAULT_DECODE_MAX_BYTES", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
     "parse_setting", "field_names", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
     "DECOUPLE_MODES", "SCORE_NORMALIZATIONS", "GRID_SHAPES", "GRID_SHAPE_RULES", "TIME_FRAMES", "RESULT_NEUTRAL",
+    "ATTN_IMPLEMENTATIONS",
 ]

@@ -590,6 +590,33 @@ def parse_clue(text: Any, mode: str = "entity") -> Clue:
     return Clue(objects=None, reasoning=raw, mode=mode, error=None if kind == "null" else UNREADABLE)
 
 
+def answer_complete(text: Any, mode: str = "entity") -> bool:
+    """Whether more model text could no longer change what :func:`parse_clue` reads from ``text``.
+
+    True once the first ``Step 3`` (or ``Final:``) section holds a closed bracket list with a usable name,
+    or starts with a null word (``null``, ``none`` ...) followed by another character. Text written after
+    that point only ever comes after the list the parser takes, so the parsed objects stay the same; the
+    one exception is a model that writes the prompt's own sentinel line again after its answer (the
+    parser then skips everything before it), which a generation stopped here cannot do. Answers the parser
+    reads from bare words or bullet lines are never called complete (a later line could change them), so
+    such a generation runs to its token limit as before. Used as the stopping rule of the decoupling step
+    (``decouple_early_stop``).
+    """
+    if mode not in PROMPT_MODES:
+        return False
+    sections = _sections(_normalise(_coerce_text(text)[:MAX_REASONING_CHARS]))
+    if 3 not in sections:
+        return False
+    section = sections[3].lstrip().lstrip(":-–— \t")
+    null = _STRONG_NULL.match(section)
+    if null is not None:
+        return null.end() < len(section)  # a character after the word: "null" is not "nullable"
+    if "[" not in section:
+        return False  # bare words or bullets: a later line could still change the reading
+    kind, names, complete = _read_section(sections[3], mode)
+    return kind == "list" and complete and bool(names)
+
+
 # --------------------------------------------------------------------------------------------
 # Decoupler
 # --------------------------------------------------------------------------------------------
@@ -601,6 +628,14 @@ def _accepts_max_new_tokens(fn: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.name == "max_new_tokens" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _accepts_stop(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "stop" for p in params)
 
 
 class Decoupler:
@@ -616,6 +651,9 @@ class Decoupler:
             false (default), it is logged as a warning and the call returns ``Clue(objects=None)``
             with the error text in ``reasoning``, so one failed decoupling costs a sample its
             objects rather than the sample itself.
+        early_stop: when ``generate_text`` takes a ``stop`` keyword (a callable ``text -> bool``, as
+            :meth:`quota.models.VideoLMAdapter.generate_text` does), pass :func:`answer_complete` so the
+            generation ends once the answer can no longer change (same parsed objects, fewer tokens).
     """
 
     def __init__(
@@ -624,6 +662,7 @@ class Decoupler:
         mode: str = "entity",
         max_new_tokens: int = 256,
         strict: bool = False,
+        early_stop: bool = False,
     ) -> None:
         if not callable(generate_text):
             raise ConfigError(
@@ -636,12 +675,13 @@ class Decoupler:
         self.max_new_tokens = int(max_new_tokens)
         self.strict = bool(strict)
         self._pass_tokens = _accepts_max_new_tokens(generate_text)
+        self.early_stop = bool(early_stop) and _accepts_stop(generate_text)
 
     @classmethod
     def from_config(cls, generate_text: Callable[[str], Any], config: Any, strict: bool = False) -> "Decoupler":
         """A decoupler with the mode and token limit of a :class:`~quota.config.QuotaConfig`."""
         return cls(generate_text, mode=config.decouple, max_new_tokens=config.decouple_max_new_tokens,
-                   strict=strict)
+                   strict=strict, early_stop=getattr(config, "decouple_early_stop", False))
 
     def prompt(self, question: str, options: Sequence[str] | Mapping[str, str] | None = None) -> str:
         """The prompt this decoupler would send (mode ``"none"`` has none: :class:`ConfigError`)."""
@@ -657,8 +697,14 @@ class Decoupler:
             return Clue(objects=None, reasoning="", mode="none", question=q)
         prompt = build_decouple_prompt(question, options, mode=self.mode)
         try:
+            extra: dict[str, Any] = {}
+            if self.early_stop:
+                mode = self.mode
+                extra["stop"] = lambda text: answer_complete(text, mode)
             if self._pass_tokens:
-                out = self.generate_text(prompt, max_new_tokens=self.max_new_tokens)
+                out = self.generate_text(prompt, max_new_tokens=self.max_new_tokens, **extra)
+            elif extra:
+                out = self.generate_text(prompt, **extra)
             else:
                 out = self.generate_text(prompt)
         except Exception as exc:  # the model is outside our control; see `strict`
@@ -695,5 +741,6 @@ __all__ = [
     "NEGATIONS",
     "LABEL_WORDS",
     "UNREADABLE",
+    "answer_complete",
     "Decoupler",
 ]

@@ -60,6 +60,10 @@ class _VideoWork:
     frames: _Timed
     features: _Timed | None = None
     scores: dict[tuple[Any, ...], _Timed] = field(default_factory=dict)
+    #: Native-grid features ``[H, W, C]`` of single frames, by position (``encode_kept_only``).
+    frame_features: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: The scorer's own per-video cache (its image features; ``scorer_feature_cache``).
+    scorer_cache: dict[Any, Any] = field(default_factory=dict)
 
 
 class _WorkCache:
@@ -129,10 +133,15 @@ class QuoTA:
             **changes: fields to change (values may be strings, as on the command line).
 
         Raises:
-            ConfigError: an unknown field or a bad value, or a change of the scorer model (load a new
-                pipeline with :meth:`from_pretrained` for that).
+            ConfigError: an unknown field or a bad value, or a change of the scorer model or of
+                ``attn_implementation`` (load a new pipeline with :meth:`from_pretrained` for those).
         """
         new_config = resolve_config(config or self._config, changes, source="with_config")
+        if new_config.attn_implementation != self._config.attn_implementation:
+            raise ConfigError(
+                "with_config cannot change attn_implementation: the loaded models are shared with this pipeline; "
+                "load a new pipeline with QuoTA.from_pretrained(..., attn_implementation=...)"
+            )
         scorer = self.scorer
         if new_config.scorer != self._config.scorer:
             if new_config.scorer != "uniform":
@@ -189,6 +198,11 @@ class QuoTA:
             adapter = load_adapter(base, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         scorer_obj = build_scorer(scorer, config, adapter=adapter, device=device, dtype=dtype, quiet=quiet,
                                   trust_remote_code=trust_remote_code)
+        from .models.loading import set_attn_implementation
+
+        for model in (getattr(adapter, "model", None), getattr(scorer_obj, "model", None)):
+            if model is not None and hasattr(model, "set_attn_implementation"):
+                set_attn_implementation(model, config.attn_implementation)
         return cls(adapter, scorer_obj, config, quiet=quiet)
 
     # ------------------------------------------------------------------ stages
@@ -301,9 +315,14 @@ class QuoTA:
         self._check_fits(prompt, token_count(plan))
         work = self._cache.video
         assert work is not None
-        features = self._stage(timings, reused, "encode", self._features(work))
+        if self._config.encode_kept_only:  # the vision tower never sees frames without tokens
+            features = self._stage(timings, reused, "encode", self._kept_features(work, plan.keep))
+            grids = plan.kept_grids
+        else:
+            features = self._stage(timings, reused, "encode", self._features(work))
+            grids = plan.grids
         with _timer(timings, "resize"):
-            resized = resize_frames(features, plan.grids, self._config.resize)
+            resized = resize_frames(features, grids, self._config.resize)
         labels = [format_seconds(t) for t in plan.kept_timestamps]
         with _timer(timings, "generate"):
             text = self.adapter.generate(
@@ -429,11 +448,30 @@ class QuoTA:
             return work.scores[key], True
         frames = work.frames.value
         start = time.perf_counter()
-        scores = np.asarray(self.scorer.score(frames, clue), dtype=np.float64).reshape(-1)
+        if cfg.scorer_feature_cache and getattr(self.scorer, "supports_feature_cache", False):
+            raw = self.scorer.score(frames, clue, cache=work.scorer_cache)  # image features once per video
+        else:
+            raw = self.scorer.score(frames, clue)
+        scores = np.asarray(raw, dtype=np.float64).reshape(-1)
         if scores.shape[0] != len(frames):
             raise QuotaError(f"the scorer returned {scores.shape[0]} scores for {len(frames)} frames")
         work.scores[key] = _Timed(np.clip(scores, 0.0, 1.0), time.perf_counter() - start)
         return work.scores[key], False
+
+    def _kept_features(self, work: _VideoWork, keep: Sequence[int]) -> tuple[_Timed, bool]:
+        """``[K, H, W, C]`` native-grid features of the kept frames. Only frames not encoded before for this
+        video go through the vision tower (frames with no tokens never do); the seconds are those spent now."""
+        if not keep:
+            raise BudgetError("no frame kept: the plan gave every frame 0 tokens")
+        cached = work.frame_features
+        missing = [i for i in keep if i not in cached]
+        start = time.perf_counter()
+        if missing:
+            encoded = self.adapter.encode(work.frames.value.select(missing))
+            for pos, feat in zip(missing, encoded):
+                cached[pos] = feat
+        stacked = torch.stack([cached[i] for i in keep])
+        return _Timed(stacked, time.perf_counter() - start), not missing
 
     def _features(self, work: _VideoWork) -> tuple[_Timed, bool]:
         if work.features is not None:

@@ -367,7 +367,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 qa.quiet = True  # one progress bar for the run, none per question (scoring)
                 if hasattr(qa.scorer, "quiet"):
                     qa.scorer.quiet = True
-                answer_fn = PipelineAnswer(qa, baseline=args.baseline)
+                answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=True)
             else:
                 _say(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
             summary = run_benchmark(bench, answer_fn, store, limit=args.limit, quiet=args.quiet,

@@ -124,12 +124,59 @@ class PipelineAnswer:
     Exceptions (a damaged video, out of memory ...) pass through: the runner records them as error rows.
     """
 
-    def __init__(self, qa: Any, *, baseline: bool = False) -> None:
+    def __init__(self, qa: Any, *, baseline: bool = False, prefetch: bool = False) -> None:
+        """``prefetch``: read the next video's frames on a background thread while the models work on the
+        current one (see :meth:`prefetch`); the frames, and so the results, are the same."""
         self.qa = qa
         self.baseline = bool(baseline)
         self.stats = AnswerStats()
         self._frames_key: tuple[Any, ...] | None = None
         self._frames: Frames | None = None
+        self.prefetching = bool(prefetch)
+        self._pool: Any = None
+        self._pending: tuple[tuple[Any, ...], Any] | None = None  # (key, future): at most one video ahead
+
+    def _key(self, sample: Sample) -> tuple[Any, ...]:
+        cfg = self.qa.config
+        return (os.path.abspath(sample.video), sample.start, sample.end, sample.fps, self.baseline,
+                cfg.baseline_frames, tuple(sorted(cfg.sampling.items())), tuple(sorted(cfg.decode_limits().items())))
+
+    def _read(self, sample: Sample) -> Frames:
+        """The frames the pipeline gets for ``sample``: the baseline's uniform ones, a part's, a frame folder's
+        (at the benchmark's frame rate), or the paper's sampling of the whole video."""
+        cfg = self.qa.config
+        n = cfg.baseline_frames if self.baseline else None
+        if sample.start is not None or sample.end is not None:
+            return clip_frames(sample.video, sample.start, sample.end, n=n, sampling=cfg.sampling,
+                               fps=sample.fps, **cfg.decode_limits())
+        from ..video import load_frames
+
+        sampling = {} if n is not None else cfg.sampling
+        return load_frames(sample.video, n=n, frame_fps=sample.fps, **cfg.decode_limits(), **sampling)
+
+    def prefetch(self, sample: Sample | None) -> None:
+        """Start reading ``sample``'s frames on a background thread (no-op when prefetching is off, for the
+        current video, or for the one already being read). Only one video is read ahead, so at most two
+        videos' frames are in memory. An error while reading is raised when that sample is answered."""
+        if not self.prefetching or sample is None:
+            return
+        key = self._key(sample)
+        if key == self._frames_key or (self._pending is not None and self._pending[0] == key):
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quota-prefetch")
+        if self._pending is not None:
+            self._pending[1].cancel()
+        self._pending = (key, self._pool.submit(self._read, sample))
+
+    def close(self) -> None:
+        """Stop the prefetch thread (waits for a read in progress)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending = None
 
     def formatted(self, sample: Sample) -> str | None:
         """The benchmark text the model reads for ``sample`` (:mod:`quota.eval.prompts`, the same text the
@@ -142,24 +189,19 @@ class PipelineAnswer:
         frames read here once per video (baseline) or per part of a video (``start``/``end``)."""
         ranged = sample.start is not None or sample.end is not None
         folder = os.path.isdir(sample.video)  # frame images: read here, at the benchmark's frame rate
-        if not ranged and not self.baseline and not folder:
+        if not ranged and not self.baseline and not folder and not self.prefetching:
             return sample.video
-        cfg = self.qa.config
-        key = (os.path.abspath(sample.video), sample.start, sample.end, sample.fps, self.baseline,
-               cfg.baseline_frames, tuple(sorted(cfg.sampling.items())), tuple(sorted(cfg.decode_limits().items())))
+        key = self._key(sample)
         if self._frames_key != key or self._frames is None:
             self._frames_key, self._frames = None, None  # drop the previous video's pixels first
             start = time.perf_counter()
-            n = cfg.baseline_frames if self.baseline else None
-            if ranged:
-                frames = clip_frames(sample.video, sample.start, sample.end, n=n, sampling=cfg.sampling,
-                                     fps=sample.fps, **cfg.decode_limits())
+            pending, self._pending = self._pending, None
+            if pending is not None and pending[0] == key:
+                frames = pending[1].result()  # waits for the rest of the read; its error is this sample's
             else:
-                from ..video import load_frames
-
-                sampling = {} if n is not None else cfg.sampling
-                frames = load_frames(sample.video, n=n, frame_fps=sample.fps, **cfg.decode_limits(),
-                                     **sampling)
+                if pending is not None:
+                    pending[1].cancel()
+                frames = self._read(sample)
             timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - start
             self._frames_key, self._frames = key, frames
         return self._frames

@@ -324,6 +324,11 @@ def _mark_rank(store: RunStore, summary: RunSummary, state: str) -> None:
     store.set_meta(_rank_key(summary.rank), value)
 
 
+def _next_video(todo: Sequence[Sample], k: int) -> Sample | None:
+    """The first sample after ``todo[k]`` whose video differs from ``todo[k]``'s, if any."""
+    return next((s for s in todo[k + 1 :] if s.video != todo[k].video), None)
+
+
 def run_benchmark(
     benchmark: Benchmark | Sequence[Sample],
     answer_fn: AnswerFn,
@@ -362,8 +367,11 @@ def run_benchmark(
     start = time.perf_counter()
     desc = (summary.benchmark or "eval") + (f" [{rank}/{world_size}]" if world_size > 1 else "")
     bar = tqdm(total=len(todo), disable=quiet, desc=desc, unit="q", dynamic_ncols=True)
+    prefetch = getattr(answer_fn, "prefetch", None)
     try:
-        for sample in todo:
+        for k, sample in enumerate(todo):
+            if callable(prefetch):  # let the answerer read the next video while this one is answered
+                prefetch(_next_video(todo, k))
             correct = answer_one(sample, answer_fn, store, rank)
             if correct is None:
                 summary.errors += 1
@@ -375,6 +383,8 @@ def run_benchmark(
                 bar.set_postfix(acc=f"{100.0 * summary.correct / summary.answered:.1f}%", err=summary.errors)
     finally:
         bar.close()
+        if callable(getattr(answer_fn, "close", None)):
+            answer_fn.close()  # type: ignore[union-attr]  # stops a read-ahead thread
         summary.seconds = time.perf_counter() - start
     _mark_rank(store, summary, "done")
     return summary

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
@@ -164,23 +164,35 @@ class VideoLMAdapter(ABC):
         return self._generate(self.baseline_inputs(frames, prompt, newline=newline), max_new_tokens)
 
     @torch.inference_mode()
-    def generate_text(self, prompt: str, max_new_tokens: int = 256) -> str:
-        """Greedy text-only answer to ``prompt`` (one user turn, no video)."""
+    def generate_text(
+        self, prompt: str, max_new_tokens: int = 256, *, stop: Callable[[str], bool] | None = None
+    ) -> str:
+        """Greedy text-only answer to ``prompt`` (one user turn, no video).
+
+        Args:
+            stop: optional ``text -> bool`` called on the text generated so far after every new token;
+                generation ends when it returns true (the text up to there is what a longer generation
+                would have started with: decoding is greedy).
+        """
         text = self.chat_text([{"type": "text", "text": prompt}])
         enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
-        return self._generate(ModelInputs(kwargs=dict(enc), visual_tokens=0, prompt=text), max_new_tokens)
+        return self._generate(ModelInputs(kwargs=dict(enc), visual_tokens=0, prompt=text), max_new_tokens, stop=stop)
 
     @torch.inference_mode()
     def logits(self, inputs: ModelInputs) -> torch.Tensor:
         """Next-token logits at every position, ``[1, L, V]`` (tests and diagnostics)."""
         return self.model(**inputs.kwargs).logits
 
-    def _generate(self, inputs: ModelInputs, max_new_tokens: int) -> str:
+    def _generate(self, inputs: ModelInputs, max_new_tokens: int, stop: Callable[[str], bool] | None = None) -> str:
         kwargs = dict(inputs.kwargs)
         prompt_len = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else 0
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
+        if stop is not None:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_TextStop(self.tokenizer, prompt_len, stop)])
         out = self.model.generate(
             **kwargs,
             max_new_tokens=int(max_new_tokens),
@@ -193,6 +205,20 @@ class VideoLMAdapter(ABC):
         )
         new_tokens = out[0, prompt_len:] if out.shape[1] > prompt_len else out[0, :0]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+class _TextStop:
+    """A ``transformers`` stopping criterion: decode the new tokens, ask ``stop(text)`` (batch size 1)."""
+
+    def __init__(self, tokenizer: Any, prompt_len: int, stop: Callable[[str], bool]) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_len = int(prompt_len)
+        self.stop = stop
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        text = self.tokenizer.decode(input_ids[0, self.prompt_len :], skip_special_tokens=True)
+        done = bool(self.stop(text))
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
 def flatten_frame_features(features: Sequence[torch.Tensor], grids: Sequence[Grid]) -> list[torch.Tensor]:

@@ -175,4 +175,39 @@ def load_model(
     return model.to(device).eval()
 
 
-__all__ = ["resolve_device", "resolve_dtype", "load_config", "load_processor", "load_model", "model_type_of"]
+def resolve_attn_implementation(name: str | None, device: torch.device) -> str:
+    """The attention kernel to use: ``"auto"`` means flash_attention_2 when the flash-attn package is
+    installed and ``device`` is CUDA, else sdpa; other names are returned as they are (``None``: sdpa)."""
+    if name in (None, "auto"):
+        if device.type == "cuda":
+            import importlib.util
+
+            if importlib.util.find_spec("flash_attn") is not None:
+                return "flash_attention_2"
+        return "sdpa"
+    return str(name)
+
+
+def set_attn_implementation(model: Any, name: str | None) -> str:
+    """Switch a loaded model (and its vision / language sub-models) to attention kernel ``name``.
+
+    Returns the kernel chosen (see :func:`resolve_attn_implementation`). Raises
+    :class:`UnsupportedModelError` when the model or the machine cannot use it (flash-attn missing,
+    CPU device, float32 weights for flash attention ...).
+    """
+    device = next(model.parameters()).device
+    chosen = resolve_attn_implementation(name, device)
+    if getattr(model.config, "_attn_implementation", None) == chosen:
+        return chosen
+    try:
+        model.set_attn_implementation(chosen)
+    except (ImportError, ValueError, RuntimeError) as exc:
+        raise UnsupportedModelError(
+            f"attention implementation {chosen!r} cannot be used with {type(model).__name__} here ({exc}); "
+            "use attn_implementation='sdpa'"
+        ) from None
+    return chosen
+
+
+__all__ = ["resolve_device", "resolve_dtype", "load_config", "load_processor", "load_model",
+           "resolve_attn_implementation", "set_attn_implementation", "model_type_of"]

@@ -348,10 +348,11 @@ class LVLMScorer(CheckpointScorer):
             )
         return inputs
 
-    def log_probs(self, inputs: Any) -> np.ndarray:
+    def log_probs(self, inputs: Any, features: Sequence[Any] | None = None) -> np.ndarray:
         """Log-probabilities ``[B, 2]`` (yes, no) of the next token after each row's last position.
 
-        The softmax runs over the whole vocabulary in float32, whatever the model's dtype.
+        The softmax runs over the whole vocabulary in float32, whatever the model's dtype. ``features``:
+        the rows' image features when already computed (then ``inputs`` needs no pixels).
         """
         import torch
 
@@ -363,26 +364,29 @@ class LVLMScorer(CheckpointScorer):
                     value = value.to(self.dtype)
             batch[key] = value
         with torch.inference_mode():
-            output = self._forward(batch)
+            output = self._forward(batch, features)
             last = output.logits[:, -1, :].float()
             logp = torch.log_softmax(last, dim=-1)
             picked = logp[:, [self.yes_token_id, self.no_token_id]]
         return picked.double().cpu().numpy()
 
-    def _forward(self, batch: dict[str, Any]) -> Any:
-        """One forward pass with logits for the last position only (vision encoded in chunks if asked)."""
-        if self.prefill_chunk is not None and batch.get("pixel_values") is not None:
-            return self._forward_chunked(batch, int(self.prefill_chunk))
-        if self.vision_batch_size is None or batch.get("pixel_values") is None:
+    def _forward(self, batch: dict[str, Any], features: Sequence[Any] | None = None) -> Any:
+        """One forward pass with logits for the last position only (vision encoded in chunks if asked, or
+        ``features`` given)."""
+        has_images = features is not None or batch.get("pixel_values") is not None
+        if self.prefill_chunk is not None and has_images:
+            return self._forward_chunked(batch, int(self.prefill_chunk), features)
+        if features is None and (self.vision_batch_size is None or batch.get("pixel_values") is None):
             return self.model(**batch, logits_to_keep=1, use_cache=False)
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        features = self.encode_images(batch)
+        if features is None:
+            features = self.encode_images(batch)
         rest = {key: value for key, value in batch.items() if key != "pixel_values"}
         encoded = {"image": BaseModelOutputWithPooling(pooler_output=tuple(features))}
         return self.model(**rest, mm_encoder_outputs=encoded, logits_to_keep=1, use_cache=False)
 
-    def _forward_chunked(self, batch: dict[str, Any], chunk: int) -> Any:
+    def _forward_chunked(self, batch: dict[str, Any], chunk: int, features: Sequence[Any] | None = None) -> Any:
         """The forward pass of :meth:`_forward`, with the language model fed ``chunk`` tokens at a time.
 
         Builds what the model's own forward builds (token embeddings with the image features in the
@@ -397,7 +401,8 @@ class LVLMScorer(CheckpointScorer):
         model, core = self.model, self.model.model
         ids, mask = batch["input_ids"], batch["attention_mask"]
         embeds = model.get_input_embeddings()(ids)
-        features = torch.cat(self.encode_images(batch)).to(embeds.device, embeds.dtype)
+        per_image = self.encode_images(batch) if features is None else features
+        features = torch.cat(list(per_image)).to(embeds.device, embeds.dtype)
         slots = (ids == model.config.image_token_id)[..., None].expand_as(embeds)
         if int(slots[..., 0].sum()) != features.shape[0]:
             raise UnsupportedModelError(
@@ -469,15 +474,92 @@ class LVLMScorer(CheckpointScorer):
     # Scoring
     # -----------------------------------------------------------------------------------------------------
 
-    def score(self, frames: Frames | np.ndarray, clue: Clue) -> np.ndarray:
+    @property
+    def supports_feature_cache(self) -> bool:
+        """Whether :meth:`score` can reuse image features through its ``cache`` argument (Qwen-VL families)."""
+        return self.family in QWEN_FAMILIES
+
+    def score(self, frames: Frames | np.ndarray, clue: Clue, *, cache: dict[Any, Any] | None = None) -> np.ndarray:
         """Relevance of each frame to ``clue``: float64 ``[T]`` in [0, 1].
 
         Args:
             frames: :class:`~quota.types.Frames`, or a uint8 array ``[T, H, W, 3]``.
             clue: the decoupling result; its objects, else its question, make the scoring question.
+            cache: a dict owned by the caller for one video (the pipeline keeps one per video). The image
+                features of these frames are stored in it on the first call and reused by later calls with
+                other clues, so the vision tower runs once per video. The scores are the same as without
+                it (the image features do not depend on the question). Ignored for non-Qwen families.
         """
         frames = as_frames(frames)
-        return self.score_images(frames.pixels, self.question_for(clue))
+        question = self.question_for(clue)
+        if cache is None or not self.supports_feature_cache:
+            return self.score_images(frames.pixels, question)
+        return self._score_cached(check_images(frames.pixels), question, cache)
+
+    # -----------------------------------------------------------------------------------------------------
+    # Scoring with image features kept per video
+    # -----------------------------------------------------------------------------------------------------
+
+    def image_features(self, images: Sequence[np.ndarray], cache: dict[Any, Any]) -> tuple[list[Any], list[Any]]:
+        """Per-image features ``[tokens_i, hidden]`` and ``image_grid_thw`` rows ``[3]`` of ``images``, from
+        ``cache`` when it holds them (same scorer settings, same number of images), else computed (the
+        processor's image path, ``vision_batch_size`` images per vision-tower pass) and stored there."""
+        import torch
+        from PIL import Image
+
+        key = ("lvlm_image_features", id(self.model), self.max_pixels)
+        entry = cache.get(key)
+        if entry is not None and len(entry[0]) == len(images):
+            return entry
+        step = int(self.vision_batch_size or self.batch_size)
+        features: list[Any] = []
+        grids: list[Any] = []
+        with torch.inference_mode():
+            for start in range(0, len(images), step):
+                pictures = [Image.fromarray(np.ascontiguousarray(im)) for im in images[start : start + step]]
+                enc = self.processor.image_processor(images=pictures, return_tensors="pt", **self.image_kwargs)
+                thw = enc["image_grid_thw"]
+                out = self.model.get_image_features(
+                    pixel_values=enc["pixel_values"].to(self.device, self.dtype),
+                    image_grid_thw=thw.to(self.device), return_dict=True,
+                )
+                features.extend(_per_image(out))
+                grids.extend(thw)
+        cache[key] = (features, grids)
+        return features, grids
+
+    def text_inputs(self, prompt: str, grids: Sequence[Any]) -> dict[str, Any]:
+        """What the processor would give for ``prompt`` with images of these ``image_grid_thw`` rows, without
+        touching pixels: each row's image placeholder expanded to its token count, left-padded, with
+        ``image_grid_thw`` and ``mm_token_type_ids``."""
+        import torch
+
+        token = getattr(self.processor, "image_token", "<|image_pad|>")
+        merge = int(getattr(self.processor.image_processor, "merge_size", 2) or 2)
+        texts = [prompt.replace(token, token * (int(torch.as_tensor(g).prod()) // (merge * merge)), 1) for g in grids]
+        enc = dict(self.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt"))
+        ids = enc["input_ids"]
+        image_id = self.tokenizer.convert_tokens_to_ids(token)
+        enc["mm_token_type_ids"] = (ids == image_id).to(ids.dtype)
+        enc["image_grid_thw"] = torch.stack([torch.as_tensor(g) for g in grids])
+        return enc
+
+    def _score_cached(self, pictures: Sequence[np.ndarray], question: str, cache: dict[Any, Any]) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        prompt = self.prompt(question)
+        features, grids = self.image_features(pictures, cache)
+
+        def step(start: int, stop: int) -> np.ndarray:
+            return self.log_probs(self.text_inputs(prompt, grids[start:stop]), features=features[start:stop])
+
+        with tqdm(total=len(pictures), desc="Scoring frames", unit="frame", disable=self.quiet, leave=False) as bar:
+            parts, self.working_batch_size = run_batched(
+                len(pictures), self.working_batch_size, step, progress=bar, what="frames",
+                hint="Lower max_pixels, use a smaller dtype (bfloat16) or score on a device with more memory.",
+            )
+        logp = np.concatenate(parts, axis=0)
+        return finish_scores(scores_from_log_probs(logp, self.normalize), len(pictures))
 
     def score_images(self, images: Sequence[np.ndarray] | np.ndarray, question: str) -> np.ndarray:
         """Relevance of each image to a scoring question: float64 ``[N]`` in [0, 1].
