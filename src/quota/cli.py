@@ -207,6 +207,8 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
     from .choices import option_letters
     from .preflight import check_budget, check_device, context_tokens, resolve_sources
 
+    if not getattr(args, "verbose", False):
+        quiet_libraries()  # reading configs can already make the libraries talk
     _check_question(args)
     if args.options:
         option_letters(len(args.options))  # at most 26 options

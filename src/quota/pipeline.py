@@ -425,7 +425,7 @@ class QuoTA:
         if not self.uses_clue or self._config.decouple == "none" or self.decoupler is None:
             return _Timed(Clue(objects=None, mode="none", question=question), 0.0), False
         cfg = self._config
-        key = (question, tuple(options or ()), cfg.decouple, cfg.decouple_max_new_tokens)
+        key = (question, tuple(options or ())) + tuple(getattr(cfg, f) for f in _DECOUPLE_FIELDS)
         clues = self._cache.clues
         if key in clues:
             clues.move_to_end(key)
