@@ -462,7 +462,8 @@ def run_variant(name: str, preset: str, overrides: dict[str, Any], base: Any, sc
     qa = QuoTA(adapter, scorer, cfg, quiet=True)
     used = [model] if name == "baseline" else [model, getattr(scorer, "inner", scorer).model]
     weights = sum(param_bytes(m) for m in used)
-    real_text, real_gen, real_base = adapter.generate_text, adapter.generate, adapter.generate_baseline
+    # the decoupler holds the adapter's generate_text bound to the pipeline's conversation
+    real_text, real_gen, real_base = qa.decoupler.generate_text, adapter.generate, adapter.generate_baseline
 
     def gen_text(*a: Any, **k: Any) -> str:
         with phase(probe, "decouple"):
@@ -476,7 +477,7 @@ def run_variant(name: str, preset: str, overrides: dict[str, Any], base: Any, sc
         with phase(probe, "answer"):
             return real_base(*a, **k)
 
-    adapter.generate_text, adapter.generate, adapter.generate_baseline = gen_text, gen, gen_base
+    adapter.generate, adapter.generate_baseline = gen, gen_base
     qa.decoupler.generate_text = gen_text
     # the base vision tower of the QuoTA path runs inside the timed "encode" step, outside generate
     real_encode = adapter.encode

@@ -82,11 +82,12 @@ CHANGES = {
     "base_frames": 5, "frames_per_hour": 30, "max_frames": 4, "max_fps": 1.5, "scorer_max_pixels": 56 * 56,
     "scorer_batch_size": 2, "scorer_vision_batch": 3, "scorer_prefill_chunk": 7, "score_normalize": "pair",
     "weight_scale": 10.0, "weight_power": 1.0, "budget": 20, "allocation": "exact", "cap": True,
-    "resize": "linspace", "newline": "none", "decouple": "event", "max_new_tokens": 2,
+    "resize": "linspace", "newline": "none", "decouple": "none", "max_new_tokens": 2,
     "decouple_max_new_tokens": 9, "time_prompt": False, "baseline_frames": 3, "decode_max_side": 32,
     "grid_shape": "square", "time_frames": "kept",
     "decode_max_pixels": 40 * 30, "decode_max_bytes": 10**6,
     "encode_kept_only": False, "scorer_feature_cache": False, "decouple_early_stop": False,
+    "prompts": "quota", "clue_parser": "quota", "chat_template": "model",
 }
 
 
@@ -108,6 +109,7 @@ def test_with_config_rebuilds_what_depends_on_the_field(qwen_qa, name):
     # what was built from the settings follows them
     assert other.decoupler.mode == other.config.decouple
     assert other.decoupler.max_new_tokens == other.config.decouple_max_new_tokens
+    assert (other.decoupler.prompts, other.decoupler.parser) == (other.config.prompts, other.config.clue_parser)
     scorer = other.scorer
     assert isinstance(scorer, LVLMScorer)
     assert (scorer.max_pixels, scorer.batch_size, scorer.vision_batch_size, scorer.prefill_chunk, scorer.normalize) == (

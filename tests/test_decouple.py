@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import string
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,11 @@ from quota.choices import option_lines
 from quota.errors import ConfigError, ModelError, QuotaError
 from quota.scoring.question import NO_LETTER, YES_LETTER, scoring_question
 from quota.types import Clue, Plan
+
+# The tests below about our own wording and parser (preset our-prompts) build clues and decouplers with them;
+# tests/test_reference_texts.py covers the reference's (the default).
+OurClue = partial(Clue, prompts="quota")
+OurDecoupler = partial(Decoupler, prompts="quota", parser="quota", max_new_tokens=256)
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "clue_corpus.json").read_text(encoding="utf-8"))
 
@@ -312,7 +318,7 @@ def test_prompt_bad_input():
 
 
 def test_scoring_question_with_objects():
-    clue = Clue(objects=("dog", "red ball"))
+    clue = OurClue(objects=("dog", "red ball"))
     q = scoring_question(clue, "What does the dog fetch?")
     assert "dog, red ball" in q
     assert f"{YES_LETTER}. Yes" in q and f"{NO_LETTER}. No" in q
@@ -323,14 +329,14 @@ def test_scoring_question_with_objects():
 
 
 def test_scoring_question_event_mode_differs():
-    entity = scoring_question(Clue(objects=("man jumping",), mode="entity"), "q")
-    event = scoring_question(Clue(objects=("man jumping",), mode="event"), "q")
+    entity = scoring_question(OurClue(objects=("man jumping",), mode="entity"), "q")
+    event = scoring_question(OurClue(objects=("man jumping",), mode="event"), "q")
     assert entity != event and "man jumping" in event and "taking place" in event
 
 
 def test_scoring_question_without_objects_asks_about_the_question():
     question = "What is the overall mood of the video?"
-    for clue in (None, Clue(objects=None), Clue(objects=None, mode="none"), Clue(objects=())):
+    for clue in (OurClue(objects=None), OurClue(objects=None, mode="none"), OurClue(objects=())):
         q = scoring_question(clue, question)
         assert question in q
         assert "enough" in q
@@ -339,24 +345,24 @@ def test_scoring_question_without_objects_asks_about_the_question():
 
 
 def test_scoring_question_objects_with_commas_use_semicolons():
-    q = scoring_question(Clue(objects=("salt, pepper", "bowl")), "q")
+    q = scoring_question(OurClue(objects=("salt, pepper", "bowl")), "q")
     assert "salt, pepper; bowl" in q
 
 
 def test_scoring_question_needs_a_question():
     with pytest.raises(ConfigError, match="question"):
-        scoring_question(Clue(objects=None))
+        scoring_question(OurClue(objects=None))
     with pytest.raises(ConfigError, match="question"):
         scoring_question(None)
-    with_q = Clue(objects=None, question="Who wins the race?")
+    with_q = OurClue(objects=None, question="Who wins the race?")
     assert "Who wins the race?" in scoring_question(with_q)
     assert "Who loses?" in scoring_question(with_q, "Who loses?")
 
 
 @pytest.mark.parametrize(
     "clue",
-    [Clue(objects=("dog", "red ball")), Clue(objects=("man jumping",), mode="event"), Clue(objects=None),
-     Clue(objects=("a\nC. maybe",)), None],
+    [OurClue(objects=("dog", "red ball")), OurClue(objects=("man jumping",), mode="event"), OurClue(objects=None),
+     OurClue(objects=("a\nC. maybe",)), OurClue(objects=None, mode="none")],
     ids=["entity", "event", "none", "object-with-option-line", "no-clue"],
 )
 def test_scoring_question_keeps_the_papers_two_option_structure(clue):
@@ -369,12 +375,12 @@ def test_scoring_question_keeps_the_papers_two_option_structure(clue):
     assert lettered == [f"{YES_LETTER}. Yes", f"{NO_LETTER}. No"] and YES_LETTER == "A"
     lines = q.splitlines()
     assert lines[-3:] == [f"{YES_LETTER}. Yes", f"{NO_LETTER}. No", f"Reply with the letter {YES_LETTER} or {NO_LETTER} only."]
-    if clue is None or not clue.objects:
+    if not clue.objects:
         assert "Which pet appears? A. a cat B. a dog C. a bird" in q  # folded onto one line, words kept
 
 
 def test_letters_label_the_options_in_order():
-    q = scoring_question(Clue(objects=("dog",)), "q")
+    q = scoring_question(OurClue(objects=("dog",)), "q")
     lines = q.splitlines()
     assert YES_LETTER != NO_LETTER
     assert lines[1] == f"{YES_LETTER}. Yes" and lines[2] == f"{NO_LETTER}. No"
@@ -387,10 +393,10 @@ def test_every_scoring_question_offers_yes_under_the_yes_letter():
 
     assert (YES_LETTER, NO_LETTER) == ("A", "B")  # the paper's letters
     variants = [
-        scoring_question(Clue(objects=("red car", "dog"), question="q?")),
-        scoring_question(Clue(objects=("a dog jumping",), mode="event", question="q?")),
-        scoring_question(Clue(objects=None, question="What is the man holding?")),
-        scoring_question(None, "What is the man holding?"),
+        scoring_question(OurClue(objects=("red car", "dog"), question="q?")),
+        scoring_question(OurClue(objects=("a dog jumping",), mode="event", question="q?")),
+        scoring_question(OurClue(objects=None, question="What is the man holding?")),
+        scoring_question(OurClue(objects=None), "What is the man holding?"),
     ]
     for text in variants:
         options = dict(re.findall(r"^([A-Z])\. (Yes|No)$", text, flags=re.MULTILINE))
@@ -409,7 +415,7 @@ def test_decoupler_runs_the_prompt_through_the_callable():
         seen.append(prompt)
         return 'Step 1: yes\nStep 2: ["girl", "basket", "red"]\nStep 3: ["girl", "basket"]'
 
-    d = Decoupler(generate)
+    d = OurDecoupler(generate)
     clue = d("What does the girl put into the red basket?", ["apples", "bread"])
     assert clue.objects == ("girl", "basket") and clue.mode == "entity"
     assert clue.question == "What does the girl put into the red basket?"
@@ -428,19 +434,19 @@ def test_decoupler_passes_max_new_tokens_when_accepted():
         got["kw"] = kwargs
         return 'Step 3: ["x-ray machine"]'
 
-    assert Decoupler(generate, max_new_tokens=77)("q").objects is None
+    assert OurDecoupler(generate, max_new_tokens=77)("q").objects is None
     assert got["n"] == 77
-    assert Decoupler(generate_kwargs, max_new_tokens=12)("q").objects == ("x-ray machine",)
+    assert OurDecoupler(generate_kwargs, max_new_tokens=12)("q").objects == ("x-ray machine",)
     assert got["kw"] == {"max_new_tokens": 12}
     # Builtins and callables without the keyword get the prompt alone.
-    assert Decoupler(str.upper)("q").objects is None
+    assert OurDecoupler(str.upper)("q").objects is None
 
 
 def test_decoupler_strips_exact_prompt_echo():
     def echo(prompt: str) -> str:
         return prompt + '\nStep 1: yes\nStep 2: ["kite"]\nStep 3: ["kite"]'
 
-    assert Decoupler(echo)("What is flying?").objects == ("kite",)
+    assert OurDecoupler(echo)("What is flying?").objects == ("kite",)
 
 
 def test_decoupler_event_mode():
@@ -450,8 +456,8 @@ def test_decoupler_event_mode():
         seen.append(prompt)
         return 'Step 3: ["a man opening a door"]'
 
-    clue = Decoupler(generate, mode="event")("What happens after he enters?")
-    assert clue == Clue(
+    clue = OurDecoupler(generate, mode="event")("What happens after he enters?")
+    assert clue == OurClue(
         objects=("a man opening a door",),
         reasoning='Step 3: ["a man opening a door"]',
         mode="event",
@@ -464,10 +470,10 @@ def test_decoupler_mode_none_never_calls_the_model():
     def boom(prompt: str) -> str:
         raise AssertionError("must not be called")
 
-    clue = Decoupler(boom, mode="none")("  What is happening? ")
-    assert clue == Clue(objects=None, reasoning="", mode="none", question="What is happening?")
+    clue = OurDecoupler(boom, mode="none")("  What is happening? ")
+    assert clue == OurClue(objects=None, reasoning="", mode="none", question="What is happening?")
     # The scorer can then build its question from the clue alone.
-    assert scoring_question(clue) == scoring_question(None, "What is happening?")
+    assert scoring_question(clue) == scoring_question(OurClue(objects=None), "What is happening?")
 
 
 def test_decoupler_failure_falls_back_with_warning(caplog):
@@ -475,7 +481,7 @@ def test_decoupler_failure_falls_back_with_warning(caplog):
         raise RuntimeError("CUDA out of memory")
 
     with caplog.at_level(logging.WARNING, logger="quota.decouple"):
-        clue = Decoupler(broken)("Where is the cat?")
+        clue = OurDecoupler(broken)("Where is the cat?")
     assert clue.objects is None and clue.mode == "entity" and clue.question == "Where is the cat?"
     assert "RuntimeError" in clue.reasoning and "CUDA out of memory" in clue.reasoning
     assert any("CUDA out of memory" in r.getMessage() for r in caplog.records)
@@ -486,36 +492,38 @@ def test_decoupler_strict_raises_model_error():
         raise RuntimeError("tokenizer missing")
 
     with pytest.raises(ModelError, match="tokenizer missing") as info:
-        Decoupler(broken, strict=True)("Where is the cat?")
+        OurDecoupler(broken, strict=True)("Where is the cat?")
     assert isinstance(info.value, QuotaError)
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_decoupler_odd_outputs():
-    assert Decoupler(lambda p: None)("q").objects is None
-    assert Decoupler(lambda p: ['Step 3: ["cat"]'])("q").objects == ("cat",)
-    assert Decoupler(lambda p: 42)("q").objects is None
-    assert Decoupler(lambda p: "__import__('os').system('rm -rf /')")("q").objects is None
+    assert OurDecoupler(lambda p: None)("q").objects is None
+    assert OurDecoupler(lambda p: ['Step 3: ["cat"]'])("q").objects == ("cat",)
+    assert OurDecoupler(lambda p: 42)("q").objects is None
+    assert OurDecoupler(lambda p: "__import__('os').system('rm -rf /')")("q").objects is None
 
 
 def test_decoupler_bad_construction_and_input():
     with pytest.raises(ConfigError):
-        Decoupler("not callable")  # type: ignore[arg-type]
+        OurDecoupler("not callable")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
-        Decoupler(str, mode="objects")
+        OurDecoupler(str, mode="objects")
     with pytest.raises(ConfigError):
-        Decoupler(str, max_new_tokens=0)
+        OurDecoupler(str, max_new_tokens=0)
     # A bad question is the caller's bug: raised, not swallowed by the fallback.
     with pytest.raises(ConfigError):
-        Decoupler(lambda p: "null")(123)  # type: ignore[arg-type]
+        OurDecoupler(lambda p: "null")(123)  # type: ignore[arg-type]
 
 
 def test_decoupler_from_config():
-    cfg = get_config("paper", decouple="event", decouple_max_new_tokens=99)
+    cfg = get_config("event", decouple_max_new_tokens=99)
     d = Decoupler.from_config(lambda p: "null", cfg)
-    assert d.mode == "event" and d.max_new_tokens == 99
+    assert (d.mode, d.max_new_tokens, d.prompts, d.parser) == ("event", 99, "quota", "quota")
     d = Decoupler.from_config(lambda p: "null", get_config("paper"))
-    assert d.mode == "entity"
+    assert (d.mode, d.max_new_tokens, d.prompts, d.parser) == ("entity", 4096, "paper", "paper")
+    with pytest.raises(ConfigError, match="event"):
+        get_config("paper", decouple="event")
 
 
 def test_decoupler_keyboard_interrupt_propagates():
@@ -523,7 +531,7 @@ def test_decoupler_keyboard_interrupt_propagates():
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        Decoupler(interrupted)("q")
+        OurDecoupler(interrupted)("q")
 
 
 _TEXT_AS_CODE_MODULES = frozenset({"ast", "pickle", "marshal", "subprocess"})

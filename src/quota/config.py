@@ -36,6 +36,13 @@ GRID_SHAPE_RULES = ("square", "aspect")
 GRID_SHAPES = ("auto",) + GRID_SHAPE_RULES
 #: Which frames' times the answer prompt lists.
 TIME_FRAMES = ("sampled", "kept")
+#: Whose wording the decoupling prompt and the frame question use: the reference's (``quota.reference``) or ours.
+PROMPT_STYLES = ("paper", "quota")
+#: How the decoupling output becomes objects: the reference's reading or our richer one (docs/decouple.md).
+CLUE_PARSERS = ("paper", "quota")
+#: The conversation around a LLaVA base model's turns: LLaVA-NeXT's ``qwen_1_5`` (``paper``) or the checkpoint's
+#: own chat template (``model``). Qwen bases always use their own.
+CHAT_TEMPLATES = ("paper", "model")
 CHOICES: dict[str, tuple[str, ...]] = {
     "allocation": ALLOCATION_MODES,
     "resize": RESIZE_METHODS,
@@ -45,6 +52,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "score_normalize": SCORE_NORMALIZATIONS,
     "time_frames": TIME_FRAMES,
     "attn_implementation": ATTN_IMPLEMENTATIONS,
+    "prompts": PROMPT_STYLES,
+    "clue_parser": CLUE_PARSERS,
+    "chat_template": CHAT_TEMPLATES,
 }
 _NONE_WORDS = ("none", "null", "")
 _TRUE_WORDS = ("1", "true", "yes", "on")
@@ -88,10 +98,17 @@ class QuotaConfig:
         grid_shape: how a frame's token count becomes a grid: ``"auto"`` (the base model's choice: the
             native aspect ratio for Qwen2-VL / Qwen2.5-VL, the paper's near-square grid for LLaVA),
             ``"square"`` (the paper) or ``"aspect"``.
-        decouple: ``"entity"`` (paper), ``"event"`` (the paper's alternative) or ``"none"`` (no CoT:
-            the scorer asks whether each frame holds enough to answer).
+        decouple: ``"entity"`` (paper), ``"event"`` (the paper's alternative; needs our prompts and parser)
+            or ``"none"`` (no CoT: the scorer asks whether each frame holds enough to answer).
+        prompts: wording of the decoupling prompt and of the frame question: ``"paper"`` (the reference's,
+            byte for byte, :mod:`quota.reference`) or ``"quota"`` (ours, docs/decouple.md).
+        clue_parser: how the decoupling output is read: ``"paper"`` (the reference's reading: lower-cased,
+            first Step 1, first Step 3 list of strings) or ``"quota"`` (ours: more formats, word filters).
+        chat_template: the conversation of a LLaVA base model's turns (decoupling, answer, baseline):
+            ``"paper"`` (LLaVA-NeXT's ``qwen_1_5``: a system turn, then the user turn) or ``"model"`` (the
+            checkpoint's own chat template). Qwen bases use their own template under both.
         max_new_tokens: tokens generated for an answer.
-        decouple_max_new_tokens: tokens generated for the chain of thought.
+        decouple_max_new_tokens: tokens generated for the chain of thought (paper: 4,096).
         time_prompt: put the video length and frame times into the answer prompt (paper: on).
         time_frames: which frames' times that prompt lists: ``"sampled"`` (every sampled frame, as the
             reference implementation) or ``"kept"`` (ours: only the frames that kept tokens).
@@ -139,8 +156,11 @@ class QuotaConfig:
     newline: str = "auto"
     grid_shape: str = "auto"
     decouple: str = "entity"
+    prompts: str = "paper"
+    clue_parser: str = "paper"
+    chat_template: str = "paper"
     max_new_tokens: int = 64
-    decouple_max_new_tokens: int = 256
+    decouple_max_new_tokens: int = 4096
     time_prompt: bool = True
     time_frames: str = "sampled"
     baseline_frames: int = 64
@@ -174,6 +194,9 @@ class QuotaConfig:
             raise ConfigError("weight_scale and weight_power must be positive")
         if self.max_fps is not None and self.max_fps <= 0:
             raise ConfigError(f"max_fps must be > 0 or none, got {self.max_fps!r}")
+        if self.decouple == "event" and "paper" in (self.prompts, self.clue_parser):
+            raise ConfigError("decouple=event has no reference prompt or parser; also set prompts=quota and "
+                              "clue_parser=quota (or use --preset event)")
 
     def decode_limits(self) -> dict[str, int | None]:
         """The keyword arguments of :func:`quota.video.load_frames` that bound decoded frames:
@@ -373,6 +396,10 @@ PRESETS: dict[str, QuotaConfig] = {
     # (at most 64 merged tokens, 224x224 pixels, instead of up to 1280 per frame).
     "fast": QuotaConfig(scorer="google/siglip-base-patch16-224", decouple_max_new_tokens=64),
     "fast-qwen": QuotaConfig(scorer_max_pixels=64 * 28 * 28, decouple_max_new_tokens=64),
+    # Ours: our decoupling prompt, frame question and parser (docs/decouple.md) instead of the reference's.
+    "our-prompts": QuotaConfig(prompts="quota", clue_parser="quota", decouple_max_new_tokens=256),
+    # Ours: the paper's event-centric alternative, with our event prompt and parser (the reference has none).
+    "event": QuotaConfig(decouple="event", prompts="quota", clue_parser="quota", decouple_max_new_tokens=256),
 }
 
 
@@ -390,5 +417,5 @@ __all__ = [
     "QuotaConfig", "DECODE_CAP_FACTOR", "DEFAULT_DECODE_MAX_BYTES", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
     "parse_setting", "field_names", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
     "DECOUPLE_MODES", "SCORE_NORMALIZATIONS", "GRID_SHAPES", "GRID_SHAPE_RULES", "TIME_FRAMES", "RESULT_NEUTRAL",
-    "ATTN_IMPLEMENTATIONS",
+    "ATTN_IMPLEMENTATIONS", "PROMPT_STYLES", "CLUE_PARSERS", "CHAT_TEMPLATES",
 ]

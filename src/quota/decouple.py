@@ -24,9 +24,11 @@ import unicodedata
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import DECOUPLE_MODES
+from .config import CLUE_PARSERS, DECOUPLE_MODES, PROMPT_STYLES
 from .choices import option_lines
 from .errors import ConfigError, ModelError
+from .pyliteral import read_string_list
+from .reference import DECOUPLE_MAX_NEW_TOKENS, decouple_prompt, reference_query
 from .types import Clue
 
 logger = logging.getLogger(__name__)
@@ -461,7 +463,7 @@ def _read_section(s: str, mode: str, strict: bool = False) -> tuple[str, list[st
     for a list cut off before its closing bracket. ``strict`` (text without step markers) reads
     only closed lists of quoted strings, bullet lists and single lines whose every part is a name.
     """
-    s = s.strip().lstrip(":-–— \t")
+    s = _strip_section_start(s)
     if not s:
         return "none", [], True
     if _STRONG_NULL.match(s):
@@ -494,6 +496,16 @@ def _read_section(s: str, mode: str, strict: bool = False) -> tuple[str, list[st
         return "none", [], True
     names = _names(_bare_items(lines[0], cut_sentence=not strict), mode, strict)
     return ("list", names, True) if names else ("none", [], True)
+
+
+def _strip_section_start(s: str) -> str:
+    """A section without the colon and dash that may follow its marker. A dash that opens the first of
+    several bullet lines is the bullet's own and stays (``Step 3:\\n- cat\\n- dog`` keeps ``cat``)."""
+    s = s.strip().lstrip(": \t\n")
+    lines = [line for line in s.splitlines() if line.strip()]
+    if len(lines) > 1 and _BULLET.match(lines[0]) and _BULLET.match(lines[1]):
+        return s
+    return s.lstrip(":-–— \t")
 
 
 def _normalise(text: str) -> str:
@@ -618,6 +630,65 @@ def answer_complete(text: Any, mode: str = "entity") -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# The reference's parser (clue_parser="paper")
+# --------------------------------------------------------------------------------------------
+# MAC-AutoML/QuoTA, quota_pipeline.py: the output is lower-cased; the first "step 1: yes|no" decides
+# whether objects are read; then the first "step 3: [...]" (no "]" inside) is the list. The reference
+# evaluates that list with Python's eval; we read it with quota.pyliteral, which accepts exactly the
+# lists of string literals and refuses everything eval would reject or would run.
+_REFERENCE_STEP1 = re.compile(r"step 1: (yes|no)")
+_REFERENCE_STEP3 = re.compile(r"step 3: (\[[^\]]*\])")
+
+
+def parse_reference_clue(text: Any) -> Clue:
+    """The objects the reference implementation reads from a decoupling output, without running it.
+
+    Semantics of the reference (``quota_pipeline.py``): lower-case the whole text; take the first match of
+    ``step 1: (yes|no)``; if it says ``yes``, take the first match of ``step 3: (\\[[^\\]]*\\])`` and read
+    that bracket text as a Python list. A list of strings gives those strings as the objects, exactly (order,
+    repeats, spaces and empty strings kept: the reference joins them as they are); an empty list means no
+    objects. Everything else gives no objects, as the reference's scorer then asks the no-object question:
+    ``Step 1: no`` (``error=None``), and a missing Step 1 or Step 3, or a list that is not a literal list of
+    strings (names, calls, numbers, bytes, text ``eval`` would reject), all with ``error=UNREADABLE``.
+
+    Args:
+        text: the model's output (``None``, bytes and lists are tolerated as by :func:`parse_clue`).
+
+    Returns:
+        ``Clue(objects, reasoning, mode="entity", error=...)``; ``reasoning`` is the raw text cut to
+        :data:`MAX_REASONING_CHARS` characters (the reading itself sees the whole text, as the reference).
+    """
+    raw = _coerce_text(text)
+    reasoning = raw[:MAX_REASONING_CHARS]
+    out = raw.lower()
+    step1 = _REFERENCE_STEP1.search(out)
+    if step1 is None:
+        return Clue(objects=None, reasoning=reasoning, error=UNREADABLE)
+    if step1.group(1) == "no":
+        return Clue(objects=None, reasoning=reasoning)
+    step3 = _REFERENCE_STEP3.search(out)
+    items = read_string_list(step3.group(1)) if step3 is not None else None
+    if items is None:
+        return Clue(objects=None, reasoning=reasoning, error=UNREADABLE)
+    return Clue(objects=tuple(items) or None, reasoning=reasoning)
+
+
+def reference_answer_complete(text: Any) -> bool:
+    """Whether more model text could no longer change what :func:`parse_reference_clue` reads.
+
+    True once the first ``step 1: yes|no`` match says ``no``, or says ``yes`` and a first ``step 3: [...]``
+    match exists. Both searches take the first match, and a match once complete stays the first one as text is
+    appended (an earlier one would already be complete), so the reading of the full generation equals the
+    reading of the text at this point: stopping here is exactly result-neutral.
+    """
+    out = _coerce_text(text).lower()
+    step1 = _REFERENCE_STEP1.search(out)
+    if step1 is None:
+        return False
+    return step1.group(1) == "no" or _REFERENCE_STEP3.search(out) is not None
+
+
+# --------------------------------------------------------------------------------------------
 # Decoupler
 # --------------------------------------------------------------------------------------------
 
@@ -652,17 +723,24 @@ class Decoupler:
             with the error text in ``reasoning``, so one failed decoupling costs a sample its
             objects rather than the sample itself.
         early_stop: when ``generate_text`` takes a ``stop`` keyword (a callable ``text -> bool``, as
-            :meth:`quota.models.VideoLMAdapter.generate_text` does), pass :func:`answer_complete` so the
-            generation ends once the answer can no longer change (same parsed objects, fewer tokens).
+            :meth:`quota.models.VideoLMAdapter.generate_text` does), pass the parser's completeness rule
+            (:func:`answer_complete` or :func:`reference_answer_complete`) so the generation ends once the
+            answer can no longer change (same parsed objects, fewer tokens).
+        prompts: ``"paper"`` (the reference's prompt, :func:`quota.reference.decouple_prompt` of the question
+            with its options; entity mode only) or ``"quota"`` (ours, :func:`build_decouple_prompt`). The
+            clues it returns carry it, so the frame question uses the same wording.
+        parser: ``"paper"`` (:func:`parse_reference_clue`; entity mode only) or ``"quota"`` (:func:`parse_clue`).
     """
 
     def __init__(
         self,
         generate_text: Callable[[str], Any],
         mode: str = "entity",
-        max_new_tokens: int = 256,
+        max_new_tokens: int = DECOUPLE_MAX_NEW_TOKENS,
         strict: bool = False,
         early_stop: bool = False,
+        prompts: str = "paper",
+        parser: str = "paper",
     ) -> None:
         if not callable(generate_text):
             raise ConfigError(
@@ -671,6 +749,13 @@ class Decoupler:
         self.mode = _check_mode(mode)
         if int(max_new_tokens) < 1:
             raise ConfigError(f"max_new_tokens must be at least 1, got {max_new_tokens!r}")
+        if prompts not in PROMPT_STYLES or parser not in CLUE_PARSERS:
+            raise ConfigError(f"prompts={prompts!r} / parser={parser!r}: choose from {PROMPT_STYLES} / {CLUE_PARSERS}")
+        if mode == "event" and "paper" in (prompts, parser):
+            raise ConfigError("the reference has no event-centric prompt or parser; use prompts=quota and "
+                              "clue_parser=quota with decouple=event")
+        self.prompts = prompts
+        self.parser = parser
         self.generate_text = generate_text
         self.max_new_tokens = int(max_new_tokens)
         self.strict = bool(strict)
@@ -681,11 +766,23 @@ class Decoupler:
     def from_config(cls, generate_text: Callable[[str], Any], config: Any, strict: bool = False) -> "Decoupler":
         """A decoupler with the mode and token limit of a :class:`~quota.config.QuotaConfig`."""
         return cls(generate_text, mode=config.decouple, max_new_tokens=config.decouple_max_new_tokens,
-                   strict=strict, early_stop=getattr(config, "decouple_early_stop", False))
+                   strict=strict, early_stop=config.decouple_early_stop, prompts=config.prompts,
+                   parser=config.clue_parser)
 
     def prompt(self, question: str, options: Sequence[str] | Mapping[str, str] | None = None) -> str:
         """The prompt this decoupler would send (mode ``"none"`` has none: :class:`ConfigError`)."""
+        if self.prompts == "paper":
+            _check_mode(self.mode, PROMPT_MODES)
+            return decouple_prompt(reference_query(_check_question(question), options))
         return build_decouple_prompt(question, options, mode=self.mode)
+
+    def parse(self, text: Any) -> Clue:
+        """The clue this decoupler reads from model text (its parser, its mode)."""
+        return parse_reference_clue(text) if self.parser == "paper" else parse_clue(text, mode=self.mode)
+
+    def complete(self, text: Any) -> bool:
+        """Whether more text could no longer change :meth:`parse` (the early-stop rule of its parser)."""
+        return reference_answer_complete(text) if self.parser == "paper" else answer_complete(text, self.mode)
 
     def __call__(self, question: str, options: Sequence[str] | Mapping[str, str] | None = None) -> Clue:
         """Decouple one question; see the class docstring for what happens on model failure.
@@ -693,14 +790,14 @@ class Decoupler:
         The returned Clue carries the (stripped) question in ``Clue.question``.
         """
         q = _check_question(question)
+        lines = tuple(option_lines(options))
         if self.mode == "none":
-            return Clue(objects=None, reasoning="", mode="none", question=q)
-        prompt = build_decouple_prompt(question, options, mode=self.mode)
+            return Clue(objects=None, reasoning="", mode="none", question=q, options=lines, prompts=self.prompts)
+        prompt = self.prompt(question, options)
         try:
             extra: dict[str, Any] = {}
             if self.early_stop:
-                mode = self.mode
-                extra["stop"] = lambda text: answer_complete(text, mode)
+                extra["stop"] = self.complete
             if self._pass_tokens:
                 out = self.generate_text(prompt, max_new_tokens=self.max_new_tokens, **extra)
             elif extra:
@@ -716,11 +813,11 @@ class Decoupler:
                 ) from exc
             logger.warning("%s; scoring this question without objects", message)
             return Clue(objects=None, reasoning=f"[{message}]"[:MAX_REASONING_CHARS], mode=self.mode, question=q,
-                        error=message[:MAX_REASONING_CHARS])
+                        error=message[:MAX_REASONING_CHARS], options=lines, prompts=self.prompts)
         text = _coerce_text(out)
         if text.startswith(prompt):
             text = text[len(prompt) :]
-        return replace(parse_clue(text, mode=self.mode), question=q)
+        return replace(self.parse(text), mode=self.mode, question=q, options=lines, prompts=self.prompts)
 
 
 __all__ = [
@@ -742,5 +839,7 @@ __all__ = [
     "LABEL_WORDS",
     "UNREADABLE",
     "answer_complete",
+    "parse_reference_clue",
+    "reference_answer_complete",
     "Decoupler",
 ]

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -40,8 +41,8 @@ _FRAME_FIELDS = ("base_frames", "frames_per_hour", "max_frames", "max_fps", "dec
 #: Settings a scorer object is built with; changing one rebuilds the scorer around the same model.
 _SCORER_FIELDS = ("scorer_max_pixels", "scorer_batch_size", "scorer_vision_batch", "scorer_prefill_chunk",
                   "score_normalize")
-#: Settings the decoupler is built with.
-_DECOUPLE_FIELDS = ("decouple", "decouple_max_new_tokens")
+#: Settings the decoupler is built with (the chat template wraps its prompt for a LLaVA base).
+_DECOUPLE_FIELDS = ("decouple", "decouple_max_new_tokens", "prompts", "clue_parser", "chat_template")
 
 
 @dataclass
@@ -100,7 +101,8 @@ class QuoTA:
         if adapter is None and self.uses_clue:
             raise ConfigError("a base model is needed for query decoupling; give base=... or scorer='uniform'")
         self.decoupler = (
-            Decoupler.from_config(adapter.generate_text, self._config) if adapter is not None else None
+            Decoupler.from_config(partial(adapter.generate_text, chat=self.conversation), self._config)
+            if adapter is not None else None
         )
         self._cache = _WorkCache()
 
@@ -108,6 +110,14 @@ class QuoTA:
     def config(self) -> QuotaConfig:
         """The settings this pipeline runs with (read-only; see :meth:`with_config`)."""
         return self._config
+
+    @property
+    def conversation(self) -> str:
+        """The conversation of the base model's turns: ``"qwen_1_5"`` for a LLaVA base under
+        ``chat_template="paper"``, else ``"model"`` (the checkpoint's own chat template)."""
+        if self.adapter is None:
+            return "model"
+        return self.adapter.resolve_chat(self._config.chat_template)
 
     @property
     def uses_clue(self) -> bool:
@@ -268,6 +278,7 @@ class QuoTA:
             frames=frames,
             newline=newline,
             grid_shape=shape,
+            conversation=self.conversation,
         )
 
     def _layout(self) -> tuple[str, str]:
@@ -327,7 +338,7 @@ class QuoTA:
         with _timer(timings, "generate"):
             text = self.adapter.generate(
                 prompt, resized, plan.kept_grids, newline=plan.newline,
-                frame_labels=labels, max_new_tokens=self._config.max_new_tokens,
+                frame_labels=labels, max_new_tokens=self._config.max_new_tokens, chat=plan.conversation,
             )
         return self._finish(text, options, plan, timings, reused)
 
@@ -362,7 +373,7 @@ class QuoTA:
         self._check_fits(prompt, 0)
         with _timer(timings, "generate"):
             text = self.adapter.generate_baseline(frames, prompt, newline=self._config.newline,
-                                                  max_new_tokens=self._config.max_new_tokens)
+                                                  max_new_tokens=self._config.max_new_tokens, chat=self.conversation)
         return self._finish(text, options, None, timings, [], frames=frames)
 
     def _check_fits(self, prompt: str, visual_tokens: int) -> None:

@@ -154,6 +154,10 @@ class Clue:
             ``None`` when it worked. ``objects=None`` with no error means the model said that no
             particular object is needed; with an error, that nothing could be learnt. Either way the
             scorer asks about the question itself.
+        options: the question's answer options as given (the reference's frame question without
+            objects quotes the question with its options).
+        prompts: whose wording the frame question about this clue uses: ``"paper"`` (the reference's,
+            :mod:`quota.reference`) or ``"quota"`` (ours); the decoupler sets it from ``QuotaConfig.prompts``.
     """
 
     objects: tuple[str, ...] | None
@@ -161,6 +165,8 @@ class Clue:
     mode: str = "entity"
     question: str = ""
     error: str | None = None
+    options: tuple[str, ...] = ()
+    prompts: str = "paper"
 
     @property
     def failed(self) -> bool:
@@ -174,6 +180,8 @@ class Clue:
             "mode": self.mode,
             "question": self.question,
             "error": self.error,
+            "options": list(self.options),
+            "prompts": self.prompts,
         }
 
     @classmethod
@@ -185,6 +193,8 @@ class Clue:
             mode=str(data.get("mode", "entity")),
             question=str(data.get("question", "")),
             error=None if data.get("error") is None else str(data["error"]),
+            options=tuple(str(o) for o in data.get("options") or ()),
+            prompts=str(data.get("prompts", "quota")),  # plans saved before the field existed used ours
         )
 
 
@@ -221,6 +231,8 @@ class Plan:
             ``"frame"`` or ``"none"``; resolved from ``auto`` for the base model).
         grid_shape: how token counts became grids (``"square"``: the paper; ``"aspect"``: the native
             grid's aspect ratio, for Qwen bases).
+        conversation: the conversation the base model's turns use for this plan: ``"qwen_1_5"`` (LLaVA-NeXT's,
+            as the reference runs LLaVA bases) or ``"model"`` (the checkpoint's own chat template).
     """
 
     indices: list[int]
@@ -241,6 +253,7 @@ class Plan:
     frames: Frames | None = field(default=None, repr=False, compare=False)
     newline: str = "none"
     grid_shape: str = "square"
+    conversation: str = "model"
 
     def __post_init__(self) -> None:
         self.indices = [int(i) for i in self.indices]
@@ -340,6 +353,7 @@ class Plan:
             "tokens": self.tokens,
             "newline_tokens": self.newline_tokens,
             "newline": self.newline,
+            "conversation": self.conversation,
             "budget": self.budget,
             "objects": None if self.clue is None or self.clue.objects is None else list(self.clue.objects),
             "decouple_error": None if self.clue is None else self.clue.error,

@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import torch
 
 from ..assign import Grid
-from ..errors import BudgetError
+from ..errors import BudgetError, ConfigError
 from ..types import Frames
 from .loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
 
@@ -60,6 +60,9 @@ class VideoLMAdapter(ABC):
     default_grid_shape: ClassVar[str] = "square"
     #: The ``transformers`` model class to load.
     model_class_name: ClassVar[str]
+    #: The conversation the reference implementation runs this family in (``chat_template="paper"``), or
+    #: ``None``: the checkpoint's own chat template under every setting.
+    paper_conversation: ClassVar[str | None] = None
 
     def __init__(self, model: Any, processor: Any, *, model_id: str = "", encode_batch_size: int = 32) -> None:
         self.model = model
@@ -111,6 +114,7 @@ class VideoLMAdapter(ABC):
         *,
         newline: str = "auto",
         frame_labels: Sequence[str] | None = None,
+        chat: str = "model",
     ) -> ModelInputs:
         """Model inputs for the kept frames' resized features and the prompt text.
 
@@ -120,12 +124,13 @@ class VideoLMAdapter(ABC):
             grids: the ``(h, w)`` grid of each kept frame (same order as ``features``).
             newline: newline token policy (``"auto"`` = the family's own).
             frame_labels: optional short text before each frame (for example its time).
+            chat: the conversation, as :meth:`resolve_chat` names it.
         """
 
     @abstractmethod
-    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto") -> ModelInputs:
+    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
         """Inputs of the model's own video path for these frames (the baseline), with its newline tokens
-        (``"auto"``: as the checkpoint was trained)."""
+        (``"auto"``: as the checkpoint was trained), in the conversation ``chat``."""
 
     # ------------------------------------------------------------------ shared
     def resolve_newline(self, newline: str | None) -> str:
@@ -136,8 +141,18 @@ class VideoLMAdapter(ABC):
         """The concrete grid shape rule: ``"auto"`` / ``None`` give this family's own."""
         return self.default_grid_shape if shape in (None, "auto") else shape
 
-    def chat_text(self, content: list[dict[str, Any]]) -> str:
-        """One user turn rendered with the checkpoint's chat template, ready for the answer."""
+    def resolve_chat(self, chat_template: str | None) -> str:
+        """The conversation of this family's turns for a ``chat_template`` setting: :attr:`paper_conversation`
+        under ``"paper"`` when the family has one, else ``"model"`` (the checkpoint's own chat template)."""
+        if chat_template == "paper" and self.paper_conversation is not None:
+            return self.paper_conversation
+        return "model"
+
+    def chat_text(self, content: list[dict[str, Any]], chat: str = "model") -> str:
+        """One user turn, ready for the answer: rendered by the checkpoint's chat template (``chat="model"``),
+        or in the conversation named ``chat`` (a family with a :attr:`paper_conversation` renders it)."""
+        if chat != "model":
+            raise ConfigError(f"{self.family} has no conversation {chat!r}; use the checkpoint's own ('model')")
         messages = [{"role": "user", "content": content}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
@@ -151,30 +166,33 @@ class VideoLMAdapter(ABC):
         newline: str = "auto",
         frame_labels: Sequence[str] | None = None,
         max_new_tokens: int = 64,
+        chat: str = "model",
     ) -> str:
-        """Greedy answer from resized per-frame features."""
+        """Greedy answer from resized per-frame features, in the conversation ``chat``."""
         if len(features) != len(grids):
             raise BudgetError(f"{len(features)} feature tensors for {len(grids)} grids")
-        inputs = self.build_inputs(prompt, features, grids, newline=newline, frame_labels=frame_labels)
+        inputs = self.build_inputs(prompt, features, grids, newline=newline, frame_labels=frame_labels, chat=chat)
         return self._generate(inputs, max_new_tokens)
 
     @torch.inference_mode()
-    def generate_baseline(self, frames: Frames, prompt: str, *, newline: str = "auto", max_new_tokens: int = 64) -> str:
-        """Greedy answer through the model's own video path (no QuoTA)."""
-        return self._generate(self.baseline_inputs(frames, prompt, newline=newline), max_new_tokens)
+    def generate_baseline(self, frames: Frames, prompt: str, *, newline: str = "auto", max_new_tokens: int = 64,
+                          chat: str = "model") -> str:
+        """Greedy answer through the model's own video path (no QuoTA), in the conversation ``chat``."""
+        return self._generate(self.baseline_inputs(frames, prompt, newline=newline, chat=chat), max_new_tokens)
 
     @torch.inference_mode()
     def generate_text(
-        self, prompt: str, max_new_tokens: int = 256, *, stop: Callable[[str], bool] | None = None
+        self, prompt: str, max_new_tokens: int = 256, *, stop: Callable[[str], bool] | None = None,
+        chat: str = "model",
     ) -> str:
-        """Greedy text-only answer to ``prompt`` (one user turn, no video).
+        """Greedy text-only answer to ``prompt`` (one user turn, no video, in the conversation ``chat``).
 
         Args:
             stop: optional ``text -> bool`` called on the text generated so far after every new token;
                 generation ends when it returns true (the text up to there is what a longer generation
                 would have started with: decoding is greedy).
         """
-        text = self.chat_text([{"type": "text", "text": prompt}])
+        text = self.chat_text([{"type": "text", "text": prompt}], chat)
         enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
         return self._generate(ModelInputs(kwargs=dict(enc), visual_tokens=0, prompt=text), max_new_tokens, stop=stop)
 

@@ -29,6 +29,7 @@ import torch
 
 from ..assign import Grid
 from ..errors import BudgetError
+from ..reference import QWEN_1_5, qwen_1_5_prompt, video_message
 from ..types import Frames
 from .base import ModelInputs, VideoLMAdapter, flatten_frame_features
 
@@ -79,6 +80,8 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
     model_types = ("llava_onevision",)
     default_newline = "video"
     model_class_name = "LlavaOnevisionForConditionalGeneration"
+    #: The reference (LLaVA-NeXT code, lmms-eval's ``llava_vid``) runs LLaVA-Video in this conversation.
+    paper_conversation = QWEN_1_5
 
     def __init__(self, model: Any, processor: Any, **kwargs: Any) -> None:
         super().__init__(model, processor, **kwargs)
@@ -151,8 +154,19 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
             parts.append(nl)
         return torch.cat(parts)
 
-    def _prompt_ids(self, prompt: str) -> tuple[str, torch.Tensor]:
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}])
+    def chat_text(self, content: list[dict[str, Any]], chat: str = "model") -> str:
+        """One user turn: the checkpoint's chat template, or (``chat="qwen_1_5"``) LLaVA-NeXT's ``qwen_1_5``
+        conversation around the text, after the video placeholder and a line break when there is a video
+        (:func:`quota.reference.video_message`)."""
+        if chat != QWEN_1_5:
+            return super().chat_text(content, chat)
+        text = "".join(part["text"] for part in content if part["type"] == "text")
+        if any(part["type"] == "video" for part in content):
+            text = video_message(self.video_token, text)
+        return qwen_1_5_prompt(text)
+
+    def _prompt_ids(self, prompt: str, chat: str) -> tuple[str, torch.Tensor]:
+        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
         ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
         return text, ids
 
@@ -164,9 +178,10 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
         *,
         newline: str = "auto",
         frame_labels: Sequence[str] | None = None,
+        chat: str = "model",
     ) -> ModelInputs:
         visual = self.visual_sequence(features, grids, newline).to(self.device, self.dtype)
-        text, ids = self._prompt_ids(prompt)
+        text, ids = self._prompt_ids(prompt, chat)
         slots = (ids == self.video_token_id).nonzero().flatten()
         if slots.numel() != 1:
             raise BudgetError(f"the chat template produced {slots.numel()} video placeholders, expected 1")
@@ -184,7 +199,7 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
             extra={"input_ids": ids},
         )
 
-    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto") -> ModelInputs:
+    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
         """The stock model at these frames: its own pooling to :meth:`pooled_grid`, newlines as trained.
 
         ``"video"``: the Hugging Face processor and video path, unchanged. Any other policy (``"row"`` for
@@ -194,8 +209,8 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
         if policy != "video":
             pooled = self.pooled_features(frames)
             grid = self.pooled_grid()
-            return self.build_inputs(prompt, list(pooled), [grid] * len(pooled), newline=policy)
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}])
+            return self.build_inputs(prompt, list(pooled), [grid] * len(pooled), newline=policy, chat=chat)
+        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
         enc = self.processor(text=text, videos=[frames.pixels], return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items()}
         enc["pixel_values_videos"] = enc["pixel_values_videos"].to(self.dtype)

@@ -89,6 +89,7 @@ class QwenVLAdapter(VideoLMAdapter):
         *,
         newline: str = "auto",
         frame_labels: Sequence[str] | None = None,
+        chat: str = "model",
     ) -> ModelInputs:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -97,7 +98,7 @@ class QwenVLAdapter(VideoLMAdapter):
         flat = flatten_frame_features(features, grids)
         if not flat:
             raise BudgetError("no frame kept: the plan gave every frame 0 tokens")
-        text = self.chat_text(self._content(len(flat), prompt, frame_labels))
+        text = self.chat_text(self._content(len(flat), prompt, frame_labels), chat)
         ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
         slots = (ids == self.image_token_id).nonzero().flatten().tolist()
         if len(slots) != len(flat):
@@ -126,10 +127,10 @@ class QwenVLAdapter(VideoLMAdapter):
         enc = self.processor(text=text, images=list(frames.pixels), return_tensors="pt")
         return self._to_device(enc, text, "pixel_values")
 
-    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto") -> ModelInputs:
+    def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
         if self.resolve_newline(newline) != "none":
             raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}])
+        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
         metadata = [{"total_num_frames": len(frames), "fps": max(len(frames) / max(frames.duration, 1e-6), 1e-3)}]
         try:
             enc = self.processor(text=text, videos=[frames.pixels], video_metadata=metadata, return_tensors="pt")

@@ -9,6 +9,7 @@ decoupling result (:class:`~quota.types.Clue`). Option :data:`YES_LETTER` is yes
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..reference import frame_question, reference_query
 from ..types import Clue
 
 #: Option letter of the "yes" answer in the scoring question (its probability is the frame score).
@@ -27,10 +28,11 @@ def scoring_question(clue: Clue | None, question: str | None = None) -> str:
     enough to answer the original question? Option :data:`YES_LETTER` is yes, :data:`NO_LETTER` is
     no; the frame score is the probability of :data:`YES_LETTER`.
 
-    The paper publishes this question's structure, not its wording: a two-option multiple-choice
-    question whose first option, ``A``, is yes. The user's question and the objects are folded onto one
-    line each, so text that holds option lines of its own (a benchmark question with its choices)
-    cannot add options to it.
+    ``clue.prompts`` picks the wording. ``"paper"`` (the default): the reference's two sentences
+    (:func:`quota.reference.frame_question`), objects exactly as the clue holds them, and without objects
+    the reference's query (the question with the clue's options on one line). ``"quota"``: our wording
+    below, where the user's question and the objects are folded onto one line each, so text that holds
+    option lines of its own (a benchmark question with its choices) cannot add options to it.
 
     Args:
         clue: the decoupling result, or ``None``.
@@ -45,6 +47,9 @@ def scoring_question(clue: Clue | None, question: str | None = None) -> str:
             )
     if not isinstance(question, str):
         raise ConfigError(f"the question must be a string, got {type(question).__name__}; pass the question text")
+    if clue is None or clue.prompts == "paper":
+        options = clue.options if clue is not None else ()
+        return frame_question(clue.objects if clue is not None else None, reference_query(question, options))
     q = " ".join(question.split())
     objects = None if clue is None else [" ".join(o.split()) for o in clue.objects or () if o.strip()]
     options = f"{YES_LETTER}. Yes\n{NO_LETTER}. No"
