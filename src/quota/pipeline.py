@@ -27,6 +27,7 @@ from .choices import extract_choice, option_letters, option_lines
 from .config import DEFAULT_BASE, QuotaConfig, get_config, resolve_config
 from .decouple import Decoupler
 from .errors import BudgetError, ConfigError, QuotaError
+from .reference import answer_question, reference_query
 from .scoring.question import scoring_question
 from .types import Answer, Clue, Frames, Plan, format_seconds, time_instruction
 
@@ -347,13 +348,18 @@ class QuoTA:
         *, formatted: str | None = None,
     ) -> str:
         """The user turn's text: time instruction (if on; LLaVA-Video's, :func:`~quota.types.time_instruction`,
-        listing ``timestamps``), question, lettered options, instruction, one per line; with ``formatted``,
-        the time instruction (if on) and ``formatted`` verbatim."""
+        listing ``timestamps``), then the question on the next line. With ``formatted``: ``formatted`` verbatim
+        (a benchmark harness's text). With options under ``prompts="paper"``: the reference's answer text
+        (:func:`quota.reference.answer_question`); under ``"quota"``: question, lettered options and
+        instruction, one per line. A question without options is used as it is."""
         parts = []
         if self._config.time_prompt:
             parts.append(time_instruction(duration, [float(t) for t in timestamps]))
         if formatted is not None:
             parts.append(formatted)
+            return "\n".join(parts)
+        if options and self._config.prompts == "paper":
+            parts.append(answer_question(reference_query(question, options)))
             return "\n".join(parts)
         parts.append(question.strip())
         if options:

@@ -25,6 +25,9 @@ _SIMPLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\
                    "t": "\t", "v": "\v"}
 _HEX = "0123456789abcdefABCDEF"
 _UNICODE_DIGITS = {"x": 2, "u": 4, "U": 8}
+#: Parentheses around an item that make Python's tokenizer give up (its nesting limit, MAXLEVEL, is 200 open
+#: brackets, the list's own included).
+_MAX_NESTING = 200
 
 
 class _Reject(Exception):
@@ -98,20 +101,25 @@ class _Reader:
                 raise _Reject("items must be separated by commas")
 
     def item(self) -> str:
-        """A string expression: adjacent literals, or one wrapped in parentheses (a tuple is not a string)."""
-        if self.peek() == "(":
+        """A string expression: adjacent literals, possibly wrapped in parentheses (a tuple is not a string).
+        Like Python's tokenizer, it refuses :data:`_MAX_NESTING` parentheses and more."""
+        depth = 0
+        while self.peek() == "(":
+            depth += 1
+            if depth >= _MAX_NESTING:
+                raise _Reject("too many nested parentheses")
             self.pos += 1
             self.skip()
-            value = self.item()
-            self.skip()
-            self.expect(")")  # "," here would make a tuple
-            return value
         parts = [self.literal()]
         while True:
             self.skip()
             if not self._starts_literal():
-                return "".join(parts)
+                break
             parts.append(self.literal())
+        for _ in range(depth):
+            self.skip()
+            self.expect(")")  # "," here would make a tuple
+        return "".join(parts)
 
     def _starts_literal(self) -> bool:
         text, i = self.text, self.pos

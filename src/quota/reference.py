@@ -95,6 +95,25 @@ def frame_question(objects: Sequence[str] | None, query: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Answer text of a multiple-choice question asked outside a benchmark harness (``quota ask``, the demo)
+# --------------------------------------------------------------------------------------------------------------
+# Source: MAC-AutoML/QuoTA, ``quota_pipeline.py``, the ``qs`` of the final ``llava_inference`` call (its letter list
+# "(A, B, C, or D)" is fixed, whatever the number of options). Benchmark runs use each harness's own text instead
+# (:mod:`quota.eval.prompts`).
+
+ANSWER_HEAD = (
+    "Select the best answer to the following multiple-choice question based on the video. Respond with only the "
+    "letter (A, B, C, or D) of the correct option. Question: "
+)
+ANSWER_TAIL = "\nThe best answer is:"
+
+
+def answer_question(query: str) -> str:
+    """The reference's multiple-choice answer text around ``query`` (:func:`reference_query`)."""
+    return ANSWER_HEAD + query + ANSWER_TAIL
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Conversation of the LLaVA base model (decoupling, answer, baseline)
 # --------------------------------------------------------------------------------------------------------------
 # Source: LLaVA-VL/LLaVA-NeXT, ``llava/conversation.py``: ``conv_qwen`` (registered as ``conv_templates["qwen_1_5"]``,
@@ -127,5 +146,5 @@ def video_message(placeholder: str, text: str) -> str:
 
 __all__ = [
     "DECOUPLE_INSTRUCTION", "DECOUPLE_MAX_NEW_TOKENS", "reference_query", "decouple_prompt", "FRAME_OBJECTS_HEAD",
-    "FRAME_OBJECTS_TAIL", "FRAME_NO_OBJECTS_TAIL", "frame_question", "QWEN_1_5", "qwen_1_5_prompt", "video_message",
+    "FRAME_OBJECTS_TAIL", "FRAME_NO_OBJECTS_TAIL", "frame_question", "ANSWER_HEAD", "ANSWER_TAIL", "answer_question", "QWEN_1_5", "qwen_1_5_prompt", "video_message",
 ]
