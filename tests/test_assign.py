@@ -37,6 +37,14 @@ def test_weights_follow_the_paper_formula():
     assert frame_weights(s).dtype == np.float64
 
 
+@pytest.mark.parametrize("scale", [1.0, 3.5, 100.0, 1e4])
+def test_the_weight_scale_cancels_out(scale):
+    s = np.array([0.02, 0.3, 0.31, 0.97])
+    for power in (1.0, 2.0, 3.0):
+        np.testing.assert_allclose(frame_weights(s, scale=scale, power=power), s**power / (s**power).sum(),
+                                   rtol=1e-12, atol=0)
+
+
 def test_all_zero_scores_give_uniform_weights():
     np.testing.assert_array_equal(frame_weights([0.0] * 8), np.full(8, 1 / 8))
 

@@ -703,3 +703,12 @@ def test_after_a_step_marker_parts_that_are_no_names_are_skipped():
     assert parse_clue("Step 3: [kite, x=1, beach]").objects == ("kite", "beach")
     # Without a marker the same line is not a list of names at all.
     assert parse_clue("man, dog (the main subjects)").objects is None
+
+
+@pytest.mark.parametrize("text", ["Step 3:\n- cat\n- dog", "Step 3: - cat\n- dog", "Step 3:\n\n* cat\n* dog\n"])
+def test_the_first_bullet_after_a_marker_is_kept(text):
+    assert parse_clue(text).objects == ("cat", "dog")
+
+
+def test_a_dash_before_a_single_line_is_still_dropped():
+    assert parse_clue("Step 3: - cat, dog").objects == ("cat", "dog")

@@ -126,12 +126,15 @@ def test_baseline_mode_uses_the_stock_video_path(llava_qa, video):
 
 
 def test_answer_prompt_has_time_instruction_and_options(llava_qa):
+    time = ("The video lasts for 12.50 seconds, and 2 frames are uniformly sampled from it. These frames are located "
+            "at 0.00s,6.25s.Please answer the following questions related to this video.\n")
     prompt = llava_qa.answer_prompt("Why?", ["A. yes", "B. no"], 12.5, [0.0, 6.25])
-    assert prompt == (
-        "The video lasts for 12.50 seconds, and 2 frames are uniformly sampled from it. These frames are located "
-        "at 0.00s,6.25s.Please answer the following questions related to this video.\n"
-        f"Why?\nA. yes\nB. no\n{MC_INSTRUCTION}"
-    )
+    assert prompt == time + (  # the reference's answer text (quota_pipeline.py; tests/test_reference_texts.py)
+        "Select the best answer to the following multiple-choice question based on the video. Respond with only the "
+        "letter (A, B, C, or D) of the correct option. Question: Why? A. yes. B. no.\nThe best answer is:")
+    ours = llava_qa.with_config(prompts="quota").answer_prompt("Why?", ["A. yes", "B. no"], 12.5, [0.0, 6.25])
+    assert ours == time + f"Why?\nA. yes\nB. no\n{MC_INSTRUCTION}"
+    assert llava_qa.answer_prompt("Why?", None, 12.5, [0.0, 6.25]) == time + "Why?"
 
 
 def _llava_vid_template() -> str:
