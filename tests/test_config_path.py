@@ -85,7 +85,7 @@ CHANGES = {
     "resize": "linspace", "newline": "none", "decouple": "none", "max_new_tokens": 2,
     "decouple_max_new_tokens": 9, "time_prompt": False, "baseline_frames": 3, "decode_max_side": 32,
     "grid_shape": "square", "time_frames": "kept",
-    "decode_max_pixels": 40 * 30, "decode_max_bytes": 10**6,
+    "decode_max_pixels": 40 * 30, "decode_max_bytes": 10**6, "decode_colors": "bt601",
     "encode_kept_only": False, "scorer_feature_cache": False, "decouple_early_stop": False,
     "prompts": "quota", "clue_parser": "quota", "chat_template": "model",
 }
@@ -129,6 +129,8 @@ def test_with_config_shares_cached_work_only_where_the_settings_agree(qwen_qa, v
     smaller = qwen_qa.with_config(decode_max_pixels=40 * 30)  # other decode size: decoded again
     assert "decode" not in smaller.plan(video, "Where is the ball?").reused
     assert smaller.plan(video, "Where is the ball?").frames.pixels.shape[1:3] == (30, 40)
+    recoloured = qwen_qa.with_config(decode_colors="bt601")  # other colour conversion: decoded again
+    assert "decode" not in recoloured.plan(video, "Where is the ball?").reused
     paired = qwen_qa.with_config(score_normalize="pair")  # other scores, same frames and clue
     again = paired.plan(video, "Where is the ball?")
     assert "score" not in again.reused and "decouple" in again.reused

@@ -43,6 +43,9 @@ CLUE_PARSERS = ("paper", "quota")
 #: The conversation around a LLaVA base model's turns: LLaVA-NeXT's ``qwen_1_5`` (``paper``) or the checkpoint's
 #: own chat template (``model``). Qwen bases always use their own.
 CHAT_TEMPLATES = ("paper", "model")
+#: How decoded frames are converted to RGB (see :mod:`quota.video.colors`): ``decord`` as the paper's
+#: decoder did (follows the stream's colour tags), ``bt601`` as quota did before (ignores them).
+DECODE_COLORS = ("decord", "bt601")
 CHOICES: dict[str, tuple[str, ...]] = {
     "allocation": ALLOCATION_MODES,
     "resize": RESIZE_METHODS,
@@ -51,6 +54,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decouple": DECOUPLE_MODES,
     "score_normalize": SCORE_NORMALIZATIONS,
     "time_frames": TIME_FRAMES,
+    "decode_colors": DECODE_COLORS,
     "attn_implementation": ATTN_IMPLEMENTATIONS,
     "prompts": PROMPT_STYLES,
     "clue_parser": CLUE_PARSERS,
@@ -123,6 +127,10 @@ class QuotaConfig:
         decode_max_bytes: all decoded frames of one video take at most this many bytes (ours; frames
             are scaled while decoding to fit, so memory is bounded for any length and size). ``None``:
             no limit. The default, 1.5 GiB, leaves 1080p frames untouched up to about 2.5 hours.
+        decode_colors: how decoded YUV frames become RGB: ``"decord"`` (paper: the conversion of decord,
+            which the reference code decodes with; it follows the stream's colour matrix and range tags,
+            e.g. BT.709) or ``"bt601"`` (ours, quota's earlier conversion: always BT.601, tags ignored).
+            See docs/video.md.
         encode_kept_only: the base model's vision tower encodes only the frames the plan gives tokens
             (ours; result-neutral: dropped frames never reach the model). Off: every sampled frame.
         scorer_feature_cache: a Qwen-VL scorer encodes each video's frames once and reuses the image
@@ -167,6 +175,7 @@ class QuotaConfig:
     decode_max_side: int | None = None
     decode_max_pixels: int | None = None
     decode_max_bytes: int | None = DEFAULT_DECODE_MAX_BYTES
+    decode_colors: str = "decord"
     encode_kept_only: bool = True
     scorer_feature_cache: bool = True
     decouple_early_stop: bool = True
@@ -206,6 +215,11 @@ class QuotaConfig:
         if pixels is None:
             pixels = DECODE_CAP_FACTOR * self.scorer_max_pixels
         return {"max_side": self.decode_max_side, "max_pixels": pixels, "max_bytes": self.decode_max_bytes}
+
+    def decode_options(self) -> dict[str, Any]:
+        """Every keyword argument of :func:`quota.video.load_frames` that this config decides about the
+        decoded pixels: :meth:`decode_limits` plus ``colors`` (``decode_colors``)."""
+        return {**self.decode_limits(), "colors": self.decode_colors}
 
     def replace(self, **overrides: Any) -> "QuotaConfig":
         """A copy with some fields changed; unknown names raise :class:`ConfigError`."""
@@ -417,5 +431,5 @@ __all__ = [
     "QuotaConfig", "DECODE_CAP_FACTOR", "DEFAULT_DECODE_MAX_BYTES", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
     "parse_setting", "field_names", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
     "DECOUPLE_MODES", "SCORE_NORMALIZATIONS", "GRID_SHAPES", "GRID_SHAPE_RULES", "TIME_FRAMES", "RESULT_NEUTRAL",
-    "ATTN_IMPLEMENTATIONS", "PROMPT_STYLES", "CLUE_PARSERS", "CHAT_TEMPLATES",
+    "ATTN_IMPLEMENTATIONS", "PROMPT_STYLES", "CLUE_PARSERS", "CHAT_TEMPLATES", "DECODE_COLORS",
 ]

@@ -38,7 +38,7 @@ CLUE_CACHE_SIZE = 256
 
 #: Settings that decide which frames are decoded (and so the frame, feature and score caches' video key).
 _FRAME_FIELDS = ("base_frames", "frames_per_hour", "max_frames", "max_fps", "decode_max_side", "decode_max_pixels",
-                 "decode_max_bytes")
+                 "decode_max_bytes", "decode_colors")
 #: Settings a scorer object is built with; changing one rebuilds the scorer around the same model.
 _SCORER_FIELDS = ("scorer_max_pixels", "scorer_batch_size", "scorer_vision_batch", "scorer_prefill_chunk",
                   "score_normalize")
@@ -430,7 +430,7 @@ class QuoTA:
             else:
                 from .video import load_frames
 
-                frames = load_frames(video, **self._config.decode_limits(), progress=not self.quiet,
+                frames = load_frames(video, **self._config.decode_options(), progress=not self.quiet,
                                      **self._config.sampling)
             work = self._cache.video = _VideoWork(key=key, frames=_Timed(frames, time.perf_counter() - start))
         assert work is not None
@@ -507,7 +507,7 @@ class QuoTA:
             return video.select(uniform_indices(len(video), self._config.baseline_frames))
         from .video import load_frames
 
-        return load_frames(video, n=self._config.baseline_frames, **self._config.decode_limits(),
+        return load_frames(video, n=self._config.baseline_frames, **self._config.decode_options(),
                            progress=not self.quiet)
 
 
