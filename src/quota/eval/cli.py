@@ -122,14 +122,20 @@ def run_config(args: argparse.Namespace) -> tuple[str, str, Any]:
     (the same rules as :func:`quota.cli.load_pipeline` and :meth:`quota.pipeline.QuoTA.from_pretrained`).
 
     With ``--baseline`` no scorer is loaded and the scorer is recorded as ``uniform``: the baseline never
-    scores frames, so its results do not depend on one.
+    scores frames, so its results do not depend on one. The answer's ``max_new_tokens`` is the benchmark's
+    own (:data:`quota.eval.generation.ANSWER_MAX_NEW_TOKENS`) unless ``--set max_new_tokens=N`` gives one.
     """
     from ..cli import command_config
     from ..config import DEFAULT_BASE
+    from .generation import answer_max_new_tokens
 
     config = command_config(args)
     if args.baseline:
         config = config.replace(scorer="uniform")
+    own = answer_max_new_tokens(get_spec(args.benchmark).name)
+    given = any(str(s).split("=", 1)[0].strip() == "max_new_tokens" for s in getattr(args, "settings", None) or [])
+    if own is not None and not given:
+        config = config.replace(max_new_tokens=own)
     return args.base or DEFAULT_BASE, config.scorer, config
 
 
