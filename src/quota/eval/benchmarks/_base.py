@@ -100,6 +100,7 @@ class Benchmark:
         skipped: one line per annotation row that was not a usable multiple-choice question
             (open-ended tasks, rows without options or with an answer that matches no option).
         annotations, videos: the paths the benchmark was loaded from.
+        duplicates: one line per question id the annotations repeat (the repeats are renamed ``id~2`` ...).
     """
 
     name: str
@@ -108,6 +109,7 @@ class Benchmark:
     skipped: list[str] = field(default_factory=list)
     annotations: str = ""
     videos: str = ""
+    duplicates: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -244,9 +246,14 @@ def split_embedded_options(question: str) -> tuple[str, list[str]]:
     return head, options
 
 
-def unique_ids(items: list[Item]) -> None:
-    """Make ids unique in place: a repeated id gets ``~2``, ``~3`` ... in annotation order."""
+def unique_ids(items: list[Item]) -> list[str]:
+    """Make ids unique in place: a repeated id gets ``~2``, ``~3`` ... in annotation order.
+
+    Returns:
+        one line per id that was repeated: the id, how often it occurs, and the new names.
+    """
     seen: dict[str, int] = {}
+    renamed: dict[str, list[str]] = {}
     for item in items:
         count = seen.get(item.id, 0) + 1
         seen[item.id] = count
@@ -256,7 +263,10 @@ def unique_ids(items: list[Item]) -> None:
                 count += 1
                 new = f"{item.id}~{count}"
             seen[new] = 1
+            renamed.setdefault(item.id, []).append(new)
             item.id = new
+    return [f"question id {old!r} occurs {len(new) + 1} times; the repeats are named {', '.join(new)}"
+            for old, new in renamed.items()]
 
 
 def assemble(
@@ -283,7 +293,7 @@ def assemble(
             skipped.append(str(row))
         else:
             items.append(row)
-    unique_ids(items)
+    duplicates = unique_ids(items)
     samples: list[Sample] = []
     missing: list[Sample] = []
     for item in items:
@@ -309,7 +319,7 @@ def assemble(
             fps=item.fps if path is not None and path.is_dir() else None,
         )
         (samples if path is not None else missing).append(sample)
-    bench = Benchmark(name, samples, missing, skipped, str(annotations), str(videos))
+    bench = Benchmark(name, samples, missing, skipped, str(annotations), str(videos), duplicates)
     if missing:
         shown = ", ".join(bench.missing_videos[:5]) + (" ..." if len(bench.missing_videos) > 5 else "")
         message = (
