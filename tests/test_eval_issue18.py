@@ -306,3 +306,51 @@ def test_row9_bad_row_is_named_and_duplicates_are_reported(tmp_path, capsys, tin
     err = capsys.readouterr().err
     assert err.count("occur more than once") == 1 and "'001-0' occurs 2 times" in err
     assert json.loads((run / "metrics.json").read_text())["run"]["duplicate_ids"] == bench.duplicates
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Row 1: MVBench's combined test.json as {"root", "meta"}; release JSON finding lmms-eval's <id>_<start>_<end> clips
+
+from test_mvbench_layouts import RELEASE, clip_folders, row as mv_row, touch, video_name  # noqa: E402
+
+
+@pytest.mark.parametrize("meta", ["by_task", "rows"])
+def test_row1_mvbench_root_meta_test_json_reads_all_twenty_tasks(tmp_path, meta):
+    from quota.eval import load_benchmark
+
+    root = tmp_path / "mvbench_video"
+    folders = clip_folders()
+    by_task = {}
+    for task, (_, bounded) in RELEASE.items():
+        name = video_name(task) if task != "episodic_reasoning" else f"{video_name(task)}.mp4"
+        by_task[task] = [mv_row(task, bounded, name)]
+        touch(root / folders[task] / name)
+    rows_ = by_task if meta == "by_task" else [dict(r, task_type=t) for t, rs in by_task.items() for r in rs]
+    (root / "test.json").write_text(json.dumps({"root": "/mnt/MVBench/video", "meta": rows_}))
+    for ann in (root / "test.json", root):
+        bench = load_benchmark("mvbench", ann, root)
+        assert not bench.missing and not bench.skipped
+        assert sorted(s.fields["task"] for s in bench) == sorted(RELEASE)
+
+
+def test_row1_release_json_finds_lmms_eval_clips_named_by_their_bounds(tmp_path):
+    from quota.eval import load_benchmark
+
+    root = tmp_path / "MVBench"
+    folders = clip_folders()
+    bounded = {t: v for t, v in RELEASE.items() if v[1]}
+    assert len(bounded) == 5
+    for task, (folder, _) in RELEASE.items():
+        (root / "json").mkdir(parents=True, exist_ok=True)
+        name = video_name(task) if task != "episodic_reasoning" else f"{video_name(task)}.mp4"
+        (root / "json" / f"{task}.json").write_text(json.dumps([mv_row(task, task in bounded, name)]))
+        if task in bounded:  # only lmms-eval's pre-cut clip is there: <id>_<start>_<end>.mp4
+            stem = name.rsplit(".", 1)[0]
+            touch(root / folders[task] / f"{stem}_2.0_6.5.mp4")
+        else:
+            touch(root / folders[task] / name)
+    bench = load_benchmark("mvbench", root / "json", root)
+    assert not bench.missing and sorted(s.fields["task"] for s in bench) == sorted(RELEASE)
+    for s in bench:
+        if s.fields["task"] in bounded:
+            assert s.video.endswith("_2.0_6.5.mp4") and (s.start, s.end) == (None, None)  # the clip is the part

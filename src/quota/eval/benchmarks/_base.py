@@ -145,7 +145,8 @@ class Item:
     """A parsed annotation row, before its video is looked up (loader-internal).
 
     ``prefixes`` are the sub-folders of the video folder to try, in order; a prefix in ``cut`` holds
-    clips already cut to ``[start, end]`` (the bounds are then dropped).
+    clips already cut to ``[start, end]`` (the bounds are then dropped); ``clips`` are other names such a
+    clip may have there (lmms-eval's ``<name>_<start>_<end>.mp4``), tried when ``video`` is not found.
     """
 
     id: str
@@ -158,6 +159,7 @@ class Item:
     start: float | None = None
     end: float | None = None
     cut: frozenset[str] = frozenset()
+    clips: tuple[str, ...] = ()
     allow_dir: bool = False
     formatted: str = ""
     fps: float | None = None
@@ -302,6 +304,10 @@ def assemble(
             dir_finder = dir_finder or VideoFinder(videos, allow_dirs=True)
             use = dir_finder
         path, prefix = use.find(item.video, item.prefixes)
+        for clip in item.clips if path is None else ():
+            path, prefix = use.find(clip, sorted(item.cut))
+            if path is not None:
+                break
         start, end = (None, None) if prefix in item.cut else (item.start, item.end)
         expected = path if path is not None else _expected(finder.root, item)
         sample = Sample(

@@ -103,6 +103,9 @@ def _json_records(data: Any, path: Path) -> list[dict[str, Any]]:
             raise BenchmarkError(f"{path} row {bad} (counted from 0) is a JSON {type(data[bad]).__name__}, not an "
                                  f"object: {json.dumps(data[bad])[:80]}; expected a list of JSON objects")
         return list(data)
+    if isinstance(data, dict) and "meta" in data and isinstance(data["meta"], (list, dict)):
+        # a combined file of the form {"root": <the author's video folder>, "meta": <the rows>}
+        return _json_records(data["meta"], path)
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
         if len(lists) == 1:
