@@ -354,3 +354,53 @@ def test_row1_release_json_finds_lmms_eval_clips_named_by_their_bounds(tmp_path)
     for s in bench:
         if s.fields["task"] in bounded:
             assert s.video.endswith("_2.0_6.5.mp4") and (s.start, s.end) == (None, None)  # the clip is the part
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Row 4: workers whose launcher is killed stop within a minute and free the lock; a rerun resumes
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the workers")
+def test_row4_killing_the_launcher_stops_the_workers(tmp_path, tiny_llava_ov):
+    from quota.eval.runlock import rank_running
+    from test_eval_cli import free_port
+
+    bench = write_benchmark(tmp_path / "b", 4, 1)
+    run = tmp_path / "run"
+    script = tmp_path / "hang.py"
+    script.write_text(HANG)
+    env = child_env()
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+         str(script), "vid3.mp4", *_argv(bench, run, tiny_llava_ov)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (rank_running(run, 0) and rank_running(run, 1)):
+        time.sleep(0.3)
+    workers = _children(launcher.pid)
+    assert len(workers) == 2
+    launcher.kill()  # SIGKILL: the launcher cannot pass anything on to its workers
+    launcher.wait()
+    start = time.monotonic()
+    while time.monotonic() - start < 60 and any(Path(f"/proc/{w}").exists() and
+                                                 "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+                                                 for w in workers):
+        time.sleep(0.5)
+    assert time.monotonic() - start < 60
+    assert not rank_running(run, 0) and not rank_running(run, 1)  # the lock is free
+    # a plain rerun resumes: the hung video is gone now, everything gets answered
+    assert main(_argv(bench, run, tiny_llava_ov)) == 0
+    assert len(rows(run)) == 4
