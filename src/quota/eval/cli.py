@@ -121,6 +121,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="questions whose video is missing: skip them (default) or stop before running")
     g.add_argument("--retry-errors", action="store_true",
                    help="ask again the questions stored with an error (they are otherwise done)")
+    g.add_argument("--no-read-ahead", action="store_true",
+                   help="read each video only when its first question comes (default: the next video is read "
+                        "while the models answer the current one; same results)")
     g.add_argument("--read-timeout", type=float, metavar="SECONDS", default=READ_TIMEOUT_S,
                    help=f"most seconds one video may take to read before its questions are recorded as errors "
                         f"and the run goes on (default {READ_TIMEOUT_S:g}; 0: no limit)")
@@ -232,16 +235,18 @@ def _wait_for_all(store: RunStore, info: DistInfo, ids: Sequence[str], args: arg
 
     It waits as long as an unfinished rank is running (its lock is held), and gives up once none of them has
     been running for :data:`RANK_ABSENT_S` seconds (killed, or started by hand and not started yet). Any rank
-    that finishes last writes the report, so the ranks started later merge the results themselves."""
+    that finishes last while rank 0 is not running writes the report, so ranks started later merge the results
+    themselves. Returns whether this rank should write the report."""
     if info.world_size <= 1:
         return True
     from .runlock import rank_running
     from .runner import pending_ranks
 
-    if not pending_ranks(store, info.world_size) and not (set(ids) - store.done_ids(retry_errors=False)):
+    finished = not pending_ranks(store, info.world_size) and not (set(ids) - store.done_ids(retry_errors=False))
+    if not info.is_main:  # the last rank writes the report only when rank 0 is not there to do it
+        return finished and not rank_running(store.run_dir, 0)
+    if finished:
         return True
-    if not info.is_main:
-        return False
     _say(args, f"waiting for the other ranks to finish (as long as they run; at most {RANK_ABSENT_S:g} s "
                "for ranks that are not running)")
     done = wait_for_ranks(store, info.world_size, ids, poll_s=WAIT_POLL_S, quiet=True,
@@ -525,7 +530,7 @@ def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore,
         qa.quiet = True  # one progress bar for the run, none per question (scoring)
         if hasattr(qa.scorer, "quiet"):
             qa.scorer.quiet = True
-        answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=True,
+        answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=not args.no_read_ahead,
                                    read_timeout_s=args.read_timeout or None)
     else:
         _say(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
