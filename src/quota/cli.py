@@ -227,10 +227,14 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
         from .models.loading import load_config
 
         context = context_tokens(load_config(base, trust_remote_code=args.trust_remote_code))
+    check_budget(config.budget, frames=frames, context=context, reserve=text_reserve(frames, config))
+
+
+def text_reserve(frames: int, config: QuotaConfig) -> int:
+    """Context positions to keep for the text next to ``config.budget`` visual tokens on ``frames`` frames."""
     # room for the text: the prompt with one time stamp per frame, the answer, and newline tokens: at most one
     # per grid row, and the rows of all frames add up to at most sqrt(frames * budget) (Cauchy-Schwarz)
-    reserve = 128 + 8 * frames + config.max_new_tokens + math.isqrt(frames * config.budget) + 1
-    check_budget(config.budget, frames=frames, context=context, reserve=reserve)
+    return 128 + 8 * frames + config.max_new_tokens + math.isqrt(frames * config.budget) + 1
 
 
 def _check_report_path(path: str | None) -> None:
@@ -481,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit with status 2 here
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed (to say how to resume)
     import warnings
 
     try:
