@@ -113,6 +113,21 @@ def test_the_setting_reaches_the_pipeline(videos):
         assert np.array_equal(got.pixels, want.pixels)
 
 
+@pytest.mark.parametrize("part", [False, True], ids=["whole video", "part of a video"])
+def test_quota_eval_reads_with_the_setting(videos, part):
+    from quota.eval.benchmarks import Sample
+    from quota.eval.pipeline_answer import PipelineAnswer
+
+    path = str(videos["bt709"])
+    start, end = (0.0, 0.4) if part else (None, None)
+    sample = Sample(id="q", video=path, question="q?", options=["a", "b"], answer="A", start=start, end=end)
+    pixels = {}
+    for colors in DECODE_COLORS:
+        qa = QuoTA(None, UniformScorer(), get_config("paper", decode_colors=colors, base_frames=3), quiet=True)
+        pixels[colors] = PipelineAnswer(qa)._read(sample).pixels
+    assert np.abs(pixels["decord"].astype(int) - pixels["bt601"].astype(int)).max() > 15
+
+
 def test_unknown_colors_are_config_errors(videos):
     with pytest.raises(ConfigError, match="colour"):
         load_frames(videos[None], n=2, colors="bt2020")

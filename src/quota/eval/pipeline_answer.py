@@ -62,13 +62,14 @@ def clip_frames(
     fps: float | None = None,
     max_pixels: int | None = None,
     max_bytes: int | None = None,
+    colors: str = "decord",
 ) -> Frames:
     """The sampled frames of the part ``[start, end]`` (seconds) of a video, as if it were a video of its own.
 
     The frames inside the part are picked with ``n`` uniform frames when ``n`` is given (the baseline),
     else with the paper's rule on the part's frame count (``sampling``: ``base``, ``per_hour``,
     ``max_frames``; see :func:`quota.video.sample_indices`). ``max_side``, ``max_pixels`` and ``max_bytes``
-    bound the decoded frames as in :func:`quota.video.load_frames`.
+    bound the decoded frames and ``colors`` converts them, as in :func:`quota.video.load_frames`.
 
     Returns:
         :class:`Frames` whose ``indices`` are frame numbers in the file, ``timestamps`` seconds since the
@@ -96,7 +97,7 @@ def clip_frames(
     fps = float(index.fps) if index.fps and index.fps > 0 else 1.0
     picks = uniform_indices(len(inside), n) if n is not None else sample_indices(len(inside), fps, **(sampling or {}))
     frames = load_frames(path, indices=inside[np.asarray(picks, dtype=np.int64)].tolist(), max_side=max_side,
-                         frame_fps=fps, max_pixels=max_pixels, max_bytes=max_bytes)
+                         frame_fps=fps, max_pixels=max_pixels, max_bytes=max_bytes, colors=colors)
     first = float(times[inside[0]])
     span = float(times[inside[-1]]) - first + 1.0 / fps
     return Frames(
@@ -192,7 +193,7 @@ class PipelineAnswer:
     def _key(self, sample: Sample) -> tuple[Any, ...]:
         cfg = self.qa.config
         return (os.path.abspath(sample.video), sample.start, sample.end, sample.fps, self.baseline,
-                cfg.baseline_frames, tuple(sorted(cfg.sampling.items())), tuple(sorted(cfg.decode_limits().items())))
+                cfg.baseline_frames, tuple(sorted(cfg.sampling.items())), tuple(sorted(cfg.decode_options().items())))
 
     def _read(self, sample: Sample) -> Frames:
         """The frames the pipeline gets for ``sample``: the baseline's uniform ones, a part's, a frame folder's
@@ -205,11 +206,11 @@ class PipelineAnswer:
         n = cfg.baseline_frames if self.baseline else None
         if sample.start is not None or sample.end is not None:
             return clip_frames(sample.video, sample.start, sample.end, n=n, sampling=cfg.sampling,
-                               fps=sample.fps, **cfg.decode_limits())
+                               fps=sample.fps, **cfg.decode_options())
         from ..video import load_frames
 
         sampling = {} if n is not None else cfg.sampling
-        return load_frames(sample.video, n=n, frame_fps=sample.fps, **cfg.decode_limits(), **sampling)
+        return load_frames(sample.video, n=n, frame_fps=sample.fps, **cfg.decode_options(), **sampling)
 
     def prefetch(self, sample: Sample | None) -> None:
         """Read ``sample``'s frames in the background (no-op when prefetching is off, for the current video,
