@@ -142,8 +142,12 @@ def _verbose_timings(args: argparse.Namespace, timings: dict[str, float]) -> Non
 
 
 def base_model(args: argparse.Namespace, config: QuotaConfig, *, plan_only: bool = False) -> str | None:
-    """The base model to load: ``--base``, the paper's by default, none for plans with the uniform scorer."""
-    if args.base is None and plan_only and config.scorer == "uniform":
+    """The base model to load: ``--base``, the paper's by default, none for plans whose scorer reads no clue (no
+    query decoupling to run: ``uniform``)."""
+    from .scoring.registry import read_scorer
+
+    choice = read_scorer(config.scorer)
+    if args.base is None and plan_only and not choice.is_base and not choice.uses_clue:
         return None
     return args.base or DEFAULT_BASE
 
@@ -160,8 +164,10 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
         quiet_libraries()
     from .pipeline import QuoTA
 
+    from .scoring.registry import read_scorer
+
     what = [f"base {base}"] if base else []
-    if config.scorer not in ("uniform", "base"):
+    if read_scorer(config.scorer).loads_checkpoint:
         what.append(f"scorer {config.scorer}")
     if what:
         _status(args, "loading " + ", ".join(what))
@@ -215,7 +221,9 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
     check_outputs(outputs, [args.video], force=getattr(args, "force", False))
     check_device(args.device)
     index = check_video(args.video)
-    scorer = None if baseline or config.scorer in ("uniform", "base") else config.scorer
+    from .scoring.registry import read_scorer
+
+    scorer = None if baseline else read_scorer(config.scorer).checkpoint or None
     sources = resolve_sources({"base": base, "scorer": scorer})
     if baseline:
         return

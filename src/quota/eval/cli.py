@@ -409,10 +409,11 @@ def eval_preflight(args: argparse.Namespace, base: str, config: Any) -> None:
     """
     from ..cli import text_reserve
     from ..preflight import check_budget, context_tokens, resolve_sources
+    from ..scoring.registry import read_scorer
 
     if args.read_timeout is not None and (args.read_timeout < 0 or args.read_timeout != args.read_timeout):
         raise ConfigError(f"--read-timeout must be 0 (no limit) or more seconds, got {args.read_timeout}")
-    scorer = None if args.baseline or config.scorer in ("uniform", "base") else config.scorer
+    scorer = None if args.baseline else read_scorer(config.scorer).checkpoint or None
     sources = resolve_sources({"base": base, "scorer": scorer})
     if args.baseline or not any(s.role == "base" for s in sources):
         return
