@@ -55,10 +55,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
-            if int(declared) > limit:
-                raise too_big
+            length = int(declared)
         except ValueError:
             raise RequestRefused("bad Content-Length header", code="invalid_request") from None
+        if length > limit:
+            raise too_big
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -185,8 +186,12 @@ def make_server(service: Service, host: str, port: int, *, log_level: str = "war
                 on_started(self)
 
         def handle_exit(self, sig: int, frame: Any) -> None:  # the signal handler: shutdown begins
-            service.worker.close(wait=False)
+            # on another thread: a signal handler must not wait for the worker's lock
+            threading.Thread(target=service.worker.close, kwargs={"wait": False}, daemon=True).start()
             super().handle_exit(sig, frame)
+            # uvicorn raises the signal again once it has stopped, which would end the process before the
+            # spool is removed; the shutdown is complete and clean, so the command returns 0 instead
+            self._captured_signals.clear()
 
     config = uvicorn.Config(build_app(service), host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=graceful_seconds, lifespan="off")

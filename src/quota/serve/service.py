@@ -68,7 +68,9 @@ class Completion:
     Attributes:
         text: the generated text.
         usage: ``prompt_tokens`` (the request's text tokens plus the visual positions), ``completion_tokens``,
-            ``total_tokens``, ``visual_tokens`` (the plan's tokens; ``None`` for the baseline).
+            ``total_tokens``, ``visual_tokens`` (the plan's tokens; ``None`` for the baseline). Text is counted with
+            the base model's tokenizer (the answer re-tokenized, at most ``max_new_tokens``); the chat template
+            and the time instruction are not counted.
         finish_reason: ``length`` when the answer used all of ``max_new_tokens``, else ``stop``.
         extension: the ``quota`` field: plan summary, timings, stages reused, seconds in the queue.
     """
@@ -193,7 +195,7 @@ class Service:
         qa = self.pipeline_for(request.config)
         answer = qa.answer(prepared.video.path, request.question, request.options, baseline=request.baseline,
                            formatted=request.formatted)
-        completion_tokens = self._count(answer.text)
+        completion_tokens = min(self._count(answer.text), request.config.max_new_tokens)
         text_tokens = self._count(request.text)
         plan = answer.plan
         visual = None if plan is None else int(plan.tokens)
