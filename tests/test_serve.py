@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -56,6 +57,25 @@ def messages(url: str, text: str = MC_TEXT) -> list[dict]:
 
 def body(url: str, text: str = MC_TEXT, **extra) -> dict:
     return {"model": MODEL, "messages": messages(url, text), **extra}
+
+
+def read_reply(sock: socket.socket, first: bytes = b"") -> bytes:
+    """One HTTP reply from ``sock``: the head and ``Content-Length`` bytes of body (or what came before EOF)."""
+    data = first
+    while True:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            if len(rest) >= length:
+                return data
+        try:
+            more = sock.recv(65536)
+        except OSError:
+            return data
+        if not more:
+            return data
+        data += more
 
 
 def rss_mb() -> float:
@@ -149,7 +169,7 @@ def test_requests_are_read_like_the_command_line():
         ({"messages": [{"role": "user", "content": "no video here"}]}, "no video"),
         ({"messages": [{"role": "user", "content": [{"type": "text", "text": "Q?"}]}]}, "exactly one video_url"),
         ({"messages": [{"role": "user", "content": [*messages("a.mp4")[0]["content"], *messages("b.mp4")[0]["content"]]}]},
-         "exactly one video_url, got 2"),
+         "exactly one video_url part, got 2"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "image_url"),
         ({"messages": messages("x.mp4", "  ")}, "no question"),
         ({**body("x.mp4"), "n": 2}, "one choice"),
@@ -365,7 +385,7 @@ def test_hostile_input_gets_one_clear_error_and_the_server_keeps_serving(server,
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
         s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
                   f"Content-Type: application/json\r\nContent-Length: {2 * 1024 ** 3}\r\n\r\n".encode() + b"{" * 1000)
-        head = s.recv(65536).decode(errors="replace")
+        head = read_reply(s).decode(errors="replace")
     assert head.startswith("HTTP/1.1 413") and "max-upload-mb" in head
     # ... and, sent in chunks without a length, cut off once it passes the limit (1 MB here)
     sent = 0
@@ -374,22 +394,16 @@ def test_hostile_input_gets_one_clear_error_and_the_server_keeps_serving(server,
                   "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
         chunk = b"%x\r\n%s\r\n" % (1 << 16, b"a" * (1 << 16))
         reply = b""
-        s.settimeout(0.2)
-        while sent < 2 * 1024 ** 3 and not reply:
+        while sent < 2 * 1024 ** 3:
+            if select.select([s], [], [], 0.001)[0]:  # the server answered: stop sending
+                break
             try:
                 s.sendall(chunk)
-                sent += 1 << 16
-                reply = s.recv(65536)
-            except socket.timeout:
-                continue
             except OSError:  # the server closed the connection after answering
                 break
-        s.settimeout(30)
-        try:
-            reply += s.recv(65536)
-        except OSError:
-            pass
-    assert reply.startswith(b"HTTP/1.1 413") and sent < 8 * (1 << 20)  # stopped within a few MB of the 1 MB limit
+            sent += 1 << 16
+        reply = read_reply(s, reply)
+    assert reply.startswith(b"HTTP/1.1 413") and b"max-upload-mb" in reply and sent < 8 * (1 << 20)  # stopped within a few MB of the 1 MB limit
     still_serving(server)
     ok = post(server, body(url))
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
@@ -448,6 +462,27 @@ def test_bounded_load_answers_or_refuses_every_request(server, media):
     still_serving(server)
 
 
+def test_timeouts_and_server_faults(qa, media, tmp_path):
+    from quota.serve.app import error_response
+
+    # a fault that is not bad input: 500, one line, the type named, no traceback in the body
+    fault = error_response(RuntimeError("CUDA out of memory\nmore"))
+    assert fault.status_code == 500
+    message = json.loads(fault.body)["error"]["message"]
+    assert message.startswith("quota: error: internal error (RuntimeError)") and "\n" not in message
+    # a request that cannot be answered within --timeout: 504, plain or as an error event in a stream
+    service = Service(qa, ServeSettings(model=MODEL, timeout=0.001), tmp_path / "spool")
+    with BackgroundServer(service) as srv:
+        r = httpx.post(srv.url + "/v1/chat/completions", json=body(data_url(media["clip"])), timeout=60)
+        assert r.status_code == 504 and "--timeout" in r.json()["error"]["message"]
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(model=MODEL, messages=messages(data_url(media["clip"])), stream=True)
+        with pytest.raises(openai.APIError, match="--timeout"):
+            list(stream)
+        assert httpx.get(srv.url + "/health", timeout=30).json()["status"] == "ok"
+    assert service.worker.stats.completed == 0 and not service.worker.alive
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The command line: start, answer, shut down cleanly
 # ---------------------------------------------------------------------------------------------------------
@@ -458,7 +493,9 @@ def test_quota_serve_command_answers_and_shuts_down_cleanly(tiny_llava_ov, media
 
     assert main(["serve", "--videos", str(tmp_path / "none"), "--base", str(tiny_llava_ov)]) == 2
     assert main(["serve", "--max-queue", "0", "--base", str(tiny_llava_ov)]) == 2
-    env = dict(os.environ, QUOTA_API_KEY=KEY, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    scratch = tmp_path / "tmp"  # the server's temporary files (the upload spool) go here
+    scratch.mkdir()
+    env = dict(os.environ, QUOTA_API_KEY=KEY, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TMPDIR=str(scratch))
     cmd = [sys.executable, "-m", "quota.cli", "serve", "--base", str(tiny_llava_ov), "--scorer", "uniform",
            "--port", "0", "--videos", str(media["folder"]), "--served-model-name", MODEL, "--max-queue", "4", *FAST]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -467,8 +504,9 @@ def test_quota_serve_command_answers_and_shuts_down_cleanly(tiny_llava_ov, media
         assert line.startswith(f"quota serve: {MODEL} on http://127.0.0.1:"), line + proc.stderr.read()
         base_url = line.split(" on ")[1].split()[0]
         client = openai.OpenAI(base_url=base_url, api_key=KEY, max_retries=0, timeout=120)
-        first = client.chat.completions.create(model=MODEL, messages=messages("clip.mp4"))
+        first = client.chat.completions.create(model=MODEL, messages=messages(data_url(media["clip"])))
         assert first.choices[0].message.content and first.model_extra["quota"]["plan"]["sampled"] == 8
+        assert len(list(scratch.glob("quota-serve-*/*.mp4"))) == 1  # the upload, under its content hash
         # several long requests, then SIGTERM while one runs and others wait
         replies: list[httpx.Response | Exception] = []
         slow = body("clip.mp4", "Describe the video.", quota={"max_new_tokens": 48})
@@ -500,10 +538,12 @@ def test_quota_serve_command_answers_and_shuts_down_cleanly(tiny_llava_ov, media
     assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses
     for r in replies:
         if r.status_code == 503:
-            assert "shut down" in r.json()["error"]["message"] and r.headers["retry-after"] == "1"
+            message = r.json()["error"]["message"]
+            assert ("server shut down" in message or "shutting down" in message) and r.headers["retry-after"] == "1"
     err = proc.stderr.read()
     assert f"stopped; {1 + statuses.count(200)} requests answered" in err
     assert "Traceback" not in err
+    assert list(scratch.glob("quota-serve-*")) == []  # the spool went with the server
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -628,7 +668,8 @@ def test_lmms_eval_openai_compatible_matches_quota_eval(qa, tiny_llava_ov, tiny_
         # the model read the same words about the same file, and wrote the same answer
         assert request.text == PipelineAnswer(qa).formatted(sample) == samples[qid]["input"]
         assert request.options == list(sample.options) and os.path.samefile(path, sample.video)
-        assert done.text == row["text"] == samples[qid]["filtered_resps"]
+        assert done.text == row["prediction"] == samples[qid]["filtered_resps"]
+        assert done.extension["choice"] == row["choice"]
         plan = done.extension["plan"]
         assert (plan["sampled"], plan["kept"], plan["tokens"]) == (row["plan"]["sampled"], row["plan"]["kept"],
                                                                     row["plan"]["tokens"])
