@@ -182,6 +182,13 @@ def test_requests_are_read_like_the_command_line():
         assert info.value.status == 400
 
 
+def test_the_parser_imports_no_web_stack_and_no_torch():
+    code = ("import sys; from quota.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'torch', 'openai') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+
+
 def test_video_store_reads_only_uploads_and_the_folder(tmp_path, media):
     store = VideoStore(tmp_path / "spool", media["folder"], keep=2)
     a, b = store.open(data_url(media["clip"])), store.open(data_url(media["clip"]))
@@ -471,16 +478,26 @@ def test_timeouts_and_server_faults(qa, media, tmp_path):
     message = json.loads(fault.body)["error"]["message"]
     assert message.startswith("quota: error: internal error (RuntimeError)") and "\n" not in message
     # a request that cannot be answered within --timeout: 504, plain or as an error event in a stream
-    service = Service(qa, ServeSettings(model=MODEL, timeout=0.001), tmp_path / "spool")
+    service = Service(qa, ServeSettings(model=MODEL, timeout=1.0), tmp_path / "spool")
+    gate = threading.Event()
     with BackgroundServer(service) as srv:
+        busy = service.worker.submit(lambda: gate.wait(30), timeout=30)  # the worker is taken meanwhile
+        start = time.monotonic()
         r = httpx.post(srv.url + "/v1/chat/completions", json=body(data_url(media["clip"])), timeout=60)
-        assert r.status_code == 504 and "--timeout" in r.json()["error"]["message"]
+        assert r.status_code == 504 and "--timeout of 1 s" in r.json()["error"]["message"]
+        assert 1.0 <= time.monotonic() - start < 10
         client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
         stream = client.chat.completions.create(model=MODEL, messages=messages(data_url(media["clip"])), stream=True)
         with pytest.raises(openai.APIError, match="--timeout"):
             list(stream)
+        gate.set()
+        busy.result(30)
         assert httpx.get(srv.url + "/health", timeout=30).json()["status"] == "ok"
-    assert service.worker.stats.completed == 0 and not service.worker.alive
+        stats, deadline = service.worker.stats, time.monotonic() + 10
+        while stats.cancelled + stats.expired < 2 and time.monotonic() < deadline:  # the worker skips them
+            time.sleep(0.01)
+        assert (stats.cancelled + stats.expired, stats.completed, service.worker.waiting) == (2, 1, 0)
+    assert service.worker.stats.completed == 1 and not service.worker.alive  # only the blocking job ran
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -162,9 +162,12 @@ class Service:
         Raises:
             RequestRefused: 429 (queue full) or 503 (shutting down); the video is released then.
         """
-        remaining = self.settings.timeout - (time.monotonic() - prepared.received)
+        remaining = self.deadline(prepared)
         try:
-            future = self.worker.submit(lambda: self.answer(prepared), timeout=max(remaining, 0.0))
+            if remaining <= 0:
+                raise RequestRefused(f"no answer within the server's --timeout of {self.settings.timeout:g} s",
+                                     status=504, kind="timeout_error", code="timeout")
+            future = self.worker.submit(lambda: self.answer(prepared), timeout=remaining)
         except BaseException:
             prepared.video.release()
             raise

@@ -108,7 +108,7 @@ class Worker:
             if not job.future.set_running_or_notify_cancel():
                 self.stats.cancelled += 1
                 continue
-            if time.monotonic() > job.deadline:
+            if time.monotonic() >= job.deadline:
                 self.stats.expired += 1
                 job.future.set_exception(RequestRefused(
                     "the request waited longer than the server's --timeout in the queue", status=504,
