@@ -111,12 +111,22 @@ def build_app(service: Service) -> FastAPI:
     async def models() -> dict[str, Any]:
         return models_body(settings.model, service.started)
 
+    # Requests reading their body or being checked (this runs on one event loop: a plain counter will do).
+    # Room for one more than the queue holds: no more bodies than that are in memory at once.
+    arriving = [0]
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         try:
-            body = await read_body(request, settings.max_upload_bytes)
-            prepared = await run_in_threadpool(service.prepare, body)
-            future = service.submit(prepared)
+            if arriving[0] > service.worker.max_queue or service.worker.waiting >= service.worker.max_queue:
+                raise service.worker.busy()  # refused before its body is read
+            arriving[0] += 1
+            try:
+                body = await read_body(request, settings.max_upload_bytes)
+                prepared = await run_in_threadpool(service.prepare, body)
+                future = service.submit(prepared)
+            finally:
+                arriving[0] -= 1
         except Exception as exc:
             return error_response(exc)
         cid, created = completion_id(), int(time.time())

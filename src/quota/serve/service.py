@@ -19,7 +19,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..config import QuotaConfig
-from ..errors import QuotaError
 from .media import SPOOL_FILES, VideoRef, VideoStore
 from .protocol import ChatRequest, RequestRefused, parse_chat_request
 from .worker import Worker
@@ -238,9 +237,4 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-def is_client_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is bad input (a :class:`~quota.errors.QuotaError`) rather than a server fault."""
-    return isinstance(exc, QuotaError)
-
-
-__all__ = ["Service", "ServeSettings", "Prepared", "Completion", "plan_extension", "is_client_error", "VARIANTS"]
+__all__ = ["Service", "ServeSettings", "Prepared", "Completion", "plan_extension", "VARIANTS"]

@@ -91,14 +91,16 @@ class Worker:
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
-                self.stats.refused += 1
-                raise RequestRefused(
-                    f"the server is busy: {self.max_queue} requests are waiting; retry later",
-                    status=429, kind="rate_limit_error", code="queue_full",
-                    headers={"Retry-After": str(self.retry_after())},
-                ) from None
+                raise self.busy() from None
             self.stats.submitted += 1
         return job.future
+
+    def busy(self) -> RequestRefused:
+        """The 429 refusal for a request that finds no room (counted in ``stats.refused``)."""
+        self.stats.refused += 1
+        return RequestRefused(f"the server is busy: {self.max_queue} requests are waiting; retry later",
+                              status=429, kind="rate_limit_error", code="queue_full",
+                              headers={"Retry-After": str(self.retry_after())})
 
     def _loop(self) -> None:
         while True:
