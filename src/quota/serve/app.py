@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -35,13 +36,18 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", code:
     return JSONResponse(error_body(message, kind, code), status_code=status, headers=headers)
 
 
-def error_response(exc: BaseException) -> JSONResponse:
+def error_response(exc: BaseException, hide: str | None = None) -> JSONResponse:
     """The OpenAI error body for ``exc`` with the command line's one-line message: a refusal's own status,
-    400 for any other bad input, 500 (logged with its traceback) for a fault of the server."""
+    400 for any other bad input, 500 (logged with its traceback) for a fault of the server. ``hide``: a folder
+    whose path is cut from the message (the upload spool: clients see the upload's own file name)."""
+    def line() -> str:
+        text = error_line(exc)  # type: ignore[arg-type]
+        return text.replace(hide.rstrip(os.sep) + os.sep, "") if hide else text
+
     if isinstance(exc, RequestRefused):
-        return _error(exc.status, error_line(exc), exc.kind, exc.code, exc.headers)
+        return _error(exc.status, line(), exc.kind, exc.code, exc.headers)
     if isinstance(exc, QuotaError):
-        return _error(400, error_line(exc), "invalid_request_error", type(exc).__name__)
+        return _error(400, line(), "invalid_request_error", type(exc).__name__)
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     return _error(500, f"quota: error: internal error ({type(exc).__name__}); the server keeps serving",
                   "server_error", "internal_error")
@@ -80,6 +86,7 @@ def build_app(service: Service) -> FastAPI:
     app = FastAPI(title="quota serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
     key = settings.api_key.encode() if settings.api_key else None
+    hide = str(service.videos.spool)
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Any:
@@ -99,7 +106,7 @@ def build_app(service: Service) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def any_error(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(exc)
+        return error_response(exc, hide)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -122,13 +129,17 @@ def build_app(service: Service) -> FastAPI:
                 raise service.worker.busy()  # refused before its body is read
             arriving[0] += 1
             try:
-                body = await read_body(request, settings.max_upload_bytes)
+                try:  # a client that sends its body slowly holds a place: no longer than --timeout
+                    body = await asyncio.wait_for(read_body(request, settings.max_upload_bytes), settings.timeout)
+                except asyncio.TimeoutError:
+                    raise RequestRefused(f"the request body did not arrive within the server's --timeout of "
+                                         f"{settings.timeout:g} s", status=408, code="timeout") from None
                 prepared = await run_in_threadpool(service.prepare, body)
                 future = service.submit(prepared)
             finally:
                 arriving[0] -= 1
         except Exception as exc:
-            return error_response(exc)
+            return error_response(exc, hide)
         cid, created = completion_id(), int(time.time())
         if prepared.request.stream:
             return StreamingResponse(_events(service, prepared, future, cid, created), media_type="text/event-stream",
@@ -136,7 +147,7 @@ def build_app(service: Service) -> FastAPI:
         try:
             done = await _wait(service, prepared, future)
         except Exception as exc:
-            return error_response(exc)
+            return error_response(exc, hide)
         return completion_body(cid, settings.model, done.text, done.usage, done.finish_reason, done.extension, created)
 
     return app
@@ -163,7 +174,7 @@ async def _events(service: Service, prepared: Prepared, future: Any, cid: str, c
         try:
             done = await _wait(service, prepared, future)
         except Exception as exc:
-            response = error_response(exc)
+            response = error_response(exc, str(service.videos.spool))
             yield f"data: {response.body.decode()}\n\n"
             yield "data: [DONE]\n\n"
             return
