@@ -46,6 +46,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("quota.eval.cli", "add_eval_parser"),
     ("quota.eval.cli", "add_report_parser"),
     ("quota.demo", "add_demo_parser"),
+    ("quota.serve", "add_serve_parser"),
 )
 
 
