@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ConfigError, FramesError
+from .tokens import newline_count
 
 
 def format_seconds(seconds: float) -> str:
@@ -302,8 +303,6 @@ class Plan:
     @property
     def newline_tokens(self) -> int:
         """Newline tokens the model input adds under :attr:`newline` (``row``: ``Σ h``)."""
-        from .assign import newline_count
-
         return newline_count(self.grids, self.newline)
 
     @property
