@@ -102,11 +102,11 @@ def _argv(bench, out, base, *extra):
 
 
 def test_row2_budget_above_the_context_is_refused_before_loading(tmp_path, capsys, tiny_llava_ov, monkeypatch):
-    import quota.cli as qcli
+    import quota.commands as qcommands
 
     bench = write_benchmark(tmp_path / "b", 1, 1)
     loaded = []
-    monkeypatch.setattr(qcli, "load_pipeline", lambda *a, **k: loaded.append(1))
+    monkeypatch.setattr(qcommands, "load_pipeline", lambda *a, **k: loaded.append(1))
     assert main(_argv(bench, tmp_path / "run", tiny_llava_ov, "--budget", "10000000")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("quota: error:") and "context" in err

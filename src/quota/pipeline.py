@@ -524,6 +524,15 @@ def _config_and_scorer(preset: str | QuotaConfig, overrides: dict[str, Any], sco
     return config.replace(scorer=str(name)), scorer
 
 
+def load_precision(device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> tuple[str, str]:
+    """``(device class, dtype)`` that :meth:`QuoTA.from_pretrained` loads the models in for these arguments
+    (``("cuda", "bfloat16")``, ``("cpu", "float32")`` ...), worked out without loading anything."""
+    from .models.loading import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    return dev.type, str(resolve_dtype(dtype, dev)).replace("torch.", "")
+
+
 def _video_key(video: Any, config: QuotaConfig) -> tuple[Any, ...]:
     """What decides a video's sampled frames: the file (path, size, modification time) or the given
     :class:`Frames` object, and the frame settings."""
@@ -548,4 +557,4 @@ def _timer(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
-__all__ = ["QuoTA", "DEFAULT_BASE", "MC_INSTRUCTION"]
+__all__ = ["QuoTA", "DEFAULT_BASE", "MC_INSTRUCTION", "load_precision"]

@@ -28,7 +28,7 @@ DEFAULT_PORT = 7860
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     """The ``quota demo`` subcommand (listed in :data:`quota.cli.COMMANDS`)."""
-    from ..cli import add_model_options
+    from ..commands import add_model_options
 
     p = subparsers.add_parser(
         "demo", help="a local web page: ask about a video, see which frames get how many tokens",
@@ -68,7 +68,7 @@ def _import_gradio() -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Load the models, serve the page until interrupted. Returns the exit status."""
-    from ..cli import _status, load_pipeline
+    from ..commands import load_pipeline, status
     from .app import build_app, launch
     from .session import DemoSession
 
@@ -85,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
     print(f"quota demo: serving on {url} (Ctrl+C stops it)", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        _status(args, f"bound to {args.host}: other machines on the network can reach this page")
+        status(args, f"bound to {args.host}: other machines on the network can reach this page")
     try:
         app.block_thread()
     finally:

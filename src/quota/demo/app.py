@@ -60,11 +60,11 @@ def _e(value: Any) -> str:
 def error_line(exc: BaseException) -> str:
     """The line the command line prints for ``exc`` (``quota: error: ...``); anything else (a bug) is named
     by its type on one line too."""
-    from .. import cli
+    from .. import commands
 
     if isinstance(exc, QuotaError):
-        return cli.error_line(exc)
-    return f"{cli.PROG}: error: internal error ({type(exc).__name__}): {cli._one_line(str(exc))}"
+        return commands.error_line(exc)
+    return f"{commands.PROG}: error: internal error ({type(exc).__name__}): {commands.one_line(str(exc))}"
 
 
 def status_html(text: str, kind: str = "stage", request: int = 0) -> str:
@@ -122,7 +122,7 @@ def video_choices(folder: str | Path | None) -> list[str]:
     """Names of the video files directly in ``folder``, sorted (none when no folder is given)."""
     if folder is None:
         return []
-    from ..eval.benchmarks._files import VIDEO_EXTENSIONS
+    from ..eval.benchmarks import VIDEO_EXTENSIONS
 
     root = Path(folder)
     return sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)

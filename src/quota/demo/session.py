@@ -201,7 +201,7 @@ class DemoSession:
 
     def _result(self, qa: Any, answer: Answer, plan: Plan, frames: Frames | None, base_answer: Answer | None,
                 options: list[str]) -> DemoResult:
-        from ..cli import plan_json
+        from ..commands import plan_json
 
         info = RunInfo(answer=answer.text, choice=answer.choice, options=tuple(options), base=self.base,
                        scorer=self.scorer, preset=self.preset, timings=dict(answer.timings))

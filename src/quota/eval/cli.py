@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..commands import PROG, status
 from ..errors import ConfigError, QuotaError
 from .benchmarks import BENCHMARKS, Benchmark, get_spec, load_benchmark
 from .benchmarks._base import ON_MISSING
@@ -35,7 +36,6 @@ from .metrics import Metrics, metrics_from_store
 from ..outputs import check_outputs, write_atomic
 from ..runtime import DistInfo, choose_device, dist_info
 from .runner import (
-    barrier,
     order_samples,
     run_benchmark,
     shard_samples,
@@ -47,7 +47,6 @@ from .runlock import RunLock
 from .store import RunStore
 from .table import format_table, plot_comparison, to_markdown
 
-PROG = "quota"
 #: Files rank 0 writes into the run folder at the end of ``quota eval``.
 RESULTS_FILE = "results.jsonl"
 METRICS_FILE = "metrics.json"
@@ -69,12 +68,6 @@ EXIT_ALL_FAILED = 1
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _say(args: argparse.Namespace, message: str, *, always: bool = False) -> None:
-    """A status line on stderr (not with ``--quiet`` unless ``always``)."""
-    if always or not getattr(args, "quiet", False):
-        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
 @contextmanager
 def _own_messages() -> Iterator[None]:
     """Mute the ``quota.eval`` logger's warnings while the command runs: it says the same things (missing
@@ -94,7 +87,7 @@ def _own_messages() -> Iterator[None]:
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from ..cli import add_model_options
+    from ..commands import add_model_options
 
     p = subparsers.add_parser(
         "eval", help="run a benchmark, resumably, and report accuracy",
@@ -134,13 +127,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_config(args: argparse.Namespace) -> tuple[str, str, Any]:
     """``(base, scorer, config)`` the run will use, worked out from the options without loading a model
-    (the same rules as :func:`quota.cli.load_pipeline` and :meth:`quota.pipeline.QuoTA.from_pretrained`).
+    (the same rules as :func:`quota.commands.load_pipeline` and :meth:`quota.pipeline.QuoTA.from_pretrained`).
 
     With ``--baseline`` no scorer is loaded and the scorer is recorded as ``uniform``: the baseline never
     scores frames, so its results do not depend on one. The answer's ``max_new_tokens`` is the benchmark's
     own (:data:`quota.eval.generation.ANSWER_MAX_NEW_TOKENS`) unless ``--set max_new_tokens=N`` gives one.
     """
-    from ..cli import command_config
+    from ..commands import command_config
     from ..config import DEFAULT_BASE
     from .generation import answer_max_new_tokens
 
@@ -165,10 +158,9 @@ def result_settings(config: Any) -> dict[str, Any]:
 def device_and_dtype(args: argparse.Namespace, info: DistInfo) -> tuple[str, str]:
     """``(device class, dtype)`` the models will run in (``cuda``/``cpu``/``mps``, ``bfloat16`` ...), by
     the rules model loading uses, without loading anything."""
-    from ..models.loading import resolve_device, resolve_dtype
+    from ..pipeline import load_precision
 
-    device = resolve_device(choose_device(args.device, info))
-    return device.type, str(resolve_dtype(args.dtype, device)).replace("torch.", "")
+    return load_precision(choose_device(args.device, info), args.dtype)
 
 
 def run_fingerprint(
@@ -202,7 +194,7 @@ def _report_missing(args: argparse.Namespace, bench: Benchmark) -> None:
     total_videos = len(names) + len({s.video for s in bench.samples})
     total_questions = len(bench.missing) + len(bench.samples)
     shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
-    _say(args, f"{len(names)} of {total_videos} videos not found under {args.videos} "
+    status(args, f"{len(names)} of {total_videos} videos not found under {args.videos} "
                f"({len(bench.missing)} of {total_questions} questions): {shown}; these questions are not asked and "
                "count as wrong, as in lmms-eval (--on-missing error stops instead)", always=True)
 
@@ -210,7 +202,7 @@ def _report_missing(args: argparse.Namespace, bench: Benchmark) -> None:
 def _report_duplicates(args: argparse.Namespace, bench: Benchmark) -> None:
     """Repeated question ids, once on stderr (they are also listed in ``metrics.json``, ``run.duplicate_ids``)."""
     if bench.duplicates:
-        _say(args, f"{len(bench.duplicates)} question ids occur more than once in the annotations: "
+        status(args, f"{len(bench.duplicates)} question ids occur more than once in the annotations: "
                    + "; ".join(bench.duplicates[:3]) + (" ..." if len(bench.duplicates) > 3 else ""), always=True)
 
 
@@ -247,13 +239,13 @@ def _wait_for_all(store: RunStore, info: DistInfo, ids: Sequence[str], args: arg
         return finished and not rank_running(store.run_dir, 0)
     if finished:
         return True
-    _say(args, f"waiting for the other ranks to finish (as long as they run; at most {RANK_ABSENT_S:g} s "
+    status(args, f"waiting for the other ranks to finish (as long as they run; at most {RANK_ABSENT_S:g} s "
                "for ranks that are not running)")
     done = wait_for_ranks(store, info.world_size, ids, poll_s=WAIT_POLL_S, quiet=True,
                           alive=lambda r: rank_running(store.run_dir, r), absent_s=RANK_ABSENT_S)
     if not done:
         absent = pending_ranks(store, info.world_size)
-        _say(args, f"stopped waiting: rank(s) {', '.join(map(str, absent))} of {info.world_size} not running for "
+        status(args, f"stopped waiting: rank(s) {', '.join(map(str, absent))} of {info.world_size} not running for "
                    f"{RANK_ABSENT_S:g} s; start them (RANK=<r> WORLD_SIZE={info.world_size} with the same command); "
                    "the last rank to finish writes the full report", always=True)
     return done
@@ -407,8 +399,8 @@ def eval_preflight(args: argparse.Namespace, base: str, config: Any) -> None:
     Raises:
         ModelNotFoundError, BudgetError: the first problem found.
     """
-    from ..cli import text_reserve
-    from ..preflight import check_budget, context_tokens, resolve_sources
+    from ..commands import text_reserve
+    from ..preflight import base_context, check_budget, resolve_sources
     from ..scoring.registry import read_scorer
 
     if args.read_timeout is not None and (args.read_timeout < 0 or args.read_timeout != args.read_timeout):
@@ -417,9 +409,7 @@ def eval_preflight(args: argparse.Namespace, base: str, config: Any) -> None:
     sources = resolve_sources({"base": base, "scorer": scorer})
     if args.baseline or not any(s.role == "base" for s in sources):
         return
-    from ..models.loading import load_config
-
-    context = context_tokens(load_config(base, trust_remote_code=args.trust_remote_code))
+    context = base_context(base, trust_remote_code=args.trust_remote_code)
     frames = config.base_frames
     check_budget(config.budget, frames=frames, context=context, reserve=text_reserve(frames, config))
 
@@ -482,7 +472,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if info.is_main:
             _report_missing(args, bench)
             if bench.skipped:
-                _say(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
+                status(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
                            f"out (first: {bench.skipped[0]})")
             _report_duplicates(args, bench)
         base, scorer, config = run_config(args)
@@ -509,7 +499,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore, info: DistInfo, config: Any,
                     fingerprint: dict[str, Any]) -> int:
     """Answer this rank's share, then (on the rank that finishes last, or rank 0) write the report."""
-    from ..cli import load_pipeline
+    from ..commands import load_pipeline
 
     ordered, todo = _pending(bench, store, args, info)
     ids = [s.id for s in ordered]
@@ -519,7 +509,7 @@ def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore,
     answer_fn: Any = _not_needed
     qa: Any = None
     if todo:
-        _say(args, f"{where}{len(todo)} questions to answer ({len(ordered)} in the run, "
+        status(args, f"{where}{len(todo)} questions to answer ({len(ordered)} in the run, "
                    f"{len(ordered) - len(todo)} done or on other ranks)")
         from .pipeline_answer import PipelineAnswer
 
@@ -534,11 +524,11 @@ def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore,
         answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=not args.no_read_ahead,
                                    read_timeout_s=args.read_timeout or None)
     else:
-        _say(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
+        status(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
     summary = run_benchmark(bench, answer_fn, store, limit=args.limit, quiet=args.quiet,
                             retry_errors=args.retry_errors, **info.shard)
     if summary.ran:
-        _say(args, str(summary))
+        status(args, str(summary))
     if qa is not None and info.world_size > 1:
         answer_fn = qa = None  # free the models before waiting for the other ranks
         _release_memory()
@@ -548,15 +538,15 @@ def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore,
     metrics, paths = write_run_report(store, bench, ids)
     print(format_table([metrics]), flush=True)
     errors = metrics.overall.errors
-    _say(args, f"results in {store.run_dir}: {RESULTS_FILE}, {METRICS_FILE}, {REPORT_FILE}")
+    status(args, f"results in {store.run_dir}: {RESULTS_FILE}, {METRICS_FILE}, {REPORT_FILE}")
     asked = metrics.overall.total - metrics.overall.missing
     if errors and errors == asked:
         first = next((r.error for r in store.results() if r.error), "")
-        _say(args, f"error: every one of the {asked} questions asked failed (first: {first}); see "
+        status(args, f"error: every one of the {asked} questions asked failed (first: {first}); see "
                    f"{paths['results']}", always=True)
         return EXIT_ALL_FAILED
     if errors:
-        _say(args, f"{errors} questions failed with an error (see {paths['results']}; "
+        status(args, f"{errors} questions failed with an error (see {paths['results']}; "
                    "--retry-errors asks them again)", always=True)
     return 0
 
@@ -624,13 +614,13 @@ def run_report(args: argparse.Namespace) -> int:
         title = get_spec(runs[0].benchmark).title if runs[0].benchmark else "Benchmark"
         text = f"# {title}: " + " vs ".join(m.name for m in runs) + "\n\n" + to_markdown(runs, fields=fields) + "\n"
         write_atomic(args.markdown, text)
-        _say(args, f"Markdown table written to {args.markdown}")
+        status(args, f"Markdown table written to {args.markdown}")
     if args.png:
         try:
             plot_comparison(runs, args.png, fields=fields[:1] if fields else None)
         except OSError as exc:
             raise QuotaError(f"cannot write {args.png}: {exc.strerror or exc}") from None
-        _say(args, f"chart written to {args.png}")
+        status(args, f"chart written to {args.png}")
     return 0
 
 
