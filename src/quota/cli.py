@@ -20,7 +20,6 @@ import importlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,6 +47,9 @@ EXIT_ERROR = 2
 #: Exit status when the main result was delivered but a side output (the report) failed.
 EXIT_PARTIAL = 1
 REPORT_SUFFIXES = (".html", ".htm", ".png")
+#: The status line shown as a pipeline stage starts (the stages not listed take no time worth a line).
+STAGE_LINES = {"decode": "decoding the video", "decouple": "decoupling the question", "score": "scoring the frames",
+               "encode": "encoding the frames", "generate": "answering"}
 
 #: ``(module, function)`` pairs that add the subcommands, in the order ``quota --help`` lists them. To add a
 #: command, define ``add_<name>_parser(subparsers)`` in its own module and add a line here. The modules are
@@ -102,14 +104,11 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
     Raises:
         ConfigError, BudgetError, ModelNotFoundError, VideoError: the first problem found.
     """
-    from .choices import option_letters
     from .preflight import base_context, check_budget, check_device, resolve_sources
 
     if not getattr(args, "verbose", False):
         quiet_libraries()  # reading configs can already make the libraries talk
     _check_question(args)
-    if args.options:
-        option_letters(len(args.options))  # at most 26 options
     check_outputs(outputs, [args.video], force=getattr(args, "force", False))
     check_device(args.device)
     index = check_video(args.video)
@@ -165,17 +164,26 @@ def _fmt_clue(clue: Any) -> str:
     return "looking for: " + ", ".join(clue.objects)
 
 
-def _early_stages(args: argparse.Namespace, qa: Any, options: Sequence[str] | None) -> None:
-    """Decode the video and decouple the question ahead of ``qa.plan`` / ``qa.answer``, with a status line
-    after each (the pipeline caches both, so the later call reuses them and still reports their seconds)."""
-    qa.check_question(args.question, options)
-    start = time.perf_counter()
-    frames = qa.load_video(args.video)
-    seconds = time.perf_counter() - start
-    status(args, f"decoded {len(frames)} frames of {frames.duration:.1f} s of video in {seconds:.1f} s")
-    if qa.uses_clue and qa.config.decouple != "none":
-        status(args, "decoupling the question")
-    status(args, _fmt_clue(qa.decouple(args.question, options)))
+def stage_status(args: argparse.Namespace, qa: Any) -> Callable[[str], None]:
+    """The pipeline's ``on_stage`` callback for ``ask`` and ``plan``: a status line as each slow stage starts
+    (:data:`STAGE_LINES`; no decoupling line when this pipeline runs none)."""
+    lines = dict(STAGE_LINES)
+    if not (qa.uses_clue and qa.config.decouple != "none"):
+        del lines["decouple"]
+
+    def began(stage: str) -> None:
+        if stage in lines:
+            status(args, lines[stage])
+
+    return began
+
+
+def _plan_status(args: argparse.Namespace, plan: Any, tail: str = "") -> None:
+    """What the plan's stages found: the frames decoded, the clue, and the plan line (then ``tail``)."""
+    decode = plan.timings.get("decode", 0.0)
+    status(args, f"decoded {len(plan.indices)} frames of {plan.duration:.1f} s of video in {decode:.1f} s")
+    status(args, _fmt_clue(plan.clue))
+    status(args, _plan_line(plan) + tail)
 
 
 def _add_question_arguments(parser: argparse.ArgumentParser, *, options_help: str) -> None:
@@ -186,10 +194,12 @@ def _add_question_arguments(parser: argparse.ArgumentParser, *, options_help: st
 
 
 def _check_question(args: argparse.Namespace) -> None:
-    """Fail before anything loads on a report path of unknown format or an empty question."""
+    """Fail before anything loads on a report path of unknown format, an empty question, an empty option or
+    more options than letters."""
+    from .choices import check_question
+
     _check_report_path(args.report)
-    if not args.question.strip():
-        raise ConfigError("the question must be a non-empty string")
+    check_question(args.question, args.options)
     if args.options is not None and not all(str(o).strip() for o in args.options):
         raise ConfigError("--options: an option is empty")
 
@@ -239,14 +249,10 @@ def run_ask(args: argparse.Namespace) -> int:
     preflight(args, config, base=base_model(args, config), outputs={"--report": args.report},
               baseline=args.baseline)
     qa = load_pipeline(args, config=config)
-    if not args.baseline:
-        _early_stages(args, qa, args.options)
-        status(args, "scoring the frames")
-        qa.plan(args.video, args.question, options=args.options)  # scores are cached for the answer
-    status(args, "answering")
-    answer = qa.answer(args.video, args.question, options=args.options, baseline=args.baseline)
+    answer = qa.answer(args.video, args.question, options=args.options, baseline=args.baseline,
+                       on_stage=stage_status(args, qa))
     if answer.plan is not None:
-        status(args, _plan_line(answer.plan) + f"; {answer.timings.get('total', 0.0):.1f} s in all")
+        _plan_status(args, answer.plan, f"; {answer.timings.get('total', 0.0):.1f} s in all")
     _verbose_timings(args, answer.timings)
     if args.json:
         data = answer.to_dict()
@@ -295,10 +301,8 @@ def run_plan(args: argparse.Namespace) -> int:
     base = base_model(args, config, plan_only=True)
     preflight(args, config, base=base, outputs={"--out": args.out, "--report": args.report})
     qa = load_pipeline(args, plan_only=True, config=config)
-    _early_stages(args, qa, args.options)
-    status(args, "scoring the frames")
-    plan = qa.plan(args.video, args.question, options=args.options)
-    status(args, _plan_line(plan))
+    plan = qa.plan(args.video, args.question, options=args.options, on_stage=stage_status(args, qa))
+    _plan_status(args, plan)
     _verbose_timings(args, plan.timings)
     text = plan_json(plan)
     if args.out and args.out != "-":

@@ -12,10 +12,11 @@ same file reuses them.
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..errors import ConfigError
 from ..report import RunInfo, render_html
@@ -30,6 +31,10 @@ STAGES: tuple[tuple[str, float], ...] = (
     ("answering without QuoTA (baseline)", 0.85),
     ("writing the report", 0.95),
 )
+#: The page's stage each pipeline stage belongs to (the names :meth:`quota.pipeline.QuoTA.answer` passes to
+#: its ``on_stage`` callback; ``assign`` is too quick to show).
+PIPELINE_STAGES = {"decode": "decoding the video", "decouple": "decoupling the question", "score": "scoring the frames",
+                   "encode": "answering", "resize": "answering", "generate": "answering"}
 
 
 @dataclass(frozen=True)
@@ -165,10 +170,10 @@ class DemoSession:
     def _checked(self, video: str | None, question: str, budget: Any) -> Any:
         """The pipeline for ``budget``, once the question, the budget and the video are known to be good
         (the video is opened, as the command line does before any model runs)."""
+        from ..choices import check_question
         from ..video import probe
 
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("the question must be a non-empty string")
+        check_question(question)
         qa = self.pipeline_for(parse_budget(budget))
         if video is None or not str(video).strip():
             raise ConfigError("no video: upload a file or pick one from the list")
@@ -178,17 +183,7 @@ class DemoSession:
     def _run(self, qa: Any, video: str, question: str, options: list[str], baseline: bool
              ) -> Iterator[Stage | DemoResult]:
         stage = dict(STAGES)
-        # Each stage on its own, so the page can say which one runs; the pipeline caches every result, and
-        # the answer reuses them (its timings count what each stage took when it ran).
-        for name, work in (
-            ("decoding the video", lambda: qa.load_video(video)),
-            ("decoupling the question", lambda: qa.decouple(question, options or None)),
-            ("scoring the frames", lambda: qa.plan(video, question, options=options or None)),
-        ):
-            yield Stage(name, stage[name])
-            work()
-        yield Stage("answering", stage["answering"])
-        answer = qa.answer(video, question, options=options or None)
+        answer = yield from _staged(lambda began: qa.answer(video, question, options=options or None, on_stage=began))
         plan = answer.plan
         assert plan is not None
         frames = plan.frames
@@ -214,6 +209,38 @@ class DemoSession:
         return DemoResult(answer=answer, plan=plan, frames=frames, baseline=base_answer, info=info,
                           settings=self.settings(qa), plan_path=plan_path, report_path=report_path,
                           options=options)
+
+
+def _staged(work: Callable[[Callable[[str], None]], Any]) -> Generator[Stage, None, Any]:
+    """Run ``work(on_stage)`` (a pipeline call) in a worker thread, yield a :class:`Stage` as each page stage
+    starts (:data:`PIPELINE_STAGES`, each once), and return what ``work`` returned (or raise what it raised).
+
+    The worker is waited for even when the caller stops early, so the models are never used by two runs."""
+    events: queue.Queue[str | None] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work(events.put)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=target, name="quota-demo-run", daemon=True)
+    worker.start()
+    progress, shown = dict(STAGES), set()
+    try:
+        while (name := events.get()) is not None:
+            page = PIPELINE_STAGES.get(name)
+            if page is not None and page not in shown:
+                shown.add(page)
+                yield Stage(page, progress[page])
+    finally:
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 __all__ = ["DemoSession", "DemoResult", "Stage", "STAGES", "parse_options", "parse_budget"]
