@@ -17,7 +17,7 @@ from quota.errors import RunStoreError
 from quota.eval import RunStore
 from quota.eval.metrics import compute_metrics, metrics_from_store
 from quota.eval.table import format_table
-from test_eval_cli import FAST, child_env, eval_argv, rows, write_benchmark
+from test_eval_cli import FAST, child_env, count_rows, eval_argv, rows, write_benchmark
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def test_row5_row10_stopping_a_hung_run_is_prompt_and_says_how_to_resume(tmp_pat
     proc = _start(tmp_path, "vid1.mp4", argv)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the first video's answer is stored
-        if (run / "results.sqlite").exists() and rows(run):
+        if count_rows(run / "results.sqlite"):  # 0 while the store is being made: never reads it half-made
             break
         time.sleep(0.2)
     time.sleep(1.0)

@@ -115,11 +115,14 @@ def base_model(args: argparse.Namespace, config: QuotaConfig, *, plan_only: bool
     return args.base or DEFAULT_BASE
 
 
-def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: QuotaConfig | None = None) -> Any:
+def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: QuotaConfig | None = None,
+                  device: str | None = None, quiet: bool | None = None) -> Any:
     """A :class:`~quota.pipeline.QuoTA` from the options of :func:`add_model_options` (or from ``config``, which
     must come from :func:`command_config`).
 
-    With ``plan_only`` and ``--scorer uniform`` and no ``--base``, no model is loaded at all.
+    With ``plan_only`` and ``--scorer uniform`` and no ``--base``, no model is loaded at all. ``device`` and
+    ``quiet`` replace ``--device`` and ``--quiet`` for the pipeline (``quota eval`` gives each rank its device
+    and shows one progress bar for the run); status lines still follow ``--quiet``.
     """
     config = config or command_config(args)  # checked before anything loads: a typo costs no model load
     base = base_model(args, config, plan_only=plan_only)
@@ -135,7 +138,8 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
         status(args, "loading " + ", ".join(what))
     start = time.perf_counter()
     qa = QuoTA.from_pretrained(
-        base=base, preset=config, device=args.device, dtype=args.dtype, quiet=args.quiet,
+        base=base, preset=config, device=args.device if device is None else device, dtype=args.dtype,
+        quiet=args.quiet if quiet is None else quiet,
         trust_remote_code=args.trust_remote_code,
     )
     if base is not None:

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,14 +154,6 @@ def result_settings(config: Any) -> dict[str, Any]:
     from ..config import RESULT_NEUTRAL
 
     return {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL}
-
-
-def device_and_dtype(args: argparse.Namespace, info: DistInfo) -> tuple[str, str]:
-    """``(device class, dtype)`` the models will run in (``cuda``/``cpu``/``mps``, ``bfloat16`` ...), by
-    the rules model loading uses, without loading anything."""
-    from ..pipeline import load_precision
-
-    return load_precision(choose_device(args.device, info), args.dtype)
 
 
 def run_fingerprint(
@@ -462,67 +455,97 @@ def _interrupted(args: argparse.Namespace, store: RunStore | None, info: DistInf
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """``quota eval``: check the options, load the benchmark, fix the run's fingerprint, then answer and report
+    under the run folder's lock."""
     if args.limit is not None and args.limit < 0:
         raise ConfigError(f"--limit must be at least 0, got {args.limit}")
     _check_run_dir(args)
     info = dist_info()
     with _own_messages():
-        spec = get_spec(args.benchmark)
-        bench = load_benchmark(spec.name, args.annotations, args.videos, on_missing=args.on_missing)
-        if info.is_main:
-            _report_missing(args, bench)
-            if bench.skipped:
-                status(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
-                           f"out (first: {bench.skipped[0]})")
-            _report_duplicates(args, bench)
+        bench = _load_benchmark(args, info)
         base, scorer, config = run_config(args)
         eval_preflight(args, base, config)
-        device, dtype = device_and_dtype(args, info)
-        fingerprint = run_fingerprint(args, spec.name, base, scorer, config, device=device, dtype=dtype,
+        device = choose_device(args.device, info)  # this rank's device: the fingerprint's and the models'
+        fingerprint = run_fingerprint(args, bench.name, base, scorer, config, **_precision(device, args.dtype),
                                       annotations_sha256=annotation_digest(args.annotations))
         _watch_launcher(args, info)
-        lock = RunLock(args.out, rank=info.rank, world_size=info.world_size).acquire()
-        store: RunStore | None = None
-        try:
-            with _terminate_as_interrupt():
-                store = RunStore(args.out, fingerprint, retry_errors=args.retry_errors)
-                return _run_and_report(args, bench, store, info, config, fingerprint)
-        except KeyboardInterrupt as exc:
-            return _interrupted(args, store, info, exc)
-        finally:
-            if store is not None:
-                store.close()
-            lock.release()
-            _finish_distributed()
+        return _locked_run(args, bench, info, _Run(config, fingerprint, device))
 
 
-def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore, info: DistInfo, config: Any,
-                    fingerprint: dict[str, Any]) -> int:
-    """Answer this rank's share, then (on the rank that finishes last, or rank 0) write the report."""
+@dataclass(frozen=True)
+class _Run:
+    """What one rank's run is bound to: the settings, the fingerprint of its results, the device it runs on."""
+
+    config: Any
+    fingerprint: dict[str, Any]
+    device: str | None
+
+
+def _load_benchmark(args: argparse.Namespace, info: DistInfo) -> Benchmark:
+    """The benchmark's questions; rank 0 says what is missing, skipped or repeated in the annotations."""
+    bench = load_benchmark(get_spec(args.benchmark).name, args.annotations, args.videos, on_missing=args.on_missing)
+    if info.is_main:
+        _report_missing(args, bench)
+        if bench.skipped:
+            status(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
+                         f"out (first: {bench.skipped[0]})")
+        _report_duplicates(args, bench)
+    return bench
+
+
+def _precision(device: str | None, dtype: str | None) -> dict[str, str]:
+    """``{"device": class, "dtype": name}`` the models will run in, by the rules model loading uses."""
+    from ..pipeline import load_precision
+
+    device_class, dtype_name = load_precision(device, dtype)
+    return {"device": device_class, "dtype": dtype_name}
+
+
+def _locked_run(args: argparse.Namespace, bench: Benchmark, info: DistInfo, run: _Run) -> int:
+    """Answer and report while holding this rank's lock on RUN_DIR; an interruption says what is saved."""
+    lock = RunLock(args.out, rank=info.rank, world_size=info.world_size).acquire()
+    store: RunStore | None = None
+    try:
+        with _terminate_as_interrupt():
+            store = RunStore(args.out, run.fingerprint, retry_errors=args.retry_errors)
+            return _run_and_report(args, bench, store, info, run)
+    except KeyboardInterrupt as exc:
+        return _interrupted(args, store, info, exc)
+    finally:
+        if store is not None:
+            store.close()
+        lock.release()
+        _finish_distributed()
+
+
+def _answerer(args: argparse.Namespace, run: _Run) -> tuple[Any, Any]:
+    """``(answer function, pipeline)`` for this rank: the models loaded on the run's device, quiet per question
+    (the run shows one progress bar), checked against the run's fingerprint."""
     from ..commands import load_pipeline
+    from .pipeline_answer import PipelineAnswer
 
+    qa = load_pipeline(args, config=run.config, device=run.device, quiet=True)
+    if result_settings(qa.config) != run.fingerprint["config"]:
+        raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
+                         "fingerprint; please report this")
+    answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=not args.no_read_ahead,
+                               read_timeout_s=args.read_timeout or None)
+    return answer_fn, qa
+
+
+def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore, info: DistInfo, run: _Run) -> int:
+    """Answer this rank's share, then (on the rank that finishes last, or rank 0) write the report."""
     ordered, todo = _pending(bench, store, args, info)
     ids = [s.id for s in ordered]
     if info.is_main:
-        record_plan(store, bench, ids, args, config)
+        record_plan(store, bench, ids, args, run.config)
     where = f"rank {info.rank}/{info.world_size}: " if info.world_size > 1 else ""
     answer_fn: Any = _not_needed
     qa: Any = None
     if todo:
         status(args, f"{where}{len(todo)} questions to answer ({len(ordered)} in the run, "
-                   f"{len(ordered) - len(todo)} done or on other ranks)")
-        from .pipeline_answer import PipelineAnswer
-
-        args.device = choose_device(args.device, info)
-        qa = load_pipeline(args, config=config)
-        if result_settings(qa.config) != fingerprint["config"]:
-            raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
-                             "fingerprint; please report this")
-        qa.quiet = True  # one progress bar for the run, none per question (scoring)
-        if hasattr(qa.scorer, "quiet"):
-            qa.scorer.quiet = True
-        answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=not args.no_read_ahead,
-                                   read_timeout_s=args.read_timeout or None)
+                     f"{len(ordered) - len(todo)} done or on other ranks)")
+        answer_fn, qa = _answerer(args, run)
     else:
         status(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
     summary = run_benchmark(bench, answer_fn, store, limit=args.limit, quiet=args.quiet,
@@ -535,6 +558,11 @@ def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore,
     all_done = _wait_for_all(store, info, ids, args)
     if not (info.is_main or all_done):
         return 0
+    return _final_report(args, store, bench, ids)
+
+
+def _final_report(args: argparse.Namespace, store: RunStore, bench: Benchmark, ids: Sequence[str]) -> int:
+    """Write the run's files, print the table, and say how many questions failed; the exit status."""
     metrics, paths = write_run_report(store, bench, ids)
     print(format_table([metrics]), flush=True)
     errors = metrics.overall.errors
@@ -543,11 +571,11 @@ def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore,
     if errors and errors == asked:
         first = next((r.error for r in store.results() if r.error), "")
         status(args, f"error: every one of the {asked} questions asked failed (first: {first}); see "
-                   f"{paths['results']}", always=True)
+                     f"{paths['results']}", always=True)
         return EXIT_ALL_FAILED
     if errors:
         status(args, f"{errors} questions failed with an error (see {paths['results']}; "
-                   "--retry-errors asks them again)", always=True)
+                     "--retry-errors asks them again)", always=True)
     return 0
 
 

@@ -8,7 +8,7 @@ and reading its config need no torch and live in :mod:`quota.checkpoint` (re-exp
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -39,6 +39,20 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         return _DTYPES[str(dtype).lower()]
     except KeyError:
         raise UnsupportedModelError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))}") from None
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device | str, dtype: torch.dtype | None = None, *,
+              cast: Sequence[str] | None = None) -> dict[str, Any]:
+    """A processor's output ready for a model on ``device``: every tensor moved there, and the floating ones
+    cast to ``dtype`` (all of them, or only the keys in ``cast``); other values are passed on as they are."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if dtype is not None and value.is_floating_point() and (cast is None or key in cast):
+                value = value.to(dtype)
+        out[key] = value
+    return out
 
 
 def load_processor(
@@ -129,5 +143,5 @@ def set_attn_implementation(model: Any, name: str | None) -> str:
     return chosen
 
 
-__all__ = ["resolve_device", "resolve_dtype", "load_config", "load_processor", "load_model",
+__all__ = ["resolve_device", "resolve_dtype", "to_device", "load_config", "load_processor", "load_model",
            "resolve_attn_implementation", "set_attn_implementation", "model_type_of"]
