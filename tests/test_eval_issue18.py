@@ -17,7 +17,7 @@ from quota.errors import RunStoreError
 from quota.eval import RunStore
 from quota.eval.metrics import compute_metrics, metrics_from_store
 from quota.eval.table import format_table
-from test_eval_cli import FAST, child_env, count_rows, eval_argv, rows, write_benchmark
+from test_eval_cli import child_env, count_rows, rows, write_benchmark
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import importlib
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
@@ -33,20 +32,18 @@ from .commands import (
     load_pipeline,
     one_line,
     plan_json,
-    quiet_libraries,
+    preflight,
     status,
     terminal_text,
-    text_reserve,
 )
-from .config import DEFAULT_BASE, QuotaConfig, parse_setting
+from .config import DEFAULT_BASE, parse_setting
 from .errors import ConfigError, QuotaError
-from .outputs import check_outputs, write_atomic
+from .outputs import write_atomic
 
 #: Exit status for errors quota reports on purpose (bad input, missing files or models), as argparse uses.
 EXIT_ERROR = 2
 #: Exit status when the main result was delivered but a side output (the report) failed.
 EXIT_PARTIAL = 1
-REPORT_SUFFIXES = (".html", ".htm", ".png")
 #: The status line shown as a pipeline stage starts (the stages not listed take no time worth a line).
 STAGE_LINES = {"decode": "decoding the video", "decouple": "decoupling the question", "score": "scoring the frames",
                "encode": "encoding the frames", "generate": "answering"}
@@ -73,63 +70,6 @@ def _verbose_timings(args: argparse.Namespace, timings: dict[str, float]) -> Non
     if getattr(args, "verbose", False) and not getattr(args, "quiet", False):
         stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
         print(f"{PROG}: time per stage: {stages}", file=sys.stderr, flush=True)
-
-
-def check_video(path: str) -> Any:
-    """Open ``path`` as a video before any model loads, so a wrong path or a damaged file fails in a
-    moment (the frame index this builds is cached and reused when the frames are read). Returns the index.
-
-    A folder is a video given as frame images (:mod:`quota.video.frame_folder`): it must hold some.
-
-    Raises:
-        VideoNotFoundError, VideoDecodeError: as :func:`quota.video.probe`; VideoError for a folder
-            without frame images.
-    """
-    from .video import is_frame_folder, probe
-
-    if is_frame_folder(path):
-        from .video.frame_folder import folder_index
-
-        return folder_index(path)  # has n_frames and fps, as a video's index
-    return probe(path)
-
-
-def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None,
-              outputs: dict[str, str | None], baseline: bool = False) -> None:
-    """Every check that needs no model weights and no decoded frame, in the order a user would fix them:
-    the question and options, the output paths, the device, the video, where the models come from (failing
-    fast when the hub is needed but off or unreachable), and the budget against the sampled frames and the
-    base model's context.
-
-    Raises:
-        ConfigError, BudgetError, ModelNotFoundError, VideoError: the first problem found.
-    """
-    from .preflight import base_context, check_budget, check_device, resolve_sources
-
-    if not getattr(args, "verbose", False):
-        quiet_libraries()  # reading configs can already make the libraries talk
-    _check_question(args)
-    check_outputs(outputs, [args.video], force=getattr(args, "force", False))
-    check_device(args.device)
-    index = check_video(args.video)
-    from .scoring.registry import read_scorer
-
-    scorer = None if baseline else read_scorer(config.scorer).checkpoint or None
-    sources = resolve_sources({"base": base, "scorer": scorer})
-    if baseline:
-        return
-    from .video import sample_indices
-
-    frames = len(sample_indices(index.n_frames, index.fps or 1.0, **config.sampling))
-    context = None
-    if any(s.role == "base" for s in sources):
-        context = base_context(base, trust_remote_code=args.trust_remote_code)
-    check_budget(config.budget, frames=frames, context=context, reserve=text_reserve(frames, config))
-
-
-def _check_report_path(path: str | None) -> None:
-    if path is not None and Path(path).suffix.lower() not in REPORT_SUFFIXES:
-        raise ConfigError(f"--report {path!r}: the report format comes from the suffix; use .html or .png")
 
 
 def report_info(args: argparse.Namespace, qa: Any, answer: Any = None) -> Any:
@@ -191,17 +131,6 @@ def _add_question_arguments(parser: argparse.ArgumentParser, *, options_help: st
     parser.add_argument("video", help="video file, or a folder of frame images (read in name order at 1 frame/s)")
     parser.add_argument("question", help="the question (quote it)")
     parser.add_argument("--options", nargs="+", metavar="OPTION", default=None, help=options_help)
-
-
-def _check_question(args: argparse.Namespace) -> None:
-    """Fail before anything loads on a report path of unknown format, an empty question, an empty option or
-    more options than letters."""
-    from .choices import check_question
-
-    _check_report_path(args.report)
-    check_question(args.question, args.options)
-    if args.options is not None and not all(str(o).strip() for o in args.options):
-        raise ConfigError("--options: an option is empty")
 
 
 def _plan_line(plan: Any) -> str:

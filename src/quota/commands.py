@@ -14,12 +14,16 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_BASE, PRESETS, QuotaConfig, field_names, resolve_config
-from .errors import TRUST_HINT, QuotaError
+from .errors import TRUST_HINT, ConfigError, QuotaError
+from .outputs import check_outputs
 
 PROG = "quota"
+#: The report formats ``--report`` writes, by suffix.
+REPORT_SUFFIXES = (".html", ".htm", ".png")
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, plan_only: bool = False) -> None:
@@ -147,6 +151,74 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
     return qa
 
 
+def check_video(path: str) -> Any:
+    """Open ``path`` as a video before any model loads, so a wrong path or a damaged file fails in a
+    moment (the frame index this builds is cached and reused when the frames are read). Returns the index.
+
+    A folder is a video given as frame images (:mod:`quota.video.frame_folder`): it must hold some.
+
+    Raises:
+        VideoNotFoundError, VideoDecodeError: as :func:`quota.video.probe`; VideoError for a folder
+            without frame images.
+    """
+    from .video import is_frame_folder, probe
+
+    if is_frame_folder(path):
+        from .video.frame_folder import folder_index
+
+        return folder_index(path)  # has n_frames and fps, as a video's index
+    return probe(path)
+
+
+def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None,
+              outputs: dict[str, str | None], baseline: bool = False) -> None:
+    """Every check that needs no model weights and no decoded frame, in the order a user would fix them:
+    the question and options, the output paths, the device, the video, where the models come from (failing
+    fast when the hub is needed but off or unreachable), and the budget against the sampled frames and the
+    base model's context.
+
+    Raises:
+        ConfigError, BudgetError, ModelNotFoundError, VideoError: the first problem found.
+    """
+    from .preflight import base_context, check_budget, check_device, resolve_sources
+
+    if not getattr(args, "verbose", False):
+        quiet_libraries()  # reading configs can already make the libraries talk
+    check_request(args)
+    check_outputs(outputs, [args.video], force=getattr(args, "force", False))
+    check_device(args.device)
+    index = check_video(args.video)
+    from .scoring.registry import read_scorer
+
+    scorer = None if baseline else read_scorer(config.scorer).checkpoint or None
+    sources = resolve_sources({"base": base, "scorer": scorer})
+    if baseline:
+        return
+    from .video import sample_indices
+
+    frames = len(sample_indices(index.n_frames, index.fps or 1.0, **config.sampling))
+    context = None
+    if any(s.role == "base" for s in sources):
+        context = base_context(base, trust_remote_code=args.trust_remote_code)
+    check_budget(config.budget, frames=frames, context=context, reserve=text_reserve(frames, config))
+
+
+def check_report_path(path: str | None) -> None:
+    if path is not None and Path(path).suffix.lower() not in REPORT_SUFFIXES:
+        raise ConfigError(f"--report {path!r}: the report format comes from the suffix; use .html or .png")
+
+
+def check_request(args: argparse.Namespace) -> None:
+    """Fail before anything loads on a report path (``--report``, if the command has one) of unknown format, an empty question, an empty option or
+    more options than letters."""
+    from .choices import check_question
+
+    check_report_path(getattr(args, "report", None))
+    check_question(args.question, args.options)
+    if args.options is not None and not all(str(o).strip() for o in args.options):
+        raise ConfigError("--options: an option is empty")
+
+
 def text_reserve(frames: int, config: QuotaConfig) -> int:
     """Context positions to keep for the text next to ``config.budget`` visual tokens on ``frames`` frames."""
     # room for the text: the prompt with one time stamp per frame, the answer, and newline tokens: at most one
@@ -171,6 +243,6 @@ def error_line(exc: QuotaError) -> str:
     return f"{PROG}: error: {terminal_text(message)}"
 
 
-__all__ = ["PROG", "add_model_options", "command_config", "quiet_libraries", "terminal_text", "status", "base_model",
+__all__ = ["PROG", "check_video", "preflight", "check_request", "check_report_path", "add_model_options", "command_config", "quiet_libraries", "terminal_text", "status", "base_model",
            "load_pipeline", "text_reserve",
            "plan_json", "one_line", "error_line"]
