@@ -128,6 +128,7 @@ def test_row2_every_question_failing_exits_non_zero(tmp_path, capsys, tiny_llava
 # Row 3: ranks started by hand work in any order; a rank that waits says so and stops after a stated time
 
 
+@pytest.mark.slow
 def test_row3_hand_started_ranks_finish_and_merge(tmp_path, capsys, tiny_llava_ov, monkeypatch):
     from quota.eval import cli as ecli
 
@@ -183,6 +184,7 @@ def _start(tmp_path, hang_on, argv):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_row5_a_hung_read_becomes_an_error_row_and_the_run_finishes(tmp_path, tiny_llava_ov):
     bench = write_benchmark(tmp_path / "b", 3, 1)
     run = tmp_path / "run"
@@ -194,6 +196,7 @@ def test_row5_a_hung_read_becomes_an_error_row_and_the_run_finishes(tmp_path, ti
     assert stored["000-0"]["error"] is None and stored["002-0"]["error"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status, said", [(signal.SIGINT, 130, "interrupted"),
                                                (signal.SIGTERM, 143, "stopped by SIGTERM")])
 def test_row5_row10_stopping_a_hung_run_is_prompt_and_says_how_to_resume(tmp_path, tiny_llava_ov, sig, status, said):
@@ -372,6 +375,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the workers")
 def test_row4_killing_the_launcher_stops_the_workers(tmp_path, tiny_llava_ov):
     from quota.eval.runlock import rank_running
