@@ -73,6 +73,14 @@ def tiny_qwen2_5_vl(tiny_model_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_vl(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight Qwen3-VL (patch 16, two deepstack levels)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("qwen3_vl")
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_ov(tiny_model_root: Path) -> Path:
     """Checkpoint folder of a tiny random-weight LLaVA-OneVision (SigLIP 84x84 / patch 14 + Qwen2)."""
     from quota.testing import tiny_model_cache

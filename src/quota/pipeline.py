@@ -29,7 +29,7 @@ from .decouple import Decoupler
 from .errors import BudgetError, ConfigError, QuotaError
 from .reference import answer_question, reference_query
 from .scoring.question import scoring_question
-from .types import Answer, Clue, Frames, Plan, format_seconds, time_instruction
+from .types import Answer, Clue, Frames, Plan, time_instruction
 
 #: Instruction appended to multiple-choice questions (the wording lmms-eval's video tasks use).
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -333,7 +333,7 @@ class QuoTA:
             grids = plan.grids
         with _timer(timings, "resize"):
             resized = resize_frames(features, grids, self._config.resize)
-        labels = [format_seconds(t) for t in plan.kept_timestamps]
+        labels = [self.adapter.frame_label(t) for t in plan.kept_timestamps]
         with _timer(timings, "generate"):
             text = self.adapter.generate(
                 prompt, resized, plan.kept_grids, newline=plan.newline,

@@ -25,7 +25,7 @@ import torch
 
 from ..assign import Grid
 from ..errors import BudgetError, ConfigError
-from ..types import Frames
+from ..types import Frames, format_seconds
 from .loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
 
 
@@ -151,6 +151,11 @@ class VideoLMAdapter(ABC):
         :meth:`stock_grid` with :attr:`stock_newline` must give the same logits."""
 
     # ------------------------------------------------------------------ shared
+    def frame_label(self, seconds: float) -> str:
+        """The text put before a kept frame that is ``seconds`` into the video (the family's own time
+        convention where it has one; ``"12.50s"`` otherwise)."""
+        return format_seconds(seconds)
+
     def resolve_newline(self, newline: str | None) -> str:
         """The concrete newline policy: ``"auto"`` / ``None`` give this checkpoint's own."""
         return self.default_newline if newline in (None, "auto") else newline

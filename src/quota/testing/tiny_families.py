@@ -1,0 +1,148 @@
+"""Tiny random-weight checkpoints of the newer video LLM families: Qwen3-VL, SmolVLM2, InternVL3, GLM-4.1V.
+
+Same rules as :mod:`quota.testing.tiny_models` (whose tokenizer, language-model sizes, saving and cache these
+builders share): the real transformers model, processor, image and video processor classes at toy sizes, the
+family's chat template, no network. Registered in :data:`quota.testing.tiny_models.FAMILIES`.
+
+Sizes (see :data:`TINY_FAMILY_FACTS`):
+
+* Qwen3-VL: patch 16, spatial merge 2, temporal patch 2, two deepstack levels (fed to language-model layers 0 and
+  1); frames resized to between 64x64 and 128x128 pixels in multiples of 32, so an 84x84 frame becomes 96x96:
+  6x6 patches, 3x3 = 9 tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .tiny_models import (
+    _QWEN2_VL_SPECIALS,
+    _build_tokenizer,
+    _generation_config,
+    _language_model_kwargs,
+    _save,
+    _token_id,
+)
+from ._cache import seeded_model
+
+# Qwen3-VL vision settings.
+_QWEN3_PATCH = 16
+_QWEN3_MERGE = 2
+_QWEN3_TEMPORAL = 2
+_QWEN3_MIN_PIXELS = 64 * 64
+_QWEN3_MAX_PIXELS = 128 * 128
+# Rotary sections (temporal, height, width) in frequency pairs: sum = head_dim / 2 = 8.
+_QWEN3_MROPE_SECTION = [2, 3, 3]
+
+#: Numbers later code (adapters, tests) can rely on, per family.
+TINY_FAMILY_FACTS: dict[str, dict[str, Any]] = {
+    "qwen3_vl": {
+        "patch_size": _QWEN3_PATCH,
+        "merge_size": _QWEN3_MERGE,
+        "temporal_patch_size": _QWEN3_TEMPORAL,
+        "deepstack_levels": 2,
+        "min_pixels": _QWEN3_MIN_PIXELS,
+        "max_pixels": _QWEN3_MAX_PIXELS,
+    },
+}
+
+#: The user / assistant turn layout and vision placeholders of Qwen/Qwen3-VL-*-Instruct's chat template (its tool
+#: and reasoning branches left out: the tests send none). Unlike Qwen2-VL's, it adds no default system turn.
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{%- if messages[0].role == 'system' %}"
+    "{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0].content is string %}{{- messages[0].content }}"
+    "{%- else %}{%- for content in messages[0].content %}{%- if 'text' in content %}{{- content.text }}{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- set image_count = namespace(value=0) %}"
+    "{%- set video_count = namespace(value=0) %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'user' or message.role == 'assistant' %}"
+    "{{- '<|im_start|>' + message.role + '\\n' }}"
+    "{%- if message.content is string %}{{- message.content }}"
+    "{%- else %}{%- for content in message.content %}"
+    "{%- if content.type == 'image' or 'image' in content or 'image_url' in content %}"
+    "{%- set image_count.value = image_count.value + 1 %}"
+    "{%- if add_vision_id %}{{- 'Picture ' ~ image_count.value ~ ': ' }}{%- endif %}"
+    "{{- '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif content.type == 'video' or 'video' in content %}"
+    "{%- set video_count.value = video_count.value + 1 %}"
+    "{%- if add_vision_id %}{{- 'Video ' ~ video_count.value ~ ': ' }}{%- endif %}"
+    "{{- '<|vision_start|><|video_pad|><|vision_end|>' }}"
+    "{%- elif 'text' in content %}{{- content.text }}"
+    "{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def build_tiny_qwen3_vl(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny random-weight Qwen3-VL checkpoint (``Qwen3VLForConditionalGeneration`` + ``Qwen3VLProcessor``).
+
+    The vision tower has two blocks, both feeding a deepstack merger, so the language model's layers 0 and 1 get
+    visual features added to their hidden states, as the real model's first three layers do.
+    """
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    tokenizer = _build_tokenizer(_QWEN2_VL_SPECIALS, QWEN3_VL_CHAT_TEMPLATE)
+    ids = {t: _token_id(tokenizer, t) for t in _QWEN2_VL_SPECIALS}
+    text = _language_model_kwargs(tokenizer, mrope_section=list(_QWEN3_MROPE_SECTION), mrope_interleaved=True)
+    text.pop("max_window_layers")
+    text["head_dim"] = 16
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=text["hidden_size"],
+        patch_size=_QWEN3_PATCH,
+        spatial_merge_size=_QWEN3_MERGE,
+        temporal_patch_size=_QWEN3_TEMPORAL,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=[0, 1],
+    )
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    pixels = dict(
+        size={"shortest_edge": _QWEN3_MIN_PIXELS, "longest_edge": _QWEN3_MAX_PIXELS},
+        patch_size=_QWEN3_PATCH,
+        temporal_patch_size=_QWEN3_TEMPORAL,
+        merge_size=_QWEN3_MERGE,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        # The video budget covers the whole clip (transformers' Qwen3-VL rule): room for 64 frames at the image
+        # grid, so a short test clip's frames get the same grid as images.
+        video_processor=Qwen3VLVideoProcessor(**{**pixels, "size": {"shortest_edge": _QWEN3_MIN_PIXELS,
+                                                                    "longest_edge": _QWEN3_MAX_PIXELS * 64}},
+                                              cap_pixels_per_frame=False),
+        tokenizer=tokenizer,
+        chat_template=QWEN3_VL_CHAT_TEMPLATE,
+    )
+    model = seeded_model(Qwen3VLForConditionalGeneration, config, seed)
+    return _save(Path(path), model, processor, _generation_config(tokenizer), "qwen3_vl", seed)
+
+
+__all__ = ["TINY_FAMILY_FACTS", "QWEN3_VL_CHAT_TEMPLATE", "build_tiny_qwen3_vl"]
