@@ -81,6 +81,14 @@ def tiny_qwen3_vl(tiny_model_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_smolvlm(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight SmolVLM2 (64x64 views, patch 8, pixel shuffle 2: 4x4 per frame)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("smolvlm")
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_ov(tiny_model_root: Path) -> Path:
     """Checkpoint folder of a tiny random-weight LLaVA-OneVision (SigLIP 84x84 / patch 14 + Qwen2)."""
     from quota.testing import tiny_model_cache

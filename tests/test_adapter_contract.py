@@ -17,7 +17,7 @@ from quota.models import ADAPTERS, load_adapter
 from quota.types import Frames
 
 #: One tiny checkpoint per family (and per newline layout of the LLaVA family).
-ADAPTER_FIXTURES = ["tiny_llava_ov", "tiny_llava_video", "tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl"]
+ADAPTER_FIXTURES = ["tiny_llava_ov", "tiny_llava_video", "tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl", "tiny_smolvlm"]
 _LOADED: dict[str, object] = {}
 
 
@@ -50,7 +50,7 @@ def test_uniform_plan_at_the_stock_grid_is_the_stock_path(adapter, chat):
     grids = allocate_grids(frame_weights([0.5] * len(frames)), budget=len(frames) * n,
                            native=adapter.native_grid(frames), shape=adapter.resolve_grid_shape("auto"))
     assert grids == [grid] * len(frames)
-    labels = [f"{t:.2f}s" for t in frames.timestamps]
+    labels = [adapter.frame_label(t) for t in frames.timestamps]  # as the pipeline writes them
     conversation = adapter.resolve_chat(chat)
     ours = adapter.build_inputs("What is shown?", resize_frames(adapter.encode(frames), grids), grids,
                                 newline=adapter.stock_newline, frame_labels=labels, chat=conversation)

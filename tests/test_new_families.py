@@ -19,7 +19,7 @@ from quota.testing.videos import make_video
 from quota.types import Frames, Plan
 
 #: Tiny checkpoints of the families added after Qwen2.5-VL.
-NEW_FAMILIES = ["tiny_qwen3_vl"]
+NEW_FAMILIES = ["tiny_qwen3_vl", "tiny_smolvlm"]
 _LOADED: dict[str, object] = {}
 
 
@@ -37,6 +37,31 @@ def _frames(t: int = 4, seed: int = 0) -> Frames:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     return make_video(tmp_path_factory.mktemp("families") / "clip.mp4", n_frames=30, fps=10, size=(96, 72))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The tiny checkpoints
+# ---------------------------------------------------------------------------------------------------------
+
+#: fixture -> (model class, processor class) of the real family.
+CLASSES = {"tiny_qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor"),
+           "tiny_smolvlm": ("SmolVLMForConditionalGeneration", "SmolVLMProcessor")}
+
+
+@pytest.mark.parametrize("fixture", NEW_FAMILIES)
+def test_tiny_checkpoint_is_the_real_family_at_toy_size(request, fixture):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    folder = request.getfixturevalue(fixture)
+    processor, model = AutoProcessor.from_pretrained(folder), AutoModelForImageTextToText.from_pretrained(folder)
+    assert (type(model).__name__, type(processor).__name__) == CLASSES[fixture]
+    assert processor.video_processor is not None and (folder / "chat_template.jinja").is_file()
+    assert sum(p.numel() for p in model.parameters()) < 2_000_000
+    tokenizer = processor.tokenizer
+    assert model.config.text_config.vocab_size == len(tokenizer)
+    assert model.config.image_token_id == tokenizer.convert_tokens_to_ids(processor.image_token)
+    for text in ("A", "B", " A", "Yes", "No"):  # the scorer reads these from one position
+        assert len(tokenizer.encode(text, add_special_tokens=False)) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from quota.scoring.base import is_out_of_memory, run_batched
 from quota.scoring.lvlm import _PLAIN_FORWARD_FAMILIES, letter_token_id, scores_from_log_probs
 from quota.types import Clue, Frames
 
-LVLM_FIXTURES = ["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl", "tiny_llava_ov"]
+LVLM_FIXTURES = ["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl", "tiny_llava_ov", "tiny_smolvlm"]
 CLIP_FIXTURES = ["tiny_clip", "tiny_siglip", "tiny_siglip2"]
 # Frame sizes (H, W) that give different numbers of visual tokens on every tiny model, so a batch pads.
 SIZES = [(56, 56), (84, 84), (112, 112), (56, 112), (112, 56), (84, 56), (70, 98), (112, 84)]
@@ -160,7 +160,7 @@ def test_letter_token_id_requires_a_single_token() -> None:
 def test_lvlm_scores_are_probabilities_and_deterministic(fixture: str, lvlm: Any) -> None:
     scorer = lvlm(fixture)
     assert isinstance(scorer, Scorer)
-    assert (type(scorer) is QwenVLScorer) == (fixture != "tiny_llava_ov")
+    assert (type(scorer) is QwenVLScorer) == (fixture not in ("tiny_llava_ov", "tiny_smolvlm"))
     assert scorer.tokenizer.padding_side == "left"
     frames = _frames(5)
     scores = scorer.score(frames, CLUE)

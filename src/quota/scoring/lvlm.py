@@ -339,7 +339,7 @@ class LVLMScorer(CheckpointScorer):
             kwargs["images_kwargs"] = dict(self.image_kwargs)
         inputs = self.processor(
             text=[prompt] * len(pictures),
-            images=pictures,
+            images=[[p] for p in pictures] if self.family == "smolvlm" else pictures,  # SmolVLM: images per row
             padding=True,
             padding_side="left",
             return_tensors="pt",

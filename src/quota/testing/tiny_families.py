@@ -9,6 +9,9 @@ Sizes (see :data:`TINY_FAMILY_FACTS`):
 * Qwen3-VL: patch 16, spatial merge 2, temporal patch 2, two deepstack levels (fed to language-model layers 0 and
   1); frames resized to between 64x64 and 128x128 pixels in multiples of 32, so an 84x84 frame becomes 96x96:
   6x6 patches, 3x3 = 9 tokens.
+* SmolVLM2: SigLIP-style tower at 64x64 pixels with patch 8 (8x8 patches), pixel shuffle by 2 before the
+  projector, so a frame (or an image tile) is a 4x4 grid of 16 tokens; images are split into 64x64 tiles of at
+  most 128 pixels per side plus the global view; video frames are one 64x64 global view each.
 """
 
 from __future__ import annotations
@@ -36,8 +39,12 @@ _QWEN3_MAX_PIXELS = 128 * 128
 # Rotary sections (temporal, height, width) in frequency pairs: sum = head_dim / 2 = 8.
 _QWEN3_MROPE_SECTION = [2, 3, 3]
 
+#: The families this module builds (the rest of :data:`quota.testing.tiny_models.FAMILIES` is built there).
+NEWER_FAMILIES: tuple[str, ...] = ("qwen3_vl", "smolvlm")
+
 #: Numbers later code (adapters, tests) can rely on, per family.
 TINY_FAMILY_FACTS: dict[str, dict[str, Any]] = {
+    "smolvlm": {"image_size": 64, "patch_size": 8, "scale_factor": 2, "native_grid": 4, "tile_longest_edge": 128},
     "qwen3_vl": {
         "patch_size": _QWEN3_PATCH,
         "merge_size": _QWEN3_MERGE,
@@ -145,4 +152,56 @@ def build_tiny_qwen3_vl(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     return _save(Path(path), model, processor, _generation_config(tokenizer), "qwen3_vl", seed)
 
 
-__all__ = ["TINY_FAMILY_FACTS", "QWEN3_VL_CHAT_TEMPLATE", "build_tiny_qwen3_vl"]
+# SmolVLM2: the image-splitting tokens of the real vocabulary (rows and columns of up to 6 tiles).
+_SMOLVLM_SPECIALS = (
+    ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<fake_token_around_image>", "<image>", "<end_of_utterance>",
+     "<global-img>"]
+    + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+)
+
+
+def build_tiny_smolvlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny random-weight SmolVLM2 checkpoint (``SmolVLMForConditionalGeneration`` + ``SmolVLMProcessor``
+    with its image and video processors; Llama language model), with SmolVLM2's chat template (transformers' copy
+    of it, ``DEFAULT_CHAT_TEMPLATE``)."""
+    from transformers import (
+        LlamaConfig,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
+
+    facts = TINY_FAMILY_FACTS["smolvlm"]
+    tokenizer = _build_tokenizer(_SMOLVLM_SPECIALS, DEFAULT_CHAT_TEMPLATE)
+    text = _language_model_kwargs(tokenizer)
+    text.pop("max_window_layers")
+    text["eos_token_id"] = _token_id(tokenizer, "<end_of_utterance>")
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=facts["image_size"], patch_size=facts["patch_size"])
+    config = SmolVLMConfig(
+        text_config=LlamaConfig(**text, tie_word_embeddings=False),
+        vision_config=vision,
+        scale_factor=facts["scale_factor"],
+        image_token_id=_token_id(tokenizer, "<image>"),
+        pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
+        tie_word_embeddings=False,
+    )
+    norm = dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    tile = {"longest_edge": facts["image_size"]}
+    image_processor = SmolVLMImageProcessor(
+        do_image_splitting=True, size={"longest_edge": facts["tile_longest_edge"]}, max_image_size=tile, **norm)
+    video_processor = SmolVLMVideoProcessor(size=tile, max_image_size=tile, **norm)
+    seq = (facts["native_grid"]) ** 2
+    processor = SmolVLMProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                 video_processor=video_processor, image_seq_len=seq,
+                                 chat_template=DEFAULT_CHAT_TEMPLATE)
+    model = seeded_model(SmolVLMForConditionalGeneration, config, seed)
+    generation = _generation_config(tokenizer)
+    generation.eos_token_id = [_token_id(tokenizer, "<end_of_utterance>"), _token_id(tokenizer, "<|endoftext|>")]
+    return _save(Path(path), model, processor, generation, "smolvlm", seed)
+
+
+__all__ = ["NEWER_FAMILIES", "TINY_FAMILY_FACTS", "QWEN3_VL_CHAT_TEMPLATE", "build_tiny_qwen3_vl", "build_tiny_smolvlm"]
