@@ -89,6 +89,14 @@ def tiny_smolvlm(tiny_model_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_internvl(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight InternVL3 (112x112 tiles, patch 14, pixel shuffle 0.5: 4x4 per tile)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("internvl")
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_ov(tiny_model_root: Path) -> Path:
     """Checkpoint folder of a tiny random-weight LLaVA-OneVision (SigLIP 84x84 / patch 14 + Qwen2)."""
     from quota.testing import tiny_model_cache

@@ -17,7 +17,7 @@ from quota.models import ADAPTERS, load_adapter
 from quota.types import Frames
 
 #: One tiny checkpoint per family (and per newline layout of the LLaVA family).
-ADAPTER_FIXTURES = ["tiny_llava_ov", "tiny_llava_video", "tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl", "tiny_smolvlm"]
+ADAPTER_FIXTURES = ["tiny_llava_ov", "tiny_llava_video", "tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl", "tiny_smolvlm", "tiny_internvl"]
 _LOADED: dict[str, object] = {}
 
 

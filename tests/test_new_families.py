@@ -19,7 +19,7 @@ from quota.testing.videos import make_video
 from quota.types import Frames, Plan
 
 #: Tiny checkpoints of the families added after Qwen2.5-VL.
-NEW_FAMILIES = ["tiny_qwen3_vl", "tiny_smolvlm"]
+NEW_FAMILIES = ["tiny_qwen3_vl", "tiny_smolvlm", "tiny_internvl"]
 _LOADED: dict[str, object] = {}
 
 
@@ -45,7 +45,8 @@ def video(tmp_path_factory) -> Path:
 
 #: fixture -> (model class, processor class) of the real family.
 CLASSES = {"tiny_qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor"),
-           "tiny_smolvlm": ("SmolVLMForConditionalGeneration", "SmolVLMProcessor")}
+           "tiny_smolvlm": ("SmolVLMForConditionalGeneration", "SmolVLMProcessor"),
+           "tiny_internvl": ("InternVLForConditionalGeneration", "InternVLProcessor")}
 
 
 @pytest.mark.parametrize("fixture", NEW_FAMILIES)
@@ -118,10 +119,14 @@ def test_qwen3_vl_time_texts_follow_its_video_path(request):
 @pytest.mark.parametrize("fixture", NEW_FAMILIES)
 @pytest.mark.parametrize("mode", ["quota", "baseline"])
 def test_quota_ask_runs_on_the_family(request, capsys, tmp_path, monkeypatch, video, fixture, mode):
+    from quota.models.loading import model_type_of
+    from quota.scoring import LVLM_FAMILIES
+
     folder = request.getfixturevalue(fixture)
     monkeypatch.chdir(tmp_path)
+    scorer = "base" if model_type_of(str(folder)) in LVLM_FAMILIES else "uniform"  # the base scores where it can
     argv = ["ask", str(video), "What colour is the ball?", "--options", "A. red", "B. blue",
-            "--base", str(folder), "--scorer", "base", "--frames", "6", "--budget", "24",
+            "--base", str(folder), "--scorer", scorer, "--frames", "6", "--budget", "24",
             "--set", "max_new_tokens=3", "--set", "decouple_max_new_tokens=8", "--device", "cpu", "--json", "--quiet"]
     if mode == "baseline":
         argv += ["--baseline", "--set", "baseline_frames=4"]

@@ -12,6 +12,8 @@ Sizes (see :data:`TINY_FAMILY_FACTS`):
 * SmolVLM2: SigLIP-style tower at 64x64 pixels with patch 8 (8x8 patches), pixel shuffle by 2 before the
   projector, so a frame (or an image tile) is a 4x4 grid of 16 tokens; images are split into 64x64 tiles of at
   most 128 pixels per side plus the global view; video frames are one 64x64 global view each.
+* InternVL3: InternViT-style tower at 112x112 pixels with patch 14 (8x8 patches), pixel shuffle 0.5 before the
+  projector, so one tile (an image crop or a video frame) is a 4x4 grid of 16 tokens.
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ _QWEN3_MAX_PIXELS = 128 * 128
 _QWEN3_MROPE_SECTION = [2, 3, 3]
 
 #: The families this module builds (the rest of :data:`quota.testing.tiny_models.FAMILIES` is built there).
-NEWER_FAMILIES: tuple[str, ...] = ("qwen3_vl", "smolvlm")
+NEWER_FAMILIES: tuple[str, ...] = ("qwen3_vl", "smolvlm", "internvl")
 
 #: Numbers later code (adapters, tests) can rely on, per family.
 TINY_FAMILY_FACTS: dict[str, dict[str, Any]] = {
     "smolvlm": {"image_size": 64, "patch_size": 8, "scale_factor": 2, "native_grid": 4, "tile_longest_edge": 128},
+    "internvl": {"image_size": 112, "patch_size": 14, "downsample_ratio": 0.5, "native_grid": 4},
     "qwen3_vl": {
         "patch_size": _QWEN3_PATCH,
         "merge_size": _QWEN3_MERGE,
@@ -204,4 +207,63 @@ def build_tiny_smolvlm(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     return _save(Path(path), model, processor, generation, "smolvlm", seed)
 
 
-__all__ = ["NEWER_FAMILIES", "TINY_FAMILY_FACTS", "QWEN3_VL_CHAT_TEMPLATE", "build_tiny_qwen3_vl", "build_tiny_smolvlm"]
+#: The turn layout of the OpenGVLab/InternVL3-*-hf chat templates as transformers' InternVLProcessor reads it: an
+#: image is ``<IMG_CONTEXT>`` and a video ``<video>``, each on its own line before the text.
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+_INTERNVL_NAMED = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                   "video_token": "<video>"}
+
+
+def build_tiny_internvl(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny random-weight InternVL3 checkpoint (``InternVLForConditionalGeneration`` + ``InternVLProcessor``
+    with ``GotOcr2ImageProcessor`` and ``InternVLVideoProcessor``; Qwen2 language model)."""
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+        Qwen2Config,
+    )
+
+    facts = TINY_FAMILY_FACTS["internvl"]
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *_INTERNVL_NAMED.values()]
+    tokenizer = _build_tokenizer(specials, INTERNVL_CHAT_TEMPLATE)
+    tokenizer._set_model_specific_special_tokens(special_tokens=dict(_INTERNVL_NAMED))
+    side = facts["image_size"]
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=[side, side], patch_size=[facts["patch_size"]] * 2)
+    config = InternVLConfig(
+        vision_config=vision,
+        text_config=Qwen2Config(**_language_model_kwargs(tokenizer), tie_word_embeddings=False),
+        image_token_id=_token_id(tokenizer, "<IMG_CONTEXT>"),
+        image_seq_length=facts["native_grid"] ** 2,
+        downsample_ratio=facts["downsample_ratio"],
+        tie_word_embeddings=False,
+    )
+    norm = dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    size = {"height": side, "width": side}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=True, min_patches=1, max_patches=4, **norm),
+        video_processor=InternVLVideoProcessor(size=size, **norm),
+        tokenizer=tokenizer,
+        image_seq_length=facts["native_grid"] ** 2,
+        chat_template=INTERNVL_CHAT_TEMPLATE,
+    )
+    model = seeded_model(InternVLForConditionalGeneration, config, seed)
+    return _save(Path(path), model, processor, _generation_config(tokenizer), "internvl", seed)
+
+
+__all__ = ["INTERNVL_CHAT_TEMPLATE", "build_tiny_internvl", "NEWER_FAMILIES", "TINY_FAMILY_FACTS", "QWEN3_VL_CHAT_TEMPLATE", "build_tiny_qwen3_vl", "build_tiny_smolvlm"]

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Family names accepted by :func:`build_tiny_model` and :func:`tiny_model_cache`.
-FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision", "llava_video", "qwen3_vl", "smolvlm")
+FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision", "llava_video", "qwen3_vl", "smolvlm", "internvl")
 
 #: Bumped whenever the builders change what they write, so stale folders in a persistent cache are rebuilt.
 BUILDER_VERSION = 1
@@ -529,6 +529,7 @@ _BUILDERS: dict[str, Callable[..., Path]] = {
     # The newer families live in tiny_families (imported on use: it imports this module).
     "qwen3_vl": lambda path, **kw: _newer("build_tiny_qwen3_vl")(path, **kw),
     "smolvlm": lambda path, **kw: _newer("build_tiny_smolvlm")(path, **kw),
+    "internvl": lambda path, **kw: _newer("build_tiny_internvl")(path, **kw),
 }
 
 
