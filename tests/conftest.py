@@ -97,6 +97,14 @@ def tiny_internvl(tiny_model_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_glm4v(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight GLM-4.1V (Qwen2-VL-like tower: an 84x84 frame is 3x3 tokens)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("glm4v")
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_ov(tiny_model_root: Path) -> Path:
     """Checkpoint folder of a tiny random-weight LLaVA-OneVision (SigLIP 84x84 / patch 14 + Qwen2)."""
     from quota.testing import tiny_model_cache

@@ -19,7 +19,7 @@ from quota.testing.videos import make_video
 from quota.types import Frames, Plan
 
 #: Tiny checkpoints of the families added after Qwen2.5-VL.
-NEW_FAMILIES = ["tiny_qwen3_vl", "tiny_smolvlm", "tiny_internvl"]
+NEW_FAMILIES = ["tiny_qwen3_vl", "tiny_smolvlm", "tiny_internvl", "tiny_glm4v"]
 _LOADED: dict[str, object] = {}
 
 
@@ -46,7 +46,8 @@ def video(tmp_path_factory) -> Path:
 #: fixture -> (model class, processor class) of the real family.
 CLASSES = {"tiny_qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor"),
            "tiny_smolvlm": ("SmolVLMForConditionalGeneration", "SmolVLMProcessor"),
-           "tiny_internvl": ("InternVLForConditionalGeneration", "InternVLProcessor")}
+           "tiny_internvl": ("InternVLForConditionalGeneration", "InternVLProcessor"),
+           "tiny_glm4v": ("Glm4vForConditionalGeneration", "Glm4vProcessor")}
 
 
 @pytest.mark.parametrize("fixture", NEW_FAMILIES)

@@ -14,6 +14,8 @@ Sizes (see :data:`TINY_FAMILY_FACTS`):
   most 128 pixels per side plus the global view; video frames are one 64x64 global view each.
 * InternVL3: InternViT-style tower at 112x112 pixels with patch 14 (8x8 patches), pixel shuffle 0.5 before the
   projector, so one tile (an image crop or a video frame) is a 4x4 grid of 16 tokens.
+* GLM-4.1V: Qwen2-VL-like tower, patch 14, spatial merge 2, temporal patch 2; frames resized to between 56x56 and
+  112x112 pixels (multiples of 28), so an 84x84 frame is 3x3 = 9 tokens.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ _QWEN3_MAX_PIXELS = 128 * 128
 _QWEN3_MROPE_SECTION = [2, 3, 3]
 
 #: The families this module builds (the rest of :data:`quota.testing.tiny_models.FAMILIES` is built there).
-NEWER_FAMILIES: tuple[str, ...] = ("qwen3_vl", "smolvlm", "internvl")
+NEWER_FAMILIES: tuple[str, ...] = ("qwen3_vl", "smolvlm", "internvl", "glm4v")
 
 #: Numbers later code (adapters, tests) can rely on, per family.
 TINY_FAMILY_FACTS: dict[str, dict[str, Any]] = {
@@ -266,4 +268,66 @@ def build_tiny_internvl(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     return _save(Path(path), model, processor, _generation_config(tokenizer), "internvl", seed)
 
 
-__all__ = ["INTERNVL_CHAT_TEMPLATE", "build_tiny_internvl", "NEWER_FAMILIES", "TINY_FAMILY_FACTS", "QWEN3_VL_CHAT_TEMPLATE", "build_tiny_qwen3_vl", "build_tiny_smolvlm"]
+#: The turn layout and vision placeholders of the THUDM/GLM-4.1V-9B chat templates (system / user / assistant
+#: turns after ``[gMASK]<sop>``; images and videos wrapped in their begin / end tokens); tool and reasoning
+#: branches left out.
+GLM4V_CHAT_TEMPLATE = (
+    "[gMASK]<sop>"
+    "{%- for msg in messages %}"
+    "{%- if msg.role == 'system' %}{{- '<|system|>\\n' }}"
+    "{%- elif msg.role == 'user' %}{{- '<|user|>\\n' }}"
+    "{%- else %}{{- '<|assistant|>\\n' }}{%- endif %}"
+    "{%- if msg.content is string %}{{- msg.content }}"
+    "{%- else %}{%- for item in msg.content %}"
+    "{%- if item.type == 'video' or 'video' in item %}{{- '<|begin_of_video|><|video|><|end_of_video|>' }}"
+    "{%- elif item.type == 'image' or 'image' in item %}{{- '<|begin_of_image|><|image|><|end_of_image|>' }}"
+    "{%- elif item.type == 'text' %}{{- item.text }}"
+    "{%- endif %}{%- endfor %}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}"
+)
+_GLM4V_SPECIALS = ["<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+                   "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
+                   "<|end_of_video|>", "<|image|>", "<|video|>", "<|im_end|>"]
+
+
+def build_tiny_glm4v(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny random-weight GLM-4.1V checkpoint (``Glm4vForConditionalGeneration`` + ``Glm4vProcessor`` with
+    ``Glm4vImageProcessor`` and ``Glm4vVideoProcessor``)."""
+    from transformers import (
+        Glm4vConfig,
+        Glm4vForConditionalGeneration,
+        Glm4vImageProcessor,
+        Glm4vProcessor,
+        Glm4vVideoProcessor,
+    )
+
+    tokenizer = _build_tokenizer(_GLM4V_SPECIALS, GLM4V_CHAT_TEMPLATE)
+    tid = {t: _token_id(tokenizer, t) for t in _GLM4V_SPECIALS}
+    # Half the head dimension is rotary (GLM's partial_rotary_factor 0.5): sections sum to 16 / 2 / 2 = 4 pairs.
+    text = _language_model_kwargs(tokenizer, mrope_section=[1, 1, 2], partial_rotary_factor=0.5)
+    text.pop("max_window_layers")
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=text["hidden_size"],
+                  image_size=56, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    config = Glm4vConfig(
+        text_config=text, vision_config=vision,
+        image_token_id=tid["<|image|>"], video_token_id=tid["<|video|>"],
+        image_start_token_id=tid["<|begin_of_image|>"], image_end_token_id=tid["<|end_of_image|>"],
+        video_start_token_id=tid["<|begin_of_video|>"], video_end_token_id=tid["<|end_of_video|>"],
+        tie_word_embeddings=False,
+    )
+    # GLM counts an image's pixels twice (its two temporal copies): 2 x 112 x 112 lets a 112x112 frame keep its size.
+    pixels = dict(size={"shortest_edge": 56 * 56, "longest_edge": 2 * 112 * 112}, patch_size=14, temporal_patch_size=2,
+                  merge_size=2)
+    processor = Glm4vProcessor(
+        image_processor=Glm4vImageProcessor(**pixels),
+        # The video budget covers the whole clip: room for 64 frames at the image grid.
+        video_processor=Glm4vVideoProcessor(**{**pixels, "size": {"shortest_edge": 56 * 56,
+                                                                  "longest_edge": 112 * 112 * 64}}),
+        tokenizer=tokenizer, chat_template=GLM4V_CHAT_TEMPLATE,
+    )
+    model = seeded_model(Glm4vForConditionalGeneration, config, seed)
+    return _save(Path(path), model, processor, _generation_config(tokenizer), "glm4v", seed)
+
+
+__all__ = ["GLM4V_CHAT_TEMPLATE", "build_tiny_glm4v", "INTERNVL_CHAT_TEMPLATE", "build_tiny_internvl", "NEWER_FAMILIES", "TINY_FAMILY_FACTS", "QWEN3_VL_CHAT_TEMPLATE", "build_tiny_qwen3_vl", "build_tiny_smolvlm"]
