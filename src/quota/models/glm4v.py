@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..errors import BudgetError
 from ..types import Frames
 from .base import ModelInputs
 from .qwen2_vl import QwenVLAdapter
@@ -44,15 +43,8 @@ class Glm4vAdapter(QwenVLAdapter):
         return content
 
     def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
-        if self.resolve_newline(newline) != "none":
-            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
-        fps = frames.fps if frames.fps > 0 else max(len(frames) / max(frames.duration, 1e-6), 1e-3)
-        metadata = [{"total_num_frames": int(frames.indices.max()) + 1, "fps": float(fps),
-                     "frames_indices": [int(i) for i in frames.indices], "duration": float(frames.duration)}]
-        enc = self.processor(text=text, videos=[frames.pixels], video_metadata=metadata, do_sample_frames=False,
-                             return_tensors="pt")
-        inputs = self._to_device(enc, text, "pixel_values_videos")
+        self.require_no_newline(newline)
+        inputs = self.exact_video_inputs(frames, prompt, chat)
         # video frames are written with image tokens: count the visual positions by their token type
         inputs.visual_tokens = int((inputs.kwargs["mm_token_type_ids"] > 0).sum())
         return inputs

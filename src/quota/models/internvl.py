@@ -25,7 +25,7 @@ import torch
 from ..assign import Grid
 from ..errors import BudgetError
 from ..types import Frames
-from .base import ModelInputs, VideoLMAdapter, flatten_frame_features
+from .base import ModelInputs, VideoLMAdapter, expand_placeholder, flatten_frame_features
 
 
 class InternVLAdapter(VideoLMAdapter):
@@ -81,18 +81,12 @@ class InternVLAdapter(VideoLMAdapter):
     ) -> ModelInputs:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        if self.resolve_newline(newline) != "none":
-            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
+        self.require_no_newline(newline)
         flat = flatten_frame_features(features, grids)
-        if not flat:
-            raise BudgetError("no frame kept: the plan gave every frame 0 tokens")
         proc = self.processor
-        text = self._prompt(prompt, chat)
-        if text.count(proc.video_token) != 1:
-            raise BudgetError(f"the chat template produced {text.count(proc.video_token)} video placeholders, expected 1")
         frames_text = "\n".join(f"Frame{i + 1}: {proc.start_image_token}{proc.image_token * (h * w)}{proc.end_image_token}"
                                 for i, (h, w) in enumerate(grids))
-        text = text.replace(proc.video_token, frames_text)
+        text = expand_placeholder(self._prompt(prompt, chat), proc.video_token, frames_text)
         ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
         visual = torch.cat(flat).to(self.device, self.dtype)[None]  # the model counts batch × tokens
         kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
@@ -109,8 +103,7 @@ class InternVLAdapter(VideoLMAdapter):
         return self.baseline_inputs(frames, prompt, chat=chat)
 
     def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
-        if self.resolve_newline(newline) != "none":
-            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
+        self.require_no_newline(newline)
         text = self._prompt(prompt, chat)
         enc = self.processor(text=text, videos=[frames.pixels], return_tensors="pt")
         kwargs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}

@@ -84,15 +84,8 @@ class Qwen3VLAdapter(QwenVLAdapter):
     def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
         """The processor's video path on exactly these frames (no resampling), their real frame numbers and rate as
         the metadata its time texts are computed from."""
-        if self.resolve_newline(newline) != "none":
-            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
-        fps = frames.fps if frames.fps > 0 else max(len(frames) / max(frames.duration, 1e-6), 1e-3)
-        metadata = [{"total_num_frames": int(frames.indices.max()) + 1, "fps": float(fps),
-                     "frames_indices": [int(i) for i in frames.indices], "duration": float(frames.duration)}]
-        enc = self.processor(text=text, videos=[frames.pixels], video_metadata=metadata, do_sample_frames=False,
-                             return_tensors="pt")
-        return self._to_device(enc, text, "pixel_values_videos")
+        self.require_no_newline(newline)
+        return self.exact_video_inputs(frames, prompt, chat)
 
 
 def stack_deepstack(output: Any) -> list[torch.Tensor]:

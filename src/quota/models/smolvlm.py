@@ -29,7 +29,7 @@ import torch
 from ..assign import Grid
 from ..errors import BudgetError
 from ..types import Frames
-from .base import ModelInputs, VideoLMAdapter, flatten_frame_features
+from .base import ModelInputs, VideoLMAdapter, expand_placeholder, flatten_frame_features, video_metadata
 
 _LABEL = re.compile(r"^(\d+):(\d{2})$")
 
@@ -112,16 +112,10 @@ class SmolVLMAdapter(VideoLMAdapter):
     ) -> ModelInputs:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        if self.resolve_newline(newline) != "none":
-            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
+        self.require_no_newline(newline)
         flat = flatten_frame_features(features, grids)
-        if not flat:
-            raise BudgetError("no frame kept: the plan gave every frame 0 tokens")
-        text = self._video_prompt(prompt, chat)
-        video = self.processor.video_token
-        if text.count(video) != 1:
-            raise BudgetError(f"the chat template produced {text.count(video)} video placeholders, expected 1")
-        text = text.replace(video, self._video_text(list(grids), frame_labels))
+        text = expand_placeholder(self._video_prompt(prompt, chat), self.processor.video_token,
+                                  self._video_text(list(grids), frame_labels))
         ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
         visual = torch.cat(flat).to(self.device, self.dtype)
         if int((ids == self.image_token_id).sum()) != visual.shape[0]:
@@ -130,12 +124,9 @@ class SmolVLMAdapter(VideoLMAdapter):
                   "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=(visual,))}}
         return ModelInputs(kwargs=kwargs, visual_tokens=visual.shape[0], prompt=text)
 
-    def _stock(self, frames: Frames, prompt: str, chat: str, duration: float | None) -> ModelInputs:
+    def _stock(self, frames: Frames, prompt: str, chat: str, with_duration: bool) -> ModelInputs:
         text = self._video_prompt(prompt, chat)
-        metadata: dict[str, Any] = {"total_num_frames": int(frames.indices.max()) + 1, "fps": float(frames.fps),
-                                    "frames_indices": [int(i) for i in frames.indices]}
-        if duration is not None:
-            metadata["duration"] = float(duration)
+        metadata = video_metadata(frames, duration=with_duration)
         enc = self.processor(text=text, videos=[frames.pixels], video_metadata=[metadata], do_sample_frames=False,
                              return_tensors="pt")
         kwargs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
@@ -150,12 +141,11 @@ class SmolVLMAdapter(VideoLMAdapter):
     def stock_inputs(self, frames: Frames, prompt: str, *, frame_labels: Sequence[str] | None = None,
                      chat: str = "model") -> ModelInputs:
         """The processor's video path on these frames, told no duration (so it states the last frame's time)."""
-        return self._stock(frames, prompt, chat, None)
+        return self._stock(frames, prompt, chat, False)
 
     def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
-        if self.resolve_newline(newline) != "none":
-            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
-        return self._stock(frames, prompt, chat, frames.duration)
+        self.require_no_newline(newline)
+        return self._stock(frames, prompt, chat, True)
 
 
 __all__ = ["SmolVLMAdapter"]
