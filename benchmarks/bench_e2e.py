@@ -647,6 +647,55 @@ def flop_table(inputs: FlopInputs) -> list[tuple[str, dict[str, float], bool]]:
     return rows
 
 
+def base_family_rows(inputs: FlopInputs, scorer_flops: float) -> list[tuple[str, float, float, float]]:
+    """QuoTA against each base's own 64-frame video path on a 640x360 video, at the published sizes:
+    ``(base, baseline FLOPs, QuoTA FLOPs, QuoTA's scorer vision FLOPs)``. QuoTA's budget is the tokens of that
+    base's own video path (as the paper's 12,544 is LLaVA-Video's); its kept frames go through the base's vision
+    tower each as one image; the scorer is the paper's (Qwen2-VL-2B at its cap, ``scorer_flops``)."""
+    rows: list[tuple[str, float, float, float]] = []
+
+    def add(name: str, text: dict[str, Any], unit_vision: float, per_frame: int, per_frame_text: int,
+            baseline_units: int, baseline_tokens: int) -> None:
+        def answer(visual: int, frames: int) -> float:
+            prompt = visual + frames * per_frame_text + inputs.answer_prompt
+            return lm_flops(text, prompt) + sum(lm_flops(text, 1, prompt + k) for k in range(inputs.answer_tokens - 1))
+
+        decouple = lm_flops(text, inputs.decouple_prompt) + sum(
+            lm_flops(text, 1, inputs.decouple_prompt + k) for k in range(inputs.decouple_tokens - 1))
+        baseline = unit_vision * baseline_units + answer(baseline_tokens, inputs.baseline_frames)
+        quota = decouple + scorer_flops + unit_vision * inputs.kept + answer(baseline_tokens, inputs.kept)
+        rows.append((name, baseline, quota, per_frame))
+
+    llava = load_size("llava-video-7b-qwen2-hf.json")
+    bt, bv = llava["text_config"], llava["vision_config"]
+    grid = (bv["image_size"] // bv["patch_size"]) ** 2
+    proj = 2 * (bv["hidden_size"] * bt["hidden_size"] + bt["hidden_size"] ** 2)
+    add("LLaVA-Video-7B", bt, vit_flops(bv["hidden_size"], bv["intermediate_size"], bv["num_hidden_layers"], grid, 1)
+        + proj * grid, 196, 0, inputs.baseline_frames, inputs.baseline_frames * 196 + 1)
+    # InternVL3-8B: one 448 tile per frame, 1,024 patches + CLS, 256 tokens; "FrameN: <img>…</img>\n" ≈ 6 text tokens
+    iv = load_size("internvl3-8b-hf.json")
+    it, ivv = iv["text_config"], iv["vision_config"]
+    patches = (ivv["image_size"] // ivv["patch_size"]) ** 2
+    tokens = int(patches * ivv["downsample_ratio"] ** 2)
+    wide = int(ivv["hidden_size"] / ivv["downsample_ratio"] ** 2)
+    tile = vit_flops(ivv["hidden_size"], ivv["intermediate_size"], ivv["num_hidden_layers"], patches + 1, 1)
+    tile += tokens * 2 * (wide * it["hidden_size"] + it["hidden_size"] ** 2)
+    add("InternVL3-8B", it, tile, tokens, 6, inputs.baseline_frames, inputs.baseline_frames * tokens)
+    # Qwen3-VL-8B: a 640x360 frame becomes 352x640 pixels (multiples of 32 = patch 16 x merge 2): 11x20 = 220 tokens;
+    # the video path merges frames in pairs (32 steps for 64 frames), assumed here at the same grid (its clip-wide
+    # pixel budget can only lower it). Each merged token goes through the merger and the three deepstack mergers.
+    qv = load_size("qwen3-vl-8b-instruct.json")
+    qt, qvv = qv["text_config"], qv["vision_config"]
+    gh, gw = round(360 / 32), round(640 / 32)
+    tokens = gh * gw
+    width = qvv["hidden_size"] * qvv["spatial_merge_size"] ** 2
+    mergers = 1 + len(qvv["deepstack_visual_indexes"])
+    step = vit_flops(qvv["hidden_size"], qvv["intermediate_size"], qvv["depth"], tokens * 4, 1)
+    step += tokens * mergers * 2 * (width * width + width * qt["hidden_size"])
+    add("Qwen3-VL-8B", qt, step, tokens, 8, inputs.baseline_frames // 2, inputs.baseline_frames // 2 * tokens)
+    return rows
+
+
 def print_flops(inputs: FlopInputs, out: list[str], questions: int = 3) -> None:
     gib = real_weight_gib()
     out.append("")
@@ -671,6 +720,17 @@ def print_flops(inputs: FlopInputs, out: list[str], questions: int = 3) -> None:
         cells = " | ".join(f"{parts.get(c, 0.0) / 1e12:.1f}" for c in cols)
         out.append(f"| {label} | {cells} | {total / 1e12:.1f} | {total / base_total:.2f} | "
                    f"{amortised / base_total:.2f} |")
+    paper = next(parts for label, parts, _ in rows if label.startswith("paper 640x360"))
+    out.append("")
+    out.append("Other bases, each against its own 64-frame video path on the same 640x360 video (QuoTA's budget = "
+               "that path's visual tokens; the paper's scorer at its cap; published sizes, "
+               "benchmarks/configs/*.json):")
+    out.append(f"| base | tokens/frame | baseline TFLOPs | QuoTA TFLOPs | × baseline | × baseline, {questions} q/video |")
+    out.append("|---|---|---|---|---|---|")
+    for name, baseline, quota, per_frame in base_family_rows(inputs, paper["score_vision"] + paper["score_lm"]):
+        amortised = quota - paper["score_vision"] * (1 - 1 / questions)
+        out.append(f"| {name} | {per_frame} | {baseline / 1e12:.1f} | {quota / 1e12:.1f} | {quota / baseline:.2f} | "
+                   f"{amortised / baseline:.2f} |")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -73,6 +73,38 @@ def tiny_qwen2_5_vl(tiny_model_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_vl(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight Qwen3-VL (patch 16, two deepstack levels)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("qwen3_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_smolvlm(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight SmolVLM2 (64x64 views, patch 8, pixel shuffle 2: 4x4 per frame)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("smolvlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight InternVL3 (112x112 tiles, patch 14, pixel shuffle 0.5: 4x4 per tile)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("internvl")
+
+
+@pytest.fixture(scope="session")
+def tiny_glm4v(tiny_model_root: Path) -> Path:
+    """Checkpoint folder of a tiny random-weight GLM-4.1V (Qwen2-VL-like tower: an 84x84 frame is 3x3 tokens)."""
+    from quota.testing import tiny_model_cache
+
+    return tiny_model_cache("glm4v")
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_ov(tiny_model_root: Path) -> Path:
     """Checkpoint folder of a tiny random-weight LLaVA-OneVision (SigLIP 84x84 / patch 14 + Qwen2)."""
     from quota.testing import tiny_model_cache

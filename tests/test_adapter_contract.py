@@ -17,7 +17,7 @@ from quota.models import ADAPTERS, load_adapter
 from quota.types import Frames
 
 #: One tiny checkpoint per family (and per newline layout of the LLaVA family).
-ADAPTER_FIXTURES = ["tiny_llava_ov", "tiny_llava_video", "tiny_qwen2_vl", "tiny_qwen2_5_vl"]
+ADAPTER_FIXTURES = ["tiny_llava_ov", "tiny_llava_video", "tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl", "tiny_smolvlm", "tiny_internvl", "tiny_glm4v"]
 _LOADED: dict[str, object] = {}
 
 
@@ -50,7 +50,7 @@ def test_uniform_plan_at_the_stock_grid_is_the_stock_path(adapter, chat):
     grids = allocate_grids(frame_weights([0.5] * len(frames)), budget=len(frames) * n,
                            native=adapter.native_grid(frames), shape=adapter.resolve_grid_shape("auto"))
     assert grids == [grid] * len(frames)
-    labels = [f"{t:.2f}s" for t in frames.timestamps]
+    labels = [adapter.frame_label(t) for t in frames.timestamps]  # as the pipeline writes them
     conversation = adapter.resolve_chat(chat)
     ours = adapter.build_inputs("What is shown?", resize_frames(adapter.encode(frames), grids), grids,
                                 newline=adapter.stock_newline, frame_labels=labels, chat=conversation)
@@ -75,11 +75,12 @@ def test_a_skewed_plan_puts_exactly_the_planned_tokens_into_the_model(adapter):
 
 
 def test_the_baseline_holds_every_frame_at_the_stock_grid_with_the_checkpoints_newlines(adapter):
-    """T frames at the stock grid (Qwen's video path merges pairs of frames: T/2 steps), newlines as trained."""
+    """T frames at the stock grid (Qwen's and GLM-4.1V's video paths merge pairs of frames: T/2 steps), newlines as
+    trained."""
     frames = _frames(t=4)
     grid = adapter.stock_grid(frames)
     newline = adapter.resolve_newline("auto")
     steps = -(-4 // adapter.baseline_temporal_patch)
-    assert adapter.baseline_temporal_patch == (2 if adapter.family.startswith("qwen") else 1)
+    assert adapter.baseline_temporal_patch == (2 if adapter.family.startswith(("qwen", "glm4v")) else 1)
     inputs = adapter.baseline_inputs(frames, "Q?")
     assert inputs.visual_tokens == steps * grid[0] * grid[1] + newline_count([grid] * steps, newline)

@@ -33,6 +33,7 @@ def test_our_presets_differ_from_the_paper_only_where_they_say():
         "fast-qwen": {"scorer_max_pixels", "decouple_max_new_tokens"},
         "our-prompts": {"prompts", "clue_parser", "decouple_max_new_tokens"},
         "event": {"decouple", "prompts", "clue_parser", "decouple_max_new_tokens"},
+        "small": {"scorer", "budget", "scorer_batch_size"},
     }
 
 

@@ -69,8 +69,8 @@ def test_register_scorer_refuses_bad_names(brightness):
 
 
 def test_a_checkpoint_of_no_scorer_family_is_one_clear_error(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
-    with pytest.raises(UnsupportedModelError, match="qwen3_vl.*not a supported scorer"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl"}))  # a base, not (yet) a scorer
+    with pytest.raises(UnsupportedModelError, match="internvl.*not a supported scorer"):
         scorer_class(str(tmp_path))
 
 

@@ -23,10 +23,10 @@ from quota.errors import (
 )
 from quota.scoring import ClipScorer, LVLMScorer, QwenVLScorer, Scorer, UniformScorer, load_scorer
 from quota.scoring.base import is_out_of_memory, run_batched
-from quota.scoring.lvlm import letter_token_id, scores_from_log_probs
+from quota.scoring.lvlm import _PLAIN_FORWARD_FAMILIES, letter_token_id, scores_from_log_probs
 from quota.types import Clue, Frames
 
-LVLM_FIXTURES = ["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_llava_ov"]
+LVLM_FIXTURES = ["tiny_qwen2_vl", "tiny_qwen2_5_vl", "tiny_qwen3_vl", "tiny_llava_ov", "tiny_smolvlm"]
 CLIP_FIXTURES = ["tiny_clip", "tiny_siglip", "tiny_siglip2"]
 # Frame sizes (H, W) that give different numbers of visual tokens on every tiny model, so a batch pads.
 SIZES = [(56, 56), (84, 84), (112, 112), (56, 112), (112, 56), (84, 56), (70, 98), (112, 84)]
@@ -160,7 +160,7 @@ def test_letter_token_id_requires_a_single_token() -> None:
 def test_lvlm_scores_are_probabilities_and_deterministic(fixture: str, lvlm: Any) -> None:
     scorer = lvlm(fixture)
     assert isinstance(scorer, Scorer)
-    assert (type(scorer) is QwenVLScorer) == (fixture != "tiny_llava_ov")
+    assert (type(scorer) is QwenVLScorer) == (fixture not in ("tiny_llava_ov", "tiny_smolvlm"))
     assert scorer.tokenizer.padding_side == "left"
     frames = _frames(5)
     scores = scorer.score(frames, CLUE)
@@ -240,6 +240,10 @@ def test_scorer_contract_every_path_gives_the_one_pass_score(fixture: str, path:
     options = dict(SCORER_PATHS[path])
     cached = options.pop("cache", False)
     split = _fresh(scorer, **options)
+    if "prefill_chunk" in options and scorer.family not in _PLAIN_FORWARD_FAMILIES:  # refused, never approximated
+        with pytest.raises(UnsupportedModelError, match=f"not of {scorer.family}; score with prefill_chunk=None"):
+            split.score(frames, CLUE, cache={} if cached else None)
+        return
     if cached:
         cache: dict[Any, Any] = {}
         split.score(frames, QUESTION_CLUE, cache=cache)  # another question fills the cache
@@ -546,7 +550,7 @@ def test_run_batched_rewinds_progress_after_out_of_memory() -> None:
 def test_chunked_prefill_refuses_a_family_whose_forward_it_does_not_rebuild(lvlm: Any) -> None:
     """A family whose language model does more than the plain forward (Qwen3-VL's deepstack) is refused on the
     chunked path with one line, never scored approximately."""
-    chunked = _fresh(lvlm("tiny_qwen2_vl"), prefill_chunk=5)
-    chunked.family = "qwen3_vl"  # what a newer family would look like to this path
+    chunked = _fresh(lvlm("tiny_qwen3_vl"), prefill_chunk=5)
+    assert chunked.family == "qwen3_vl" and "qwen3_vl" not in _PLAIN_FORWARD_FAMILIES
     with pytest.raises(UnsupportedModelError, match="prefill_chunk=None"):
         chunked.score(_frames(2), CLUE)

@@ -130,8 +130,11 @@ def _messages(kind: str) -> list[dict]:
 
 
 def test_families_listed() -> None:
-    # llava_video is llava_onevision at the real 27x27 grid; its own test is below
-    assert set(FAMILIES) == set(FAMILY_SPECS) | {"llava_video"}
+    # llava_video is llava_onevision at the real 27x27 grid; its own test is below; the newer families are checked in
+    # tests/test_new_families.py
+    from quota.testing.tiny_families import NEWER_FAMILIES
+
+    assert set(FAMILIES) == set(FAMILY_SPECS) | {"llava_video"} | set(NEWER_FAMILIES)
 
 
 def test_llava_video_checkpoint_has_the_real_grid(tiny_llava_video: Path) -> None:

@@ -432,6 +432,8 @@ PRESETS: dict[str, QuotaConfig] = {
     "our-prompts": QuotaConfig(prompts="quota", clue_parser="quota", decouple_max_new_tokens=256),
     # Ours: the paper's event-centric alternative, with our event prompt and parser (the reference has none).
     "event": QuotaConfig(decouple="event", prompts="quota", clue_parser="quota", decouple_max_new_tokens=256),
+    # Ours, untested against the paper: for --base HuggingFaceTB/SmolVLM2-2.2B-Instruct on an 8 GB GPU (docs/pipeline.md).
+    "small": QuotaConfig(scorer="HuggingFaceTB/SmolVLM2-256M-Video-Instruct", budget=5184, scorer_batch_size=8),
 }
 
 

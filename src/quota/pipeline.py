@@ -29,7 +29,7 @@ from .decouple import Decoupler
 from .errors import BudgetError, ConfigError, QuotaError
 from .reference import answer_question, reference_query
 from .scoring.question import scoring_question
-from .types import Answer, Clue, Frames, Plan, format_seconds, time_instruction
+from .types import Answer, Clue, Frames, Plan, time_instruction
 
 #: Instruction appended to multiple-choice questions (the wording lmms-eval's video tasks use).
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -349,7 +349,7 @@ class QuoTA:
         began("resize")
         with _timer(timings, "resize"):
             resized = resize_frames(features, grids, self._config.resize)
-        labels = [format_seconds(t) for t in plan.kept_timestamps]
+        labels = [self.adapter.frame_label(t) for t in plan.kept_timestamps]
         began("generate")
         with _timer(timings, "generate"):
             text = self.adapter.generate(

@@ -12,10 +12,14 @@ from .base import ModelInputs, VideoLMAdapter
 from .loading import model_type_of
 from .llava_onevision import LlavaOnevisionAdapter
 from .qwen2_vl import QwenVLAdapter
+from .glm4v import Glm4vAdapter
+from .internvl import InternVLAdapter
+from .qwen3_vl import Qwen3VLAdapter
+from .smolvlm import SmolVLMAdapter
 
 #: Adapter classes by the ``model_type`` of the checkpoints they handle.
 ADAPTERS: dict[str, type[VideoLMAdapter]] = {
-    model_type: adapter for adapter in (LlavaOnevisionAdapter, QwenVLAdapter) for model_type in adapter.model_types
+    model_type: adapter for adapter in (LlavaOnevisionAdapter, QwenVLAdapter, Qwen3VLAdapter, SmolVLMAdapter, InternVLAdapter, Glm4vAdapter) for model_type in adapter.model_types
 }
 
 
@@ -37,5 +41,5 @@ def load_adapter(model_id: str, *, trust_remote_code: bool = False, **kwargs: An
     return cls.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
 
 
-__all__ = ["ADAPTERS", "VideoLMAdapter", "ModelInputs", "LlavaOnevisionAdapter", "QwenVLAdapter", "load_adapter",
+__all__ = ["ADAPTERS", "VideoLMAdapter", "ModelInputs", "LlavaOnevisionAdapter", "QwenVLAdapter", "Qwen3VLAdapter", "SmolVLMAdapter", "InternVLAdapter", "Glm4vAdapter", "load_adapter",
            "adapter_class_for"]

@@ -25,7 +25,7 @@ import torch
 
 from ..assign import Grid
 from ..errors import BudgetError, ConfigError
-from ..types import Frames
+from ..types import Frames, format_seconds
 from .loading import load_model, load_processor, resolve_device, resolve_dtype
 
 
@@ -151,9 +151,19 @@ class VideoLMAdapter(ABC):
         :meth:`stock_grid` with :attr:`stock_newline` must give the same logits."""
 
     # ------------------------------------------------------------------ shared
+    def frame_label(self, seconds: float) -> str:
+        """The text put before a kept frame that is ``seconds`` into the video (the family's own time
+        convention where it has one; ``"12.50s"`` otherwise)."""
+        return format_seconds(seconds)
+
     def resolve_newline(self, newline: str | None) -> str:
         """The concrete newline policy: ``"auto"`` / ``None`` give this checkpoint's own."""
         return self.default_newline if newline in (None, "auto") else newline
+
+    def require_no_newline(self, newline: str | None) -> None:
+        """For a family without a newline token: accept ``"auto"`` / ``"none"`` only (:class:`BudgetError` otherwise)."""
+        if self.resolve_newline(newline) != "none":
+            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
 
     def resolve_grid_shape(self, shape: str | None) -> str:
         """The concrete grid shape rule: ``"auto"`` / ``None`` give this family's own."""
@@ -258,14 +268,36 @@ class _TextStop:
 
 
 def flatten_frame_features(features: Sequence[torch.Tensor], grids: Sequence[Grid]) -> list[torch.Tensor]:
-    """Each kept frame's features as ``[h·w, C]`` rows in row-major order, checked against its grid."""
+    """Each kept frame's features as ``[h·w, C]`` rows in row-major order, checked against its grid; at least one
+    frame (:class:`BudgetError` when the plan kept none)."""
     flat = []
     for k, (feat, (h, w)) in enumerate(zip(features, grids)):
         rows = feat.reshape(-1, feat.shape[-1])
         if rows.shape[0] != h * w:
             raise BudgetError(f"frame {k}: {rows.shape[0]} feature tokens for a {h}x{w} grid")
         flat.append(rows)
+    if not flat:
+        raise BudgetError("no frame kept: the plan gave every frame 0 tokens")
     return flat
 
 
-__all__ = ["VideoLMAdapter", "ModelInputs", "flatten_frame_features"]
+def video_metadata(frames: Frames, *, duration: bool = True) -> dict[str, Any]:
+    """What a processor's video path needs to know about frames it is handed already sampled: their real frame
+    numbers and the stream's rate (from which processors compute each frame's time), the frame count of the
+    file up to the last of them, and (``duration=True``) the video's length in seconds."""
+    fps = frames.fps if frames.fps > 0 else max(len(frames) / max(frames.duration, 1e-6), 1e-3)
+    meta: dict[str, Any] = {"total_num_frames": int(frames.indices.max()) + 1, "fps": float(fps),
+                            "frames_indices": [int(i) for i in frames.indices]}
+    if duration:
+        meta["duration"] = float(frames.duration)
+    return meta
+
+
+def expand_placeholder(text: str, token: str, expansion: str) -> str:
+    """``text`` with its one ``token`` (the chat template's video placeholder) replaced by ``expansion``."""
+    if text.count(token) != 1:
+        raise BudgetError(f"the chat template produced {text.count(token)} video placeholders, expected 1")
+    return text.replace(token, expansion)
+
+
+__all__ = ["VideoLMAdapter", "ModelInputs", "flatten_frame_features", "video_metadata", "expand_placeholder"]

@@ -139,8 +139,6 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
         """The visual embeddings in sequence order, ``[N, C]``, newline tokens placed by policy."""
         newline = self.resolve_newline(newline)
         flat = flatten_frame_features(features, grids)
-        if not flat:
-            raise BudgetError("no frame kept: the plan gave every frame 0 tokens")
         nl = self.model.model.image_newline.to(flat[0].device, flat[0].dtype)[None]
         parts: list[torch.Tensor] = []
         for rows, (h, w) in zip(flat, grids):

@@ -29,7 +29,7 @@ import torch
 from ..assign import Grid
 from ..errors import BudgetError
 from ..types import Frames
-from .base import ModelInputs, VideoLMAdapter, flatten_frame_features
+from .base import ModelInputs, VideoLMAdapter, flatten_frame_features, video_metadata
 from .loading import to_device
 
 
@@ -94,11 +94,8 @@ class QwenVLAdapter(VideoLMAdapter):
     ) -> ModelInputs:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        if self.resolve_newline(newline) != "none":
-            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
+        self.require_no_newline(newline)
         flat = flatten_frame_features(features, grids)
-        if not flat:
-            raise BudgetError("no frame kept: the plan gave every frame 0 tokens")
         text = self.chat_text(self._content(len(flat), prompt, frame_labels), chat)
         ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
         slots = (ids == self.image_token_id).nonzero().flatten().tolist()
@@ -144,14 +141,21 @@ class QwenVLAdapter(VideoLMAdapter):
         return self._inputs(enc, text, "pixel_values")
 
     def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
-        if self.resolve_newline(newline) != "none":
-            raise BudgetError(f"{self.family} has no newline token; use newline='auto' or 'none', not {newline!r}")
+        self.require_no_newline(newline)
         text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
         metadata = [{"total_num_frames": len(frames), "fps": max(len(frames) / max(frames.duration, 1e-6), 1e-3)}]
         try:
             enc = self.processor(text=text, videos=[frames.pixels], video_metadata=metadata, return_tensors="pt")
         except (TypeError, ValueError):
             enc = self.processor(text=text, videos=[frames.pixels], return_tensors="pt")
+        return self._inputs(enc, text, "pixel_values_videos")
+
+    def exact_video_inputs(self, frames: Frames, prompt: str, chat: str = "model") -> ModelInputs:
+        """The processor's video path on exactly these frames (no resampling), their real frame numbers, rate and the
+        video's length as the metadata its time texts come from (Qwen3-VL, GLM-4.1V)."""
+        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
+        enc = self.processor(text=text, videos=[frames.pixels], video_metadata=[video_metadata(frames)],
+                             do_sample_frames=False, return_tensors="pt")
         return self._inputs(enc, text, "pixel_values_videos")
 
     def _inputs(self, enc: Any, text: str, pixel_key: str) -> ModelInputs:

@@ -24,9 +24,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: ``config.json`` model types scored by :class:`~quota.scoring.lvlm.LVLMScorer` (yes-probability).
-LVLM_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision")
+LVLM_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "smolvlm")
 #: Of those, the ones whose processor takes a per-image pixel cap (``max_pixels``).
-QWEN_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl")
+QWEN_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+#: Of those, the ones whose vision tower also gives deepstack features (added inside the language model).
+DEEPSTACK_FAMILIES: tuple[str, ...] = ("qwen3_vl",)
 #: ``config.json`` model types scored by :class:`~quota.scoring.clip.ClipScorer` (image-text similarity).
 CLIP_FAMILIES: tuple[str, ...] = ("clip", "siglip", "siglip2")
 #: Of those, the ones trained with a sigmoid loss (scores are ``sigmoid(scale * cos + bias)``).
@@ -317,6 +319,7 @@ __all__ = [
     "CheckpointScorer",
     "LVLM_FAMILIES",
     "QWEN_FAMILIES",
+    "DEEPSTACK_FAMILIES",
     "CLIP_FAMILIES",
     "SIGMOID_FAMILIES",
     "uses_clue",

@@ -33,6 +33,7 @@ from .question import NO_LETTER, YES_LETTER, scoring_question
 from ..errors import ConfigError, ProcessorNotFoundError, UnsupportedModelError
 from ..types import Clue, Frames
 from .base import (
+    DEEPSTACK_FAMILIES,
     LVLM_FAMILIES,
     QWEN_FAMILIES,
     CheckpointScorer,
@@ -56,7 +57,7 @@ DEFAULT_BATCH_SIZE = 64
 #: Families whose forward is exactly what :meth:`LVLMScorer._forward_chunked` rebuilds (token embeddings with the
 #: image features scattered in, their rotary positions, the language model, the head): checked by the scorer
 #: contract tests against the model's own forward. Any other family is refused on that path, never approximated.
-_PLAIN_FORWARD_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision")
+_PLAIN_FORWARD_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision", "smolvlm")
 #: Frames per vision-encoder pass inside one scoring batch (bounds the vision tower's activations).
 DEFAULT_VISION_BATCH_SIZE = 8
 
@@ -338,7 +339,7 @@ class LVLMScorer(CheckpointScorer):
             kwargs["images_kwargs"] = dict(self.image_kwargs)
         inputs = self.processor(
             text=[prompt] * len(pictures),
-            images=pictures,
+            images=[[p] for p in pictures] if self.family == "smolvlm" else pictures,  # SmolVLM: images per row
             padding=True,
             padding_side="left",
             return_tensors="pt",
@@ -386,8 +387,13 @@ class LVLMScorer(CheckpointScorer):
 
         if features is None:
             features = self.encode_images(batch)
-        rest = {key: value for key, value in batch.items() if key != "pixel_values"}
-        encoded = {"image": BaseModelOutputWithPooling(pooler_output=tuple(features))}
+        rest = {key: value for key, value in batch.items() if key not in ("pixel_values", "pixel_attention_mask")}
+        if self.family in DEEPSTACK_FAMILIES:
+            from ..models.qwen3_vl import split_deepstack
+
+            encoded = {"image": split_deepstack(features, int(self.model.config.text_config.hidden_size))}
+        else:
+            encoded = {"image": BaseModelOutputWithPooling(pooler_output=tuple(features))}
         return self.model(**rest, mm_encoder_outputs=encoded, logits_to_keep=1, use_cache=False)
 
     def _forward_chunked(self, batch: dict[str, Any], chunk: int, features: Sequence[Any] | None = None) -> Any:
@@ -402,7 +408,7 @@ class LVLMScorer(CheckpointScorer):
 
         import torch
 
-        if self.family not in _PLAIN_FORWARD_FAMILIES:  # e.g. Qwen3-VL adds deepstack features inside its LM
+        if self.family not in _PLAIN_FORWARD_FAMILIES:  # Qwen3-VL adds deepstack features inside its LM
             raise UnsupportedModelError(
                 f"{self.model_id}: chunked prefill rebuilds the forward of {', '.join(_PLAIN_FORWARD_FAMILIES)} only, "
                 f"not of {self.family}; score with prefill_chunk=None"
@@ -426,10 +432,11 @@ class LVLMScorer(CheckpointScorer):
             )
         else:
             positions = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
+        language_model = getattr(core, "language_model", None) or core.text_model  # SmolVLM: text_model
         cache = None
         for start in range(0, ids.shape[1], chunk):
             stop = min(start + chunk, ids.shape[1])
-            out = core.language_model(
+            out = language_model(
                 inputs_embeds=embeds[:, start:stop], position_ids=positions[..., start:stop],
                 attention_mask=mask[:, :stop], cache=cache, use_cache=True,
             )
@@ -457,6 +464,16 @@ class LVLMScorer(CheckpointScorer):
                 j = min(i + step, rows)
                 out = self.model.get_image_features(
                     pixel_values=batch["pixel_values"][bounds[i] : bounds[j]], image_grid_thw=grid[i:j], return_dict=True
+                )
+                features.extend(_per_image(out))
+                self._tick(j - i)
+        elif self.family == "smolvlm":  # one row's tiles and global view are one feature set
+            for i in range(0, rows, step):
+                j = min(i + step, rows)
+                mask = batch.get("pixel_attention_mask")
+                out = self.model.get_image_features(
+                    pixel_values=batch["pixel_values"][i:j], pixel_attention_mask=None if mask is None else mask[i:j],
+                    return_dict=True,
                 )
                 features.extend(_per_image(out))
                 self._tick(j - i)
@@ -645,9 +662,13 @@ def _check_options(batch_size: Any, normalize: Any, vision_batch_size: Any = Non
 
 
 def _per_image(output: Any) -> list[Any]:
-    """The per-image feature tensors of a ``get_image_features`` result (an output object or a sequence)."""
-    pooled = getattr(output, "pooler_output", output)
-    return list(pooled)
+    """The per-image feature tensors of a ``get_image_features`` result (an output object or a sequence); with
+    deepstack features (Qwen3-VL), each image's levels stacked along the channels (:func:`stack_deepstack`)."""
+    if getattr(output, "deepstack_features", None):
+        from ..models.qwen3_vl import stack_deepstack
+
+        return stack_deepstack(output)
+    return list(getattr(output, "pooler_output", output))
 
 
 def _model_class(family: str) -> Any:

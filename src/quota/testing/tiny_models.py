@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Family names accepted by :func:`build_tiny_model` and :func:`tiny_model_cache`.
-FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision", "llava_video")
+FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision", "llava_video", "qwen3_vl", "smolvlm", "internvl", "glm4v")
 
 #: Bumped whenever the builders change what they write, so stale folders in a persistent cache are rebuilt.
 BUILDER_VERSION = 1
@@ -526,7 +526,18 @@ _BUILDERS: dict[str, Callable[..., Path]] = {
     "llava_onevision": build_tiny_llava_onevision,
     "llava_video": lambda path, **kw: build_tiny_llava_onevision(
         path, image_size=_SIGLIP_VIDEO_IMAGE, family="llava_video", **kw),
+    # The newer families live in tiny_families (imported on use: it imports this module).
+    "qwen3_vl": lambda path, **kw: _newer("build_tiny_qwen3_vl")(path, **kw),
+    "smolvlm": lambda path, **kw: _newer("build_tiny_smolvlm")(path, **kw),
+    "internvl": lambda path, **kw: _newer("build_tiny_internvl")(path, **kw),
+    "glm4v": lambda path, **kw: _newer("build_tiny_glm4v")(path, **kw),
 }
+
+
+def _newer(name: str) -> Callable[..., Path]:
+    from . import tiny_families
+
+    return getattr(tiny_families, name)
 
 
 def build_tiny_model(family: str, path: str | os.PathLike[str], **kw: Any) -> Path:
