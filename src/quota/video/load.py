@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError, VideoDecodeError
 from ..types import Frames
-from . import decord_backend, pyav_backend
+from . import decord_backend, guard, pyav_backend
 from .frame_folder import is_frame_folder, load_frame_folder
 from .probe import VideoIndex, probe
 from .pyav_backend import DecodeStats
@@ -227,7 +227,10 @@ def _read_pyav(index: VideoIndex, frames: np.ndarray, width: int, height: int, t
     if scaling:
         kwargs["interpolation"] = "AREA"
 
+    deadline = guard.decode_deadline(index.path)  # a wall-clock bound on the whole read
+
     def sink(slot: int, frame) -> None:
+        deadline.check()
         arr = frame.to_ndarray(**kwargs)
         out[slot] = np.rot90(arr, k) if k else arr
         if bar is not None:
