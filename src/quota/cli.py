@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import os
 import re
 import sys
@@ -205,7 +204,6 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
         ConfigError, BudgetError, ModelNotFoundError, VideoError: the first problem found.
     """
     from .choices import option_letters
-    from .preflight import check_budget, check_device, context_tokens, resolve_sources
 
     if not getattr(args, "verbose", False):
         quiet_libraries()  # reading configs can already make the libraries talk
@@ -213,24 +211,36 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
     if args.options:
         option_letters(len(args.options))  # at most 26 options
     check_outputs(outputs, [args.video], force=getattr(args, "force", False))
+    from .preflight import check_device
+
     check_device(args.device)
     index = check_video(args.video)
+    frames = None
+    if not baseline:
+        from .video import sample_indices
+
+        frames = len(sample_indices(index.n_frames, index.fps or 1.0, **config.sampling))
+    preflight_models(args, config, base=base, frames=frames, baseline=baseline)
+
+
+def preflight_models(args: argparse.Namespace, config: QuotaConfig, *, base: str | None, frames: int | None,
+                     baseline: bool = False) -> None:
+    """The checks of :func:`preflight` that every entry point shares (``quota ask``/``plan``, ``quota demo`` at
+    start-up): the device, where the models come from, and the budget against ``frames`` sampled frames and
+    the base model's context (:func:`quota.preflight.check_budget`). Reads configuration files at most."""
+    from .preflight import check_budget, check_device, context_tokens, resolve_sources
+
+    check_device(args.device)
     scorer = None if baseline or config.scorer in ("uniform", "base") else config.scorer
     sources = resolve_sources({"base": base, "scorer": scorer})
     if baseline:
         return
-    from .video import sample_indices
-
-    frames = len(sample_indices(index.n_frames, index.fps or 1.0, **config.sampling))
     context = None
     if any(s.role == "base" for s in sources):
         from .models.loading import load_config
 
         context = context_tokens(load_config(base, trust_remote_code=args.trust_remote_code))
-    # room for the text: the prompt with one time stamp per frame, the answer, and newline tokens: at most one
-    # per grid row, and the rows of all frames add up to at most sqrt(frames * budget) (Cauchy-Schwarz)
-    reserve = 128 + 8 * frames + config.max_new_tokens + math.isqrt(frames * config.budget) + 1
-    check_budget(config.budget, frames=frames, context=context, reserve=reserve)
+    check_budget(config.budget, frames=frames, context=context, max_new_tokens=config.max_new_tokens)
 
 
 def _check_report_path(path: str | None) -> None:
@@ -304,6 +314,9 @@ def _check_question(args: argparse.Namespace) -> None:
         raise ConfigError("the question must be a non-empty string")
     if args.options is not None and not all(str(o).strip() for o in args.options):
         raise ConfigError("--options: an option is empty")
+    from .choices import check_option_labels
+
+    check_option_labels(args.options, "--options")
 
 
 def _plan_line(plan: Any) -> str:
@@ -472,14 +485,70 @@ def error_line(exc: QuotaError) -> str:
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    """Warnings as one line in the command line's own voice (``quota: warning: ...``)."""
-    print(f"{PROG}: warning: {terminal_text(_one_line(str(message)))}", file=sys.stderr, flush=True)
+    """Warnings as one line of their own in the command line's voice (``quota: warning: ...``): a progress bar
+    drawing on stderr is cleared first and drawn again below the line."""
+    text = f"{PROG}: warning: {terminal_text(_one_line(str(message)))}"
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        print(text, file=sys.stderr, flush=True)
+        return
+    tqdm.write(text, file=sys.stderr)
+    sys.stderr.flush()
+
+
+#: What to lower when memory runs out, in the order that saves most.
+MEMORY_ADVICE = ("fewer frames (--frames N)", "a smaller budget (--budget N)",
+                 "smaller decoded frames (--set decode_max_pixels=N)", "a smaller dtype (--dtype bfloat16)")
+
+
+def memory_error(exc: BaseException) -> QuotaError | None:
+    """The one-line error for running out of memory (a GPU's or this machine's), or ``None`` for anything else."""
+    name = type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, MemoryError):
+        where = "this machine's memory"
+    elif name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and (
+            "out of memory" in text.lower() or "can't allocate memory" in text.lower())):
+        where = "the GPU's memory" if "cuda" in text.lower() or name == "OutOfMemoryError" else "memory"
+    else:
+        return None
+    return QuotaError(f"out of memory: the run needs more than {where} holds; lower what it keeps: "
+                      + ", ".join(MEMORY_ADVICE))
+
+
+def _argument_order_error(parser: argparse.ArgumentParser, argv: Sequence[str]) -> ConfigError | None:
+    """``--options`` takes every word after it: when it comes before VIDEO and QUESTION it swallows them, and
+    argparse would only say they are missing. Name the order instead."""
+    argv = list(argv)
+    command = next((i for i, tok in enumerate(argv) if tok in ("ask", "plan")), None)
+    if command is None or "--options" not in argv:
+        return None
+    sub = parser._subparsers._group_actions[0].choices[argv[command]]  # type: ignore[union-attr]
+    positionals, i = 0, command + 1
+    while i < len(argv) and argv[i] != "--options":
+        tok = argv[i]
+        if tok.startswith("-") and tok != "-":
+            action = sub._option_string_actions.get(tok.split("=", 1)[0])
+            takes_value = action is not None and action.nargs != 0 and "=" not in tok
+            i += 2 if takes_value else 1
+            continue
+        positionals += 1
+        i += 1
+    if positionals >= 2:
+        return None
+    return ConfigError(f"--options takes every word after it, so VIDEO and QUESTION must come before it: "
+                       f"{PROG} {argv[command]} VIDEO \"QUESTION\" --options \"A. ...\" \"B. ...\"")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``quota`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     _safe_streams()
     parser = build_parser()
+    order = _argument_order_error(parser, sys.argv[1:] if argv is None else argv)
+    if order is not None:
+        print(error_line(order), file=sys.stderr)
+        return EXIT_ERROR
     args = parser.parse_args(argv)  # usage errors exit with status 2 here
     import warnings
 
@@ -493,6 +562,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        error = memory_error(exc)
+        if error is None:
+            raise
+        print(error_line(error), file=sys.stderr)
+        return EXIT_ERROR
     except BrokenPipeError:
         # the reader of our output went away (``quota plan ... | head``): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
