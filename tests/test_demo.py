@@ -222,3 +222,14 @@ def test_baseline_box_says_what_the_model_was_shown():
     frames = type("F", (), {"__len__": lambda self: 8})()
     shown = answer_html("baseline", Answer(text="B", choice="B", frames=frames), (13, 13))
     assert "8 frames, 1,352 visual tokens (13×13 each" in shown
+
+
+def test_a_run_abandoned_by_the_page_lets_go_of_the_models(session, clip):
+    from quota.demo.app import in_worker
+
+    events = in_worker(lambda: session.stages(str(clip), "What is first?"))
+    assert isinstance(next(events), Stage)
+    kept = events  # the page's handler is cancelled: nobody asks for the next event, nobody closes it
+    session.stop()
+    assert session.run(str(clip), "And the next question?").answer is not None  # not held by the abandoned run
+    del kept

@@ -5,6 +5,7 @@ progress bar, ``--options`` out of place or lettered out of order, control chara
 from __future__ import annotations
 
 import io
+import os
 import re
 import socket
 import sys
@@ -13,7 +14,6 @@ import pytest
 
 from quota import cli
 from quota.cli import main
-from quota.preflight import PLAN_ONLY_MAX_BUDGET, max_budget, text_reserve
 from quota.testing.videos import make_video
 
 
@@ -41,6 +41,8 @@ def _no_loading(monkeypatch):
 
 
 def test_max_budget_is_the_largest_that_fits():
+    from quota.preflight import max_budget, text_reserve
+
     for context, frames, answer in ((32768, 96, 16), (8192, 96, 1024), (4096, 6, 4), (300, 6, 4)):
         top = max_budget(context, frames, answer)
         assert top + text_reserve(frames, top, answer) <= context
@@ -50,7 +52,7 @@ def test_max_budget_is_the_largest_that_fits():
 
 def test_budget_advice_is_true_at_every_entry_point(clip, tiny_llava_ov, capsys, monkeypatch):
     from quota.models.loading import load_config
-    from quota.preflight import context_tokens
+    from quota.preflight import PLAN_ONLY_MAX_BUDGET, context_tokens, max_budget
 
     _no_loading(monkeypatch)
     context = context_tokens(load_config(str(tiny_llava_ov)))
@@ -169,8 +171,66 @@ def test_reports_drop_control_characters_and_draw_emoji(clip):
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", page)
     assert "🙂" in page and "a note" in page
     # the picture: some font of the fallback list has the emoji's glyph
+    from matplotlib.font_manager import findSystemFonts
+
+    if not any(os.path.basename(f).startswith("Symbola") for f in findSystemFonts()):
+        pytest.skip("needs an emoji font matplotlib can draw: the fonts-symbola package (.ci/run installs it)")
     has = []
     for family in font_families():
         path = findfont(FontProperties(family=family), fallback_to_default=False)
         has.append(ord("🙂") in ft2font.FT2Font(path).get_charmap())
     assert any(has), font_families()
+
+
+# --- the Python entry point (row 13) -----------------------------------------------------------------------
+
+
+def test_from_pretrained_fails_at_once_when_the_hub_is_out_of_reach(monkeypatch):
+    from huggingface_hub import constants
+
+    from quota import QuoTA
+    from quota.errors import ModelNotFoundError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    with socket.socket() as closed:  # a port nothing listens on: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(ModelNotFoundError, match="cannot be reached"):  # the preflight's line, not the loader's
+        QuoTA.from_pretrained("llava-hf/LLaVA-Video-7B-Qwen2-hf", scorer="Qwen/Qwen2-VL-2B-Instruct")
+
+
+# --- downloads (row 6) -------------------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_first_run_shows_its_downloads(monkeypatch, terminal):
+    from huggingface_hub import utils as hub_utils
+
+    from quota import preflight
+    from quota.pipeline import QuoTA
+
+    err = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(preflight, "_in_cache", lambda model_id: False)  # neither model downloaded yet
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    loaded = {}
+    monkeypatch.setattr(QuoTA, "from_pretrained", classmethod(lambda cls, **kw: loaded.update(kw) or "qa"))
+    args = cli.build_parser().parse_args(["ask", "v.mp4", "q?", "--base", "org/base-7b", "--scorer", "org/scorer-2b"])
+    try:
+        assert cli.load_pipeline(args) == "qa" and loaded["base"] == "org/base-7b"
+        # the hub's download bars stay on at a terminal; elsewhere a line per model says what is fetched
+        assert hub_utils.are_progress_bars_disabled() is (not terminal)
+        lines = err.getvalue().splitlines()
+        assert any(line.startswith("quota: downloading the base model org/base-7b from the Hugging Face hub")
+                   for line in lines)
+        assert any("downloading the scorer model org/scorer-2b" in line for line in lines)
+    finally:
+        hub_utils.disable_progress_bars()

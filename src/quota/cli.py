@@ -96,14 +96,14 @@ def command_config(args: argparse.Namespace) -> QuotaConfig:
                           getattr(args, "settings", None) or [], source="--set")
 
 
-def quiet_libraries() -> None:
+def quiet_libraries(downloads: bool = False) -> None:
     """Silence what the libraries underneath say that means nothing to a user of the command line:
     transformers' and the hub's warnings and progress bars, Python warnings from torch and friends. Our own
-    status lines and warnings stay. ``--verbose`` skips this."""
+    status lines and warnings stay. ``--verbose`` skips this. ``downloads``: keep the hub's download bars (a
+    first run fetches gigabytes)."""
     import logging
     import warnings
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
@@ -116,6 +116,15 @@ def quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     except Exception:  # transformers missing or changed: quiet is best effort
+        pass
+    try:
+        from huggingface_hub import utils as hub_utils
+
+        if downloads:
+            hub_utils.enable_progress_bars()
+        else:
+            hub_utils.disable_progress_bars()
+    except Exception:  # pragma: no cover - huggingface_hub comes with transformers
         pass
 
 
@@ -155,9 +164,17 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
     """
     config = config or command_config(args)  # checked before anything loads: a typo costs no model load
     base = base_model(args, config, plan_only=plan_only)
+    terminal = not getattr(args, "quiet", False) and sys.stderr.isatty()
     if not getattr(args, "verbose", False):
-        quiet_libraries()
+        quiet_libraries(downloads=terminal)  # download bars on a terminal; a line per model elsewhere
     from .pipeline import QuoTA
+    from .preflight import resolve_sources
+
+    scorer = config.scorer if config.scorer not in ("uniform", "base") else None
+    for source in resolve_sources({"base": base, "scorer": scorer}, probe_hub=False):
+        if source.kind == "hub":
+            _status(args, f"downloading the {source.role} model {source.model_id} from the Hugging Face hub "
+                          "(first use; several GB for the paper's models)" + ("" if terminal else "..."))
 
     what = [f"base {base}"] if base else []
     if config.scorer not in ("uniform", "base"):

@@ -14,9 +14,11 @@ from __future__ import annotations
 import html
 import itertools
 import os
+import queue
 import re
 import shutil
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import QuotaError
 from ..report import timings_text, frame_strip_html, render_charts
-from .session import DemoResult, DemoSession, Stage
+from .session import DemoResult, DemoSession, RunStopped, Stage
 
 #: elem_id of each element of the page.
 IDS = {
@@ -46,6 +48,9 @@ overflow-wrap:anywhere}
 #quota-answer,#quota-baseline-answer{flex:1 1 260px}
 #quota-results-row{flex-wrap:wrap}
 #quota-status p{margin:4px 0;font-size:1.05em}
+#quota-status{scroll-margin-top:104px;flex:1 1 0}
+#quota-status-row{flex-wrap:nowrap;align-items:flex-start}
+#quota-stop{flex:0 0 auto;align-self:flex-start}
 .quota-stage::before{content:"";display:inline-block;width:.8em;height:.8em;margin-right:8px;border-radius:50%;
 border:2px solid #1b6ca8;border-top-color:transparent;animation:quota-spin 1s linear infinite;vertical-align:-1px}
 @keyframes quota-spin{to{transform:rotate(360deg)}}
@@ -61,6 +66,7 @@ padding:1px 9px;margin:2px 4px 2px 0;color:#1b3b63}
 @media (max-width:700px){#quota-charts{overflow-x:auto}#quota-charts img{width:auto;max-width:none;height:360px}}
 .quota-error{color:#b00020;font-weight:600}
 .quota-done{color:#1b6b2a}
+.quota-stopped{color:#8a4b00}
 .quota-answer-text{font-size:1.15em;white-space:pre-wrap}
 .quota-choice{display:inline-block;font-weight:700;background:#1b6ca8;color:#fff;border-radius:4px;
 padding:0 8px;margin-right:6px}
@@ -99,7 +105,7 @@ def public_text(text: str, paths: dict[str, str] | None) -> str:
 
 
 def status_html(text: str, kind: str = "stage", request: int = 0) -> str:
-    """The status box: ``kind`` is ``ready``, ``stage`` (a run is in that stage), ``done`` or ``error``;
+    """The status box: ``kind`` is ``ready``, ``stage`` (a run is in that stage), ``done``, ``stopped`` or ``error``;
     ``request`` numbers the page's requests (``data-request``), so a reader can tell two runs apart."""
     return f'<p class="quota-{kind}" data-request="{int(request)}">{_e(text)}</p>'
 
@@ -233,9 +239,9 @@ def _result_column(gr: Any) -> dict[str, Any]:
     """The right column: the status (progress and errors) and Stop on top, where the eye goes after Ask; the
     two answers side by side, the video's warnings, what QuoTA did, the downloads, the settings."""
     out: dict[str, Any] = {}
-    with gr.Row(equal_height=True):
+    with gr.Row(elem_id="quota-status-row"):
         out["status"] = gr.HTML(status_html("ready", "ready"), elem_id=IDS["status"])
-        out["stop"] = gr.Button("Stop", size="sm", variant="stop", elem_id=IDS["stop"], scale=0, min_width=80)
+        out["stop"] = gr.Button("Stop", size="sm", variant="secondary", elem_id=IDS["stop"], scale=0, min_width=64)
     with gr.Row(elem_id="quota-results-row"):
         out["answer"] = gr.HTML(answer_html("QuoTA", None), elem_id=IDS["answer"], min_height=120)
         out["baseline_answer"] = gr.HTML(answer_html(BASELINE_TITLE, None), elem_id=IDS["baseline_answer"])
@@ -313,7 +319,8 @@ def _handler(gr: Any, session: DemoSession, videos: str | Path | None, names: li
         request_no = next(requests)
         start = time.perf_counter()
         try:
-            for event in session.stages(path, text, opts, budget=tokens, baseline=bool(with_baseline), name=name):
+            for event in in_worker(lambda: session.stages(path, text, opts, budget=tokens,
+                                                          baseline=bool(with_baseline), name=name)):
                 if isinstance(event, Stage):
                     progress(event.progress, desc=event.name)
                     yield {status: status_html(f"{event.name}…", "stage", request_no)}
@@ -322,6 +329,9 @@ def _handler(gr: Any, session: DemoSession, videos: str | Path | None, names: li
                     files = visitors.serve(visitor, event)
                     yield {status: status_html(done, "done", request_no),
                            **dict(zip(results, _values(event, session.scorer, files)))}
+        except RunStopped:
+            yield {status: status_html(f"stopped after {time.perf_counter() - start:.1f} s", "stopped", request_no),
+                   **dict(zip(results, _empty_values()))}
         except Exception as exc:  # bad input (QuotaError) or a bug: say it in one line, keep serving
             if not isinstance(exc, QuotaError):
                 traceback.print_exc(file=sys.stderr)
@@ -329,6 +339,33 @@ def _handler(gr: Any, session: DemoSession, videos: str | Path | None, names: li
                    **dict(zip(results, _empty_values()))}
 
     return run
+
+
+_END = object()
+
+
+def in_worker(events: Any) -> Iterator[Any]:
+    """The items of the iterator ``events()``, produced in a thread of their own (its exception re-raised here).
+
+    A run cancelled from the page abandons this generator, but not the run: the thread goes on to the run's next
+    stage, where :meth:`DemoSession.stop` ends it, and so always lets go of the models itself (a run iterated
+    in the cancelled handler would hold them until that generator happened to be collected)."""
+    out: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            for event in events():
+                out.put(event)
+        except BaseException as exc:  # handed to the page's handler, which says it in one line
+            out.put(exc)
+        finally:
+            out.put(_END)
+
+    threading.Thread(target=work, name="quota-demo-run", daemon=True).start()
+    while (item := out.get()) is not _END:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def make_example(folder: str | Path) -> Path:
@@ -367,17 +404,12 @@ def build_app(session: DemoSession, videos: str | Path | None = None, *, served:
         run = _handler(gr, session, videos, names, outs["status"], results, visitors,
                        Path(example) if example else None)
         inputs = [ins[name] for name in ("video", "pick", "question", "options", "budget", "baseline")]
-        events = []
         for trigger in (ins["ask"].click, ins["question"].submit):  # one queue for both: they share the models
-            events.append(trigger(run, inputs, [outs["status"], *results], concurrency_limit=1,
-                                  concurrency_id="quota-models", show_progress_on=[outs["answer"]],
-                                  js=SCROLL_TO_STATUS))
-
-        def stop() -> str:
-            session.stop()
-            return status_html("stopped", "error")
-
-        outs["stop"].click(stop, None, outs["status"], cancels=events, queue=False)
+            trigger(run, inputs, [outs["status"], *results], concurrency_limit=1, concurrency_id="quota-models",
+                    show_progress_on=[outs["answer"]], js=SCROLL_TO_STATUS)
+        # Stop ends the run at its next stage, and the run says so in the status (no Gradio cancel: a
+        # cancelled handler could leave the status at a stage that never ends)
+        outs["stop"].click(lambda: (session.stop(), None)[1], None, None, queue=False)
         # a picked file replaces an upload, and an upload a picked file
         ins["pick"].change(lambda name: None if name else gr.skip(), ins["pick"], ins["video"])
         ins["video"].upload(lambda _: None, ins["video"], ins["pick"])

@@ -136,6 +136,7 @@ class DemoSession:
         self._runs = itertools.count(1)
         self._variant: Any = None  # the pipeline for the last budget other than the loaded one
         self._stop = threading.Event()
+        self._running = False  # a run holds the models
         self._warnings: dict[str, list[str]] = {}  # video path -> what reading it said
 
     # ------------------------------------------------------------------ settings
@@ -191,11 +192,18 @@ class DemoSession:
         qa = self._recording(str(video), name, lambda: self._checked(video, question, opts, budget))
         with self._lock:
             self._stop.clear()
-            yield from self._run(qa, str(video), question, opts, baseline, name)
+            self._running = True
+            try:
+                yield from self._run(qa, str(video), question, opts, baseline, name)
+            finally:
+                self._running = False
 
-    def stop(self) -> None:
-        """Ask the run in progress to end at its next stage (the page's Stop button)."""
-        self._stop.set()
+    def stop(self) -> bool:
+        """End the run that holds the models at its next stage (the page's Stop button); returns whether one
+        did. Runs waiting for the models, and later ones, are not affected."""
+        if self._running:
+            self._stop.set()
+        return self._running
 
     def _recording(self, video: str, name: str | None, work: Any) -> Any:
         """``work()``, keeping the warnings quota's own code gave meanwhile (see :meth:`_note`)."""
