@@ -154,7 +154,8 @@ def servers(demo_files, tiny_llava_ov, tiny_qwen2_vl) -> Iterator[dict[str, Serv
     finally:
         for server in started.values():
             if server.proc.poll() is None:
-                server.stop()
+                assert server.stop() == 0  # SIGTERM: a clean stop
+            assert not list(server.tmp.glob("quota-demo-*")), "the server left its temporary folder"
 
 
 @pytest.fixture(scope="module")
@@ -466,7 +467,7 @@ def test_page_answers_in_view_refuses_bad_files_and_serves_only_its_own_files(
 
         if size == "desktop":
             # the page says what runs it, and one click tries the example made at start-up
-            about = page.one("#quota-about").text
+            about = _norm(page.one("#quota-about").text)
             assert "device cpu" in about and "dtype float32" in about and tiny_qwen2_vl.name in about
             _no_server_paths(about, demo_files)
             page.one("#quota-example").click()
@@ -488,7 +489,6 @@ def test_layout_baseline_warnings_stop_upload_limit_and_cleanup(servers, browser
     server = servers["uniform"]
     clip, damaged = demo_files / "videos" / "clip.mp4", demo_files / "damaged.mkv"
     cli = ["--base", str(tiny_llava_ov), "--scorer", "uniform", "--frames", "6", "--set", "max_new_tokens=48"]
-    served: list[Path] = []
     for size, (width, _) in SIZES.items():
         page = Page(browser, server.wait(), shots, "uniform")
         page.size(size)
@@ -549,6 +549,7 @@ def test_layout_baseline_warnings_stop_upload_limit_and_cleanup(servers, browser
         assert "damaged.mkv: the file says the video lasts 8.00s" in notes, notes
         report = page.download("#quota-report-file").decode("utf-8")
         assert CJK_QUESTION in report and "the file says the video lasts 8.00s" in report
+        assert "uniform scorer: no frame scored" in report and "against the question" not in report
         _no_server_paths(page.one("body").text, demo_files)
         # the baseline answered too, beside QuoTA's answer, with what it was shown
         shown = page.one("#quota-baseline-answer .quota-shown").text
@@ -563,11 +564,16 @@ def test_layout_baseline_warnings_stop_upload_limit_and_cleanup(servers, browser
                                          page.one(css)), css
         chart = page.rect("#quota-charts img")
         assert chart["bottom"] - chart["top"] >= 300  # readable on a phone too
-        served += [_served_path(page.href("#quota-plan-file")), _served_path(page.href("#quota-report-file"))]
-        # the report fits the screen as well
-        page.d.get(page.href("#quota-report-file"))
+        served = [_served_path(page.href("#quota-plan-file")), _served_path(page.href("#quota-report-file"))]
+        assert all(p.exists() for p in served)
+        # the report fits the screen as well (a copy: leaving the page removes what it made)
+        copy = demo_files / f"report-{size}.html"
+        copy.write_bytes(page.download("#quota-report-file"))
+        page.d.get(copy.as_uri())
         assert page.page_width() <= width, f"{size}: the report is {page.page_width()} px wide"
         page.shot("3-report")
+        # the page was left: what it made is removed (its upload and the copies it offered)
+        _wait(lambda: not any(p.exists() for p in served), 30, "the page's files to be removed")
 
     # uploads over --max-upload-mb are refused
     big = (demo_files / "big.mp4").read_bytes()
@@ -575,10 +581,7 @@ def test_layout_baseline_warnings_stop_upload_limit_and_cleanup(servers, browser
             b"Content-Type: video/mp4\r\n\r\n" + big + b"\r\n--xx--\r\n")
     code = _status_code(server.url + "gradio_api/upload", body, {"Content-Type": "multipart/form-data; boundary=xx"})
     assert code == 413, code
-    # closing the page removes what it made; stopping the server removes the rest
-    assert all(p.exists() for p in served)
-    browser.get("about:blank")
-    _wait(lambda: not any(p.exists() for p in served), 20, "the page's files to be removed")
+    # stopping the server removes the rest
     workdir = server.workdir()
     assert server.stop(signal.SIGINT) == 0  # Ctrl+C stops it
     assert not workdir.exists() and not list(server.tmp.iterdir())

@@ -196,16 +196,16 @@ def check_budget(budget: int, *, frames: int | None = None, context: int | None 
                           f"use at least {frames} (the paper uses 12544)")
     if context is None:
         if budget > PLAN_ONLY_MAX_BUDGET:
-            raise BudgetError(f"budget {budget:,} is more than any supported base model can take "
-                              f"({PLAN_ONLY_MAX_BUDGET:,} positions at most); use at most {PLAN_ONLY_MAX_BUDGET}")
+            raise BudgetError(f"budget {budget} is more than any supported base model can take "
+                              f"({PLAN_ONLY_MAX_BUDGET} positions at most); use at most {PLAN_ONLY_MAX_BUDGET}")
         return
     top = max_budget(context, frames or 0, max_new_tokens)
     if budget > top:
         if top < (frames or 1):
             raise BudgetError(f"the base model's context of {context} tokens cannot hold {frames} frames with "
                               "their text; sample fewer frames (--frames)")
-        raise BudgetError(f"budget {budget:,} with the text beside it exceeds the base model's context of "
-                          f"{context:,} tokens; use at most {top} for {frames or 0} frames")
+        raise BudgetError(f"budget {budget} with the text beside it exceeds the base model's context of "
+                          f"{context} tokens; use at most {top} for {frames or 0} frames")
 
 
 __all__ = ["check_device", "resolve_sources", "Source", "hub_offline", "hub_reachable", "context_tokens",

@@ -184,8 +184,10 @@ def _fmt_time(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{sec:04.1f}"
 
 
-def _objects_text(plan: Plan) -> str:
+def _objects_text(plan: Plan, info: RunInfo | None = None) -> str:
     clue = plan.clue
+    if info is not None and info.scorer == "uniform":
+        return "uniform scorer: no frame scored; every frame the same score and grid"
     if clue is None or clue.mode == "none":
         return "no query decoupling: frames scored against the question itself"
     if clue.objects is None:
@@ -366,7 +368,7 @@ def _header_lines(plan: Plan, info: RunInfo | None) -> list[tuple[str, dict[str,
     ]
     if info is not None:
         lines.append((_wrap(_answer_text(info), 130, 2), {"fontsize": 11, "color": "#0b3d6b"}))
-    lines.append((_wrap(_objects_text(plan), 150, 1), {"fontsize": 10, "color": "#333333"}))
+    lines.append((_wrap(_objects_text(plan, info), 150, 1), {"fontsize": 10, "color": "#333333"}))
     lines.append((_stats_text(plan), {"fontsize": 9.5, "color": "#555555"}))
     run = " · ".join(t for t in (_models_text(info) if info else "", timings_text(_stage_timings(plan, info))) if t)
     if run:
@@ -689,7 +691,7 @@ def _html_clue(plan: Plan, info: RunInfo | None = None) -> list[str]:
         chips = "".join(f"<span>{_e(o)}</span>" for o in clue.objects)
         out.append(f'<p class="objects">{label} looked for: {chips}</p>')
     else:
-        out.append(f'<p class="meta">{_e(_objects_text(plan))}</p>')
+        out.append(f'<p class="meta">{_e(_objects_text(plan, info))}</p>')
     out.append(f'<p class="meta">{_e(_stats_text(plan))}</p>')
     timings = _stage_timings(plan, info)
     if timings:

@@ -98,6 +98,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config = command_config(args)
     preflight_models(args, config, base=base_model(args, config), frames=config.base_frames)
     workdir = Path(tempfile.mkdtemp(prefix="quota-demo-"))
+    _stop_on_sigterm()
     try:
         _import_gradio(workdir)
         return _serve(args, config, workdir, load_pipeline, _status)
@@ -115,7 +116,6 @@ def _serve(args: argparse.Namespace, config: Any, workdir: Path, load_pipeline: 
     session = DemoSession(qa, out_dir, base=args.base or DEFAULT_BASE, scorer=qa.config.scorer, preset=args.preset)
     example = make_example(workdir)
     app = build_app(session, args.videos, keep_runs=bool(args.out), example=example)
-    _stop_on_sigterm()
     try:
         try:
             url = launch(app, host=args.host, port=args.port, share=args.share, out_dir=out_dir, videos=args.videos,

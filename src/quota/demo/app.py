@@ -199,9 +199,11 @@ RESULTS = ("answer", "baseline_answer", "warnings", "objects", "strip", "charts"
 EXAMPLE_NAME = "example: moving squares (synthetic)"
 EXAMPLE_QUESTION = "Which colour is the square in the top left corner at the start?"
 EXAMPLE_OPTIONS = "A. red\nB. green\nC. blue"
-#: Scroll the status into view when a run starts (on a phone the results are below the inputs).
-SCROLL_TO_STATUS = ("(...args) => { const el = document.getElementById('quota-status'); "
-                    "if (el) el.scrollIntoView({block: 'start', behavior: 'instant'}); return args; }")
+#: Scroll the status into view when a run starts, if it is out of view (on a phone the results are below the
+#: inputs); it stops 104 px below the top (its scroll-margin), clear of Gradio's notices.
+SCROLL_TO_STATUS = ("(...args) => { const el = document.getElementById('quota-status'); if (el) { "
+                    "const r = el.getBoundingClientRect(); if (r.top < 0 || r.bottom > window.innerHeight) "
+                    "el.scrollIntoView({block: 'start', behavior: 'instant'}); } return args; }")
 
 
 def about_text(session: DemoSession) -> str:
@@ -212,7 +214,8 @@ def about_text(session: DemoSession) -> str:
     if model is not None:
         parts.append(f"device `{model.device}`")
         parts.append(f"dtype `{str(model.dtype).replace('torch.', '')}`")
-    parts.append(f"preset `{session.preset}`, budget {qa.config.budget:,} tokens")
+    parts.append(f"preset `{session.preset}`")
+    parts.append(f"budget {qa.config.budget:,} tokens")
     return "Running: " + " · ".join(parts)
 
 
