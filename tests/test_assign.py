@@ -198,6 +198,7 @@ def test_aspect_grid_hand_checked():
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 20000), st.tuples(st.integers(1, 60), st.integers(1, 60)))
+@example(265, (29, 58))  # two grids mirrored about the ratio: float rounding once broke the tie differently
 def test_aspect_grid_properties(n, native):
     h, w = grid_for_tokens_aspect(n, native)
     if n == 0:

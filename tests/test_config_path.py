@@ -51,6 +51,9 @@ def test_every_entry_point_resolves_the_same_config(tiny_qwen2_vl, tmp_path):
     # lmms-eval hands model_args over as strings, numbers or bools
     plugin = QuotaLMM(base=str(tiny_qwen2_vl), device="cpu", preset=PRESET, budget=5000, resize="adaptive_pool",
                       max_frames="32", cap=True, weight_power="1.5", decode_max_side="None", scorer="uniform").config
+    # quota eval answers with the benchmark's own answer length (quota.eval.generation), all else the same
+    assert evaluated.max_new_tokens == 16
+    evaluated = dataclasses.replace(evaluated, max_new_tokens=expected.max_new_tokens)
     assert api == api_strings == ask == plan == evaluated == plugin == expected
 
 
@@ -85,7 +88,7 @@ CHANGES = {
     "resize": "linspace", "newline": "none", "decouple": "none", "max_new_tokens": 2,
     "decouple_max_new_tokens": 9, "time_prompt": False, "baseline_frames": 3, "decode_max_side": 32,
     "grid_shape": "square", "time_frames": "kept",
-    "decode_max_pixels": 40 * 30, "decode_max_bytes": 10**6,
+    "decode_max_pixels": 40 * 30, "decode_max_bytes": 10**6, "decode_colors": "bt601",
     "encode_kept_only": False, "scorer_feature_cache": False, "decouple_early_stop": False,
     "prompts": "quota", "clue_parser": "quota", "chat_template": "model",
 }
@@ -129,6 +132,8 @@ def test_with_config_shares_cached_work_only_where_the_settings_agree(qwen_qa, v
     smaller = qwen_qa.with_config(decode_max_pixels=40 * 30)  # other decode size: decoded again
     assert "decode" not in smaller.plan(video, "Where is the ball?").reused
     assert smaller.plan(video, "Where is the ball?").frames.pixels.shape[1:3] == (30, 40)
+    recoloured = qwen_qa.with_config(decode_colors="bt601")  # other colour conversion: decoded again
+    assert "decode" not in recoloured.plan(video, "Where is the ball?").reused
     paired = qwen_qa.with_config(score_normalize="pair")  # other scores, same frames and clue
     again = paired.plan(video, "Where is the ball?")
     assert "score" not in again.reused and "decouple" in again.reused

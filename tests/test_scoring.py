@@ -221,6 +221,35 @@ def test_prefill_chunks_do_not_change_scores(fixture: str, lvlm: Any) -> None:
         _fresh(scorer, prefill_chunk=0)
 
 
+#: The scoring contract: every way a scorer can split its work gives the one-pass scores (the model's own forward on
+#: the whole batch). A new scorer family is covered by adding its tiny checkpoint to LVLM_FIXTURES.
+SCORER_PATHS = {
+    "vision-batched": dict(vision_batch_size=1),
+    "chunked": dict(prefill_chunk=5, vision_batch_size=2),
+    "cached-features": dict(cache=True),
+    "cached-features-chunked": dict(cache=True, prefill_chunk=7),
+}
+
+
+@pytest.mark.parametrize("path", SCORER_PATHS)
+@pytest.mark.parametrize("fixture", LVLM_FIXTURES)
+def test_scorer_contract_every_path_gives_the_one_pass_score(fixture: str, path: str, lvlm: Any) -> None:
+    scorer = lvlm(fixture)
+    frames = _frames(5)
+    one_pass = _fresh(scorer, vision_batch_size=None, prefill_chunk=None).score(frames, CLUE)
+    options = dict(SCORER_PATHS[path])
+    cached = options.pop("cache", False)
+    split = _fresh(scorer, **options)
+    if cached:
+        cache: dict[Any, Any] = {}
+        split.score(frames, QUESTION_CLUE, cache=cache)  # another question fills the cache
+        got = split.score(frames, CLUE, cache=cache)  # this one reuses the image features (Qwen-VL families)
+        assert bool(cache) == split.supports_feature_cache
+    else:
+        got = split.score(frames, CLUE)
+    np.testing.assert_allclose(got, one_pass, rtol=1e-5, atol=0)
+
+
 @pytest.mark.parametrize("fixture", ["tiny_qwen2_vl", "tiny_llava_ov"])
 def test_score_equals_hand_written_single_image_forward(fixture: str, lvlm: Any) -> None:
     scorer = lvlm(fixture)
@@ -512,3 +541,12 @@ def test_run_batched_rewinds_progress_after_out_of_memory() -> None:
     assert results == [2, 2, 2] and size == 2
     assert tried == [(0, 4), (0, 2), (2, 4), (4, 6)]
     assert bar.n == 6 and bar.seen == [1, 0, 1, 2, 3, 4, 5, 6]
+
+
+def test_chunked_prefill_refuses_a_family_whose_forward_it_does_not_rebuild(lvlm: Any) -> None:
+    """A family whose language model does more than the plain forward (Qwen3-VL's deepstack) is refused on the
+    chunked path with one line, never scored approximately."""
+    chunked = _fresh(lvlm("tiny_qwen2_vl"), prefill_chunk=5)
+    chunked.family = "qwen3_vl"  # what a newer family would look like to this path
+    with pytest.raises(UnsupportedModelError, match="prefill_chunk=None"):
+        chunked.score(_frames(2), CLUE)

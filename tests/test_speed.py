@@ -252,7 +252,7 @@ def test_prefetch_gives_the_same_results_and_reads_each_video_once(tmp_path, lla
         store = RunStore(tmp_path / f"run{prefetch}", {"benchmark": "videomme", "prefetch": prefetch})
         summary = run_benchmark(samples, fn, store, quiet=True)
         assert summary.answered == 6 and summary.errors == 0
-        assert fn.stats.decodes == 3 and fn._pool is None  # the runner closed the read-ahead thread
+        assert fn.stats.decodes == 3 and fn._ahead is None  # the runner closed the read ahead
         outcomes[prefetch] = {r.sample_id: (r.prediction, r.plan) for r in store.results()}
         store.close()
     assert outcomes[True] == outcomes[False]

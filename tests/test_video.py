@@ -503,7 +503,8 @@ needs_decord = pytest.mark.skipif(not _have_decord(), reason="decord is not inst
 
 
 @needs_decord
-@pytest.mark.parametrize("kind", ["h264_bframes", "h264_mkv", "vp9", "mjpeg", "yuv444", "vfr", "with_audio"])
+@pytest.mark.parametrize("kind", ["h264_bframes", "h264_mkv", "vp9", "mjpeg", "yuv444", "vfr", "with_audio", "10bit",
+                                  "odd_size"])
 def test_decord_gives_the_same_pixels(vdir, kind):
     path = tv.cached_video(kind, vdir)
     total = probe(path).n_frames

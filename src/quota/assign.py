@@ -182,9 +182,11 @@ def _aspect_rounding(n: int, nh: int, nw: int) -> Grid:
 
 def _aspect_key(grid: Grid, target: float) -> tuple[int, float, int, int]:
     """Order of preference among grids: more cells, then the smaller aspect error, then the longer short side
-    (so a transposed frame gets the transposed grid), then fewer rows."""
+    (so a transposed frame gets the transposed grid), then fewer rows. The aspect error is rounded to 9 decimals:
+    two grids mirrored about the target ratio (11×24 and 12×22 for 29:58) have the same error, which float
+    rounding would otherwise break differently for the transposed frame."""
     h, w = grid
-    return (-(h * w), abs(math.log(h / w) - target), -min(h, w), h)
+    return (-(h * w), round(abs(math.log(h / w) - target), 9), -min(h, w), h)
 
 
 def grid_for(n: int, native: Grid, shape: str = "square") -> Grid:

@@ -45,6 +45,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("quota.eval.cli", "add_eval_parser"),
     ("quota.eval.cli", "add_report_parser"),
     ("quota.demo", "add_demo_parser"),
+    ("quota.serve", "add_serve_parser"),
 )
 
 
@@ -150,8 +151,12 @@ def _verbose_timings(args: argparse.Namespace, timings: dict[str, float]) -> Non
 
 
 def base_model(args: argparse.Namespace, config: QuotaConfig, *, plan_only: bool = False) -> str | None:
-    """The base model to load: ``--base``, the paper's by default, none for plans with the uniform scorer."""
-    if args.base is None and plan_only and config.scorer == "uniform":
+    """The base model to load: ``--base``, the paper's by default, none for plans whose scorer reads no clue (no
+    query decoupling to run: ``uniform``)."""
+    from .scoring.registry import read_scorer
+
+    choice = read_scorer(config.scorer)
+    if args.base is None and plan_only and not choice.is_base and not choice.uses_clue:
         return None
     return args.base or DEFAULT_BASE
 
@@ -170,14 +175,16 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
     from .pipeline import QuoTA
     from .preflight import resolve_sources
 
-    scorer = config.scorer if config.scorer not in ("uniform", "base") else None
+    from .scoring.registry import read_scorer
+
+    scorer = read_scorer(config.scorer).checkpoint or None
     for source in resolve_sources({"base": base, "scorer": scorer}, probe_hub=False):
         if source.kind == "hub":
             _status(args, f"downloading the {source.role} model {source.model_id} from the Hugging Face hub "
                           "(first use; several GB for the paper's models)" + ("" if terminal else "..."))
 
     what = [f"base {base}"] if base else []
-    if config.scorer not in ("uniform", "base"):
+    if read_scorer(config.scorer).loads_checkpoint:
         what.append(f"scorer {config.scorer}")
     if what:
         _status(args, "loading " + ", ".join(what))
@@ -246,9 +253,10 @@ def preflight_models(args: argparse.Namespace, config: QuotaConfig, *, base: str
     start-up): the device, where the models come from, and the budget against ``frames`` sampled frames and
     the base model's context (:func:`quota.preflight.check_budget`). Reads configuration files at most."""
     from .preflight import check_budget, check_device, context_tokens, resolve_sources
+    from .scoring.registry import read_scorer
 
     check_device(args.device)
-    scorer = None if baseline or config.scorer in ("uniform", "base") else config.scorer
+    scorer = None if baseline else read_scorer(config.scorer).checkpoint or None
     sources = resolve_sources({"base": base, "scorer": scorer})
     if baseline:
         return
@@ -258,6 +266,14 @@ def preflight_models(args: argparse.Namespace, config: QuotaConfig, *, base: str
 
         context = context_tokens(load_config(base, trust_remote_code=args.trust_remote_code))
     check_budget(config.budget, frames=frames, context=context, max_new_tokens=config.max_new_tokens)
+
+
+def text_reserve(frames: int, config: QuotaConfig) -> int:
+    """Context positions to keep for the text next to ``config.budget`` visual tokens on ``frames`` frames
+    (:func:`quota.preflight.text_reserve`)."""
+    from .preflight import text_reserve as reserve
+
+    return reserve(frames, config.budget, config.max_new_tokens)
 
 
 def _check_report_path(path: str | None) -> None:
@@ -567,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error_line(order), file=sys.stderr)
         return EXIT_ERROR
     args = parser.parse_args(argv)  # usage errors exit with status 2 here
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed (to say how to resume)
     import warnings
 
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
@@ -43,6 +43,9 @@ CLUE_PARSERS = ("paper", "quota")
 #: The conversation around a LLaVA base model's turns: LLaVA-NeXT's ``qwen_1_5`` (``paper``) or the checkpoint's
 #: own chat template (``model``). Qwen bases always use their own.
 CHAT_TEMPLATES = ("paper", "model")
+#: How decoded frames are converted to RGB (see :mod:`quota.video.colors`): ``decord`` as the paper's
+#: decoder did (follows the stream's colour tags), ``bt601`` as quota did before (ignores them).
+DECODE_COLORS = ("decord", "bt601")
 CHOICES: dict[str, tuple[str, ...]] = {
     "allocation": ALLOCATION_MODES,
     "resize": RESIZE_METHODS,
@@ -51,6 +54,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decouple": DECOUPLE_MODES,
     "score_normalize": SCORE_NORMALIZATIONS,
     "time_frames": TIME_FRAMES,
+    "decode_colors": DECODE_COLORS,
     "attn_implementation": ATTN_IMPLEMENTATIONS,
     "prompts": PROMPT_STYLES,
     "clue_parser": CLUE_PARSERS,
@@ -66,6 +70,17 @@ _FALSE_WORDS = ("0", "false", "no", "off")
 DECODE_CAP_FACTOR = 4
 #: Default ``decode_max_bytes``: 1.5 GiB for all decoded frames of one video.
 DEFAULT_DECODE_MAX_BYTES = 1536 * 2**20
+
+
+#: The stages a setting can feed: which frames are decoded (``frames``), the query decoupling (``decouple``), the
+#: frame scores (``score``), the token assignment (``assign``), the answer (``answer``), or only how the work runs
+#: (``run``: memory, speed, kernels). The pipeline's cache keys are made from these declarations.
+STAGES = ("frames", "decouple", "score", "assign", "answer", "run")
+
+
+def _setting(default: Any, *stages: str) -> Any:
+    """A :class:`QuotaConfig` field with its default and the stages it feeds (see :data:`STAGES`)."""
+    return field(default=default, metadata={"stages": frozenset(stages)})
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,10 @@ class QuotaConfig:
         decode_max_bytes: all decoded frames of one video take at most this many bytes (ours; frames
             are scaled while decoding to fit, so memory is bounded for any length and size). ``None``:
             no limit. The default, 1.5 GiB, leaves 1080p frames untouched up to about 2.5 hours.
+        decode_colors: how decoded YUV frames become RGB: ``"decord"`` (paper: the conversion of decord,
+            which the reference code decodes with; it follows the stream's colour matrix and range tags,
+            e.g. BT.709) or ``"bt601"`` (ours, quota's earlier conversion: always BT.601, tags ignored).
+            See docs/video.md.
         encode_kept_only: the base model's vision tower encodes only the frames the plan gives tokens
             (ours; result-neutral: dropped frames never reach the model). Off: every sampled frame.
         scorer_feature_cache: a Qwen-VL scorer encodes each video's frames once and reuses the image
@@ -137,40 +156,41 @@ class QuotaConfig:
             when available, else sdpa; ``"eager"``).
     """
 
-    base_frames: int = 96
-    frames_per_hour: int = 64
-    max_frames: int | None = None
-    max_fps: float | None = None
-    scorer: str = "Qwen/Qwen2-VL-2B-Instruct"
-    scorer_max_pixels: int = 1280 * 28 * 28
-    scorer_batch_size: int = 64
-    scorer_vision_batch: int = 8
-    scorer_prefill_chunk: int | None = None
-    score_normalize: str = "none"
-    weight_scale: float = 100.0
-    weight_power: float = 2.0
-    budget: int = 12544
-    allocation: str = "paper"
-    cap: bool = False
-    resize: str = "bilinear"
-    newline: str = "auto"
-    grid_shape: str = "auto"
-    decouple: str = "entity"
-    prompts: str = "paper"
-    clue_parser: str = "paper"
-    chat_template: str = "paper"
-    max_new_tokens: int = 64
-    decouple_max_new_tokens: int = 4096
-    time_prompt: bool = True
-    time_frames: str = "sampled"
-    baseline_frames: int = 64
-    decode_max_side: int | None = None
-    decode_max_pixels: int | None = None
-    decode_max_bytes: int | None = DEFAULT_DECODE_MAX_BYTES
-    encode_kept_only: bool = True
-    scorer_feature_cache: bool = True
-    decouple_early_stop: bool = True
-    attn_implementation: str = "sdpa"
+    base_frames: int = _setting(96, "frames")
+    frames_per_hour: int = _setting(64, "frames")
+    max_frames: int | None = _setting(None, "frames")
+    max_fps: float | None = _setting(None, "frames")
+    scorer: str = _setting("Qwen/Qwen2-VL-2B-Instruct", "score")
+    scorer_max_pixels: int = _setting(1280 * 28 * 28, "score")
+    scorer_batch_size: int = _setting(64, "score")
+    scorer_vision_batch: int = _setting(8, "score")
+    scorer_prefill_chunk: int | None = _setting(None, "score")
+    score_normalize: str = _setting("none", "score")
+    weight_scale: float = _setting(100.0, "assign")
+    weight_power: float = _setting(2.0, "assign")
+    budget: int = _setting(12544, "assign")
+    allocation: str = _setting("paper", "assign")
+    cap: bool = _setting(False, "assign")
+    resize: str = _setting("bilinear", "assign")
+    newline: str = _setting("auto", "assign")
+    grid_shape: str = _setting("auto", "assign")
+    decouple: str = _setting("entity", "decouple")
+    prompts: str = _setting("paper", "decouple", "score", "answer")
+    clue_parser: str = _setting("paper", "decouple")
+    chat_template: str = _setting("paper", "decouple", "answer")
+    max_new_tokens: int = _setting(64, "answer")
+    decouple_max_new_tokens: int = _setting(4096, "decouple")
+    time_prompt: bool = _setting(True, "answer")
+    time_frames: str = _setting("sampled", "answer")
+    baseline_frames: int = _setting(64, "answer")
+    decode_max_side: int | None = _setting(None, "frames")
+    decode_max_pixels: int | None = _setting(None, "frames")
+    decode_max_bytes: int | None = _setting(DEFAULT_DECODE_MAX_BYTES, "frames")
+    decode_colors: str = _setting("decord", "frames")
+    encode_kept_only: bool = _setting(True, "run")
+    scorer_feature_cache: bool = _setting(True, "run")
+    decouple_early_stop: bool = _setting(True, "run")
+    attn_implementation: str = _setting("sdpa", "run")
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -206,6 +226,11 @@ class QuotaConfig:
         if pixels is None:
             pixels = DECODE_CAP_FACTOR * self.scorer_max_pixels
         return {"max_side": self.decode_max_side, "max_pixels": pixels, "max_bytes": self.decode_max_bytes}
+
+    def decode_options(self) -> dict[str, Any]:
+        """Every keyword argument of :func:`quota.video.load_frames` that this config decides about the
+        decoded pixels: :meth:`decode_limits` plus ``colors`` (``decode_colors``)."""
+        return {**self.decode_limits(), "colors": self.decode_colors}
 
     def replace(self, **overrides: Any) -> "QuotaConfig":
         """A copy with some fields changed; unknown names raise :class:`ConfigError`."""
@@ -300,6 +325,13 @@ def _check_type(name: str, value: Any, kind: Any) -> None:
         ok = isinstance(value, base)
     if not ok:
         raise ConfigError(f"{name} must be a finite value of type {base.__name__}, got {value!r}")
+
+
+def settings_for(stage: str) -> tuple[str, ...]:
+    """The names of the :class:`QuotaConfig` fields that feed ``stage`` (one of :data:`STAGES`), in field order."""
+    if stage not in STAGES:
+        raise ConfigError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
+    return tuple(f.name for f in fields(QuotaConfig) if stage in f.metadata["stages"])
 
 
 def field_names() -> list[str]:
@@ -415,7 +447,7 @@ RESULT_NEUTRAL = frozenset({"scorer_vision_batch", "scorer_prefill_chunk", "enco
 
 __all__ = [
     "QuotaConfig", "DECODE_CAP_FACTOR", "DEFAULT_DECODE_MAX_BYTES", "PRESETS", "DEFAULT_BASE", "get_config", "resolve_config", "coerce_setting", "coerce_flag",
-    "parse_setting", "field_names", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
+    "parse_setting", "field_names", "settings_for", "STAGES", "RESIZE_METHODS", "ALLOCATION_MODES", "NEWLINE_POLICIES", "NEWLINE_LAYOUTS",
     "DECOUPLE_MODES", "SCORE_NORMALIZATIONS", "GRID_SHAPES", "GRID_SHAPE_RULES", "TIME_FRAMES", "RESULT_NEUTRAL",
-    "ATTN_IMPLEMENTATIONS", "PROMPT_STYLES", "CLUE_PARSERS", "CHAT_TEMPLATES",
+    "ATTN_IMPLEMENTATIONS", "PROMPT_STYLES", "CLUE_PARSERS", "CHAT_TEMPLATES", "DECODE_COLORS",
 ]

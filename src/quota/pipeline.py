@@ -24,7 +24,7 @@ import torch
 
 from .assign import LLAVA_NATIVE_GRID, Grid, allocate_grids, frame_weights, resize_frames, token_count
 from .choices import extract_choice, option_letters, option_lines
-from .config import DEFAULT_BASE, QuotaConfig, get_config, resolve_config
+from .config import DEFAULT_BASE, QuotaConfig, get_config, resolve_config, settings_for
 from .decouple import Decoupler
 from .errors import BudgetError, ConfigError, QuotaError
 from .reference import answer_question, reference_query
@@ -37,13 +37,11 @@ MC_INSTRUCTION = "Answer with the option's letter from the given choices directl
 CLUE_CACHE_SIZE = 256
 
 #: Settings that decide which frames are decoded (and so the frame, feature and score caches' video key).
-_FRAME_FIELDS = ("base_frames", "frames_per_hour", "max_frames", "max_fps", "decode_max_side", "decode_max_pixels",
-                 "decode_max_bytes")
+_FRAME_FIELDS = settings_for("frames")
 #: Settings a scorer object is built with; changing one rebuilds the scorer around the same model.
-_SCORER_FIELDS = ("scorer_max_pixels", "scorer_batch_size", "scorer_vision_batch", "scorer_prefill_chunk",
-                  "score_normalize")
+_SCORER_FIELDS = tuple(f for f in settings_for("score") if f not in ("scorer", "prompts"))
 #: Settings the decoupler is built with (the chat template wraps its prompt for a LLaVA base).
-_DECOUPLE_FIELDS = ("decouple", "decouple_max_new_tokens", "prompts", "clue_parser", "chat_template")
+_DECOUPLE_FIELDS = settings_for("decouple")
 
 
 @dataclass
@@ -155,14 +153,14 @@ class QuoTA:
             )
         scorer = self.scorer
         if new_config.scorer != self._config.scorer:
-            if new_config.scorer != "uniform":
+            from .scoring import build_scorer, read_scorer
+
+            if read_scorer(new_config.scorer).loads_checkpoint or read_scorer(new_config.scorer).is_base:
                 raise ConfigError(
                     f"with_config cannot swap the scorer model ({self._config.scorer!r} -> {new_config.scorer!r}); "
                     "load a new pipeline with QuoTA.from_pretrained"
                 )
-            from .scoring import UniformScorer
-
-            scorer = UniformScorer()
+            scorer = build_scorer(new_config.scorer, new_config, quiet=self.quiet)  # one that runs no model
         elif any(getattr(new_config, f) != getattr(self._config, f) for f in _SCORER_FIELDS):
             reconfigure = getattr(scorer, "reconfigured", None)
             if reconfigure is not None:
@@ -207,7 +205,9 @@ class QuoTA:
         from .preflight import resolve_sources
 
         # a model only the hub has, with the hub off or out of reach: one line now, not a minute of retries
-        named = scorer if isinstance(scorer, str) and scorer not in ("uniform", "base") else None
+        from .scoring.registry import read_scorer
+
+        named = read_scorer(scorer).checkpoint or None if isinstance(scorer, (str, os.PathLike)) else None
         resolve_sources({"base": base, "scorer": named})
         adapter = None
         if base is not None:
@@ -435,7 +435,7 @@ class QuoTA:
             else:
                 from .video import load_frames
 
-                frames = load_frames(video, **self._config.decode_limits(), progress=not self.quiet,
+                frames = load_frames(video, **self._config.decode_options(), progress=not self.quiet,
                                      **self._config.sampling)
             work = self._cache.video = _VideoWork(key=key, frames=_Timed(frames, time.perf_counter() - start))
         assert work is not None
@@ -461,11 +461,11 @@ class QuoTA:
 
     def _scores(self, work: _VideoWork, clue: Clue) -> tuple[_Timed, bool]:
         cfg = self._config
-        settings = (cfg.scorer,) + tuple(getattr(cfg, f) for f in _SCORER_FIELDS)
-        if self.uniform:
-            key: tuple[Any, ...] = ("uniform",)
-        else:
-            key = (clue.objects, clue.mode, scoring_question(clue, clue.question)) + settings
+        scorer = type(self.scorer)
+        key: tuple[Any, ...] = (scorer.__module__, scorer.__qualname__, getattr(self.scorer, "model_id", None))
+        key += tuple(getattr(cfg, f) for f in settings_for("score"))
+        if self.uses_clue:  # a clue-blind scorer is keyed by its identity and settings alone
+            key += (clue.objects, clue.mode, scoring_question(clue, clue.question))
         if key in work.scores:
             return work.scores[key], True
         frames = work.frames.value
@@ -512,7 +512,7 @@ class QuoTA:
             return video.select(uniform_indices(len(video), self._config.baseline_frames))
         from .video import load_frames
 
-        return load_frames(video, n=self._config.baseline_frames, **self._config.decode_limits(),
+        return load_frames(video, n=self._config.baseline_frames, **self._config.decode_options(),
                            progress=not self.quiet)
 
 

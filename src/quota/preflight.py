@@ -187,10 +187,14 @@ def max_budget(context: int, frames: int, max_new_tokens: int = 0) -> int:
 
 
 def check_budget(budget: int, *, frames: int | None = None, context: int | None = None,
-                 max_new_tokens: int = 0) -> None:
+                 max_new_tokens: int = 0, reserve: int | None = None) -> None:
     """Raise :class:`BudgetError` when ``budget`` cannot give each of ``frames`` sampled frames a token, or does
     not fit in the base model's ``context`` with the text beside it (:func:`text_reserve`); with no context
-    (no base model), above :data:`PLAN_ONLY_MAX_BUDGET`. The message names the bound to use."""
+    (no base model), above :data:`PLAN_ONLY_MAX_BUDGET`. The message names the bound to use. ``reserve``: the
+    text positions for this budget as :func:`text_reserve` counts them, instead of ``max_new_tokens`` (the
+    answer's share is read back from it)."""
+    if reserve is not None:
+        max_new_tokens = max(reserve - text_reserve(frames or 0, budget), 0)
     if frames is not None and budget < frames:
         raise BudgetError(f"budget {budget} is less than one token for each of the {frames} sampled frames; "
                           f"use at least {frames} (the paper uses 12544)")

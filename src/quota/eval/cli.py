@@ -42,6 +42,7 @@ from .runner import (
     wait_for_ranks,
 )
 from .benchmarks._files import annotation_digest
+from .pipeline_answer import READ_TIMEOUT_S
 from .runlock import RunLock
 from .store import RunStore
 from .table import format_table, plot_comparison, to_markdown
@@ -51,8 +52,16 @@ PROG = "quota"
 RESULTS_FILE = "results.jsonl"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
-#: Seconds between two looks at the store while rank 0 waits for the other ranks (without torch.distributed).
+#: Seconds between two looks at the store while rank 0 waits for the other ranks.
 WAIT_POLL_S = 2.0
+#: Seconds rank 0 keeps waiting once none of the unfinished ranks is running (killed, or not started yet).
+RANK_ABSENT_S = 60.0
+#: Seconds between two looks at whether this rank's launcher is still there.
+LAUNCHER_POLL_S = 2.0
+#: Exit status of a rank that stops because its launcher is gone.
+EXIT_LAUNCHER_GONE = 3
+#: Exit status of a run in which every question asked failed.
+EXIT_ALL_FAILED = 1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -112,6 +121,12 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="questions whose video is missing: skip them (default) or stop before running")
     g.add_argument("--retry-errors", action="store_true",
                    help="ask again the questions stored with an error (they are otherwise done)")
+    g.add_argument("--no-read-ahead", action="store_true",
+                   help="read each video only when its first question comes (default: the next video is read "
+                        "while the models answer the current one; same results)")
+    g.add_argument("--read-timeout", type=float, metavar="SECONDS", default=READ_TIMEOUT_S,
+                   help=f"most seconds one video may take to read before its questions are recorded as errors "
+                        f"and the run goes on (default {READ_TIMEOUT_S:g}; 0: no limit)")
     add_model_options(p)
     p.set_defaults(func=run_eval)
     return p
@@ -122,14 +137,20 @@ def run_config(args: argparse.Namespace) -> tuple[str, str, Any]:
     (the same rules as :func:`quota.cli.load_pipeline` and :meth:`quota.pipeline.QuoTA.from_pretrained`).
 
     With ``--baseline`` no scorer is loaded and the scorer is recorded as ``uniform``: the baseline never
-    scores frames, so its results do not depend on one.
+    scores frames, so its results do not depend on one. The answer's ``max_new_tokens`` is the benchmark's
+    own (:data:`quota.eval.generation.ANSWER_MAX_NEW_TOKENS`) unless ``--set max_new_tokens=N`` gives one.
     """
     from ..cli import command_config
     from ..config import DEFAULT_BASE
+    from .generation import answer_max_new_tokens
 
     config = command_config(args)
     if args.baseline:
         config = config.replace(scorer="uniform")
+    own = answer_max_new_tokens(get_spec(args.benchmark).name)
+    given = any(str(s).split("=", 1)[0].strip() == "max_new_tokens" for s in getattr(args, "settings", None) or [])
+    if own is not None and not given:
+        config = config.replace(max_new_tokens=own)
     return args.base or DEFAULT_BASE, config.scorer, config
 
 
@@ -186,6 +207,13 @@ def _report_missing(args: argparse.Namespace, bench: Benchmark) -> None:
                "count as wrong, as in lmms-eval (--on-missing error stops instead)", always=True)
 
 
+def _report_duplicates(args: argparse.Namespace, bench: Benchmark) -> None:
+    """Repeated question ids, once on stderr (they are also listed in ``metrics.json``, ``run.duplicate_ids``)."""
+    if bench.duplicates:
+        _say(args, f"{len(bench.duplicates)} question ids occur more than once in the annotations: "
+                   + "; ".join(bench.duplicates[:3]) + (" ..." if len(bench.duplicates) > 3 else ""), always=True)
+
+
 def _pending(bench: Benchmark, store: RunStore, args: argparse.Namespace, info: DistInfo) -> tuple[list[Any], list[Any]]:
     """``(run, todo)``: the questions of the whole run (after ``--limit``), and this rank's share of them
     that the store does not hold yet (the same selection :func:`run_benchmark` makes)."""
@@ -202,16 +230,57 @@ def _not_needed(sample: Any) -> Any:
     raise QuotaError("internal error: no model was loaded because nothing was left to answer")
 
 
-def _wait_for_all(store: RunStore, info: DistInfo, ids: Sequence[str], args: argparse.Namespace) -> None:
-    """Block until every rank has finished its share: a ``torch.distributed`` barrier when the launcher set
-    up a rendezvous, else by polling the store."""
+def _wait_for_all(store: RunStore, info: DistInfo, ids: Sequence[str], args: argparse.Namespace) -> bool:
+    """Rank 0 waits, by polling the store, until every rank has finished its share; ``True`` when all did.
+
+    It waits as long as an unfinished rank is running (its lock is held), and gives up once none of them has
+    been running for :data:`RANK_ABSENT_S` seconds (killed, or started by hand and not started yet). Any rank
+    that finishes last while rank 0 is not running writes the report, so ranks started later merge the results
+    themselves. Returns whether this rank should write the report."""
     if info.world_size <= 1:
+        return True
+    from .runlock import rank_running
+    from .runner import pending_ranks
+
+    finished = not pending_ranks(store, info.world_size) and not (set(ids) - store.done_ids(retry_errors=False))
+    if not info.is_main:  # the last rank writes the report only when rank 0 is not there to do it
+        return finished and not rank_running(store.run_dir, 0)
+    if finished:
+        return True
+    _say(args, f"waiting for the other ranks to finish (as long as they run; at most {RANK_ABSENT_S:g} s "
+               "for ranks that are not running)")
+    done = wait_for_ranks(store, info.world_size, ids, poll_s=WAIT_POLL_S, quiet=True,
+                          alive=lambda r: rank_running(store.run_dir, r), absent_s=RANK_ABSENT_S)
+    if not done:
+        absent = pending_ranks(store, info.world_size)
+        _say(args, f"stopped waiting: rank(s) {', '.join(map(str, absent))} of {info.world_size} not running for "
+                   f"{RANK_ABSENT_S:g} s; start them (RANK=<r> WORLD_SIZE={info.world_size} with the same command); "
+                   "the last rank to finish writes the full report", always=True)
+    return done
+
+
+def _watch_launcher(args: argparse.Namespace, info: DistInfo) -> None:
+    """Under a launcher (``torchrun``, ``accelerate launch``), stop this rank when the launcher is gone.
+
+    A worker whose launcher was killed is adopted by another process (its parent id changes); it would
+    otherwise go on alone and then wait for ranks that will never come. Every answer is committed as it is
+    made, so leaving at once loses at most the question in flight; the lock is freed with the process."""
+    if info.world_size <= 1 or "LOCAL_RANK" not in os.environ:
         return
-    if barrier():
-        return
-    if info.is_main:
-        _say(args, f"waiting for the other {info.world_size - 1} ranks to finish")
-        wait_for_ranks(store, info.world_size, ids, poll_s=WAIT_POLL_S, quiet=True)
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(LAUNCHER_POLL_S)
+            if os.getppid() != parent:
+                print(f"{PROG}: error: rank {info.rank}/{info.world_size}: the launcher (pid {parent}) is gone; "
+                      f"stopping this rank. The answers given so far are saved in {args.out}; rerun the launch "
+                      "to resume", file=sys.stderr, flush=True)
+                os._exit(EXIT_LAUNCHER_GONE)
+
+    threading.Thread(target=watch, name="quota-launcher-watch", daemon=True).start()
 
 
 def _release_memory() -> None:
@@ -275,7 +344,7 @@ def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> t
     data["run"] = {
         **metrics.run, "questions": len(ids), "not_answered_yet": left,
         "missing_videos": len(bench.missing_videos), "missing_questions": len(bench.missing), "counts": counts,
-        "skipped": list(bench.skipped), "written": time.time(),
+        "skipped": list(bench.skipped), "duplicate_ids": list(bench.duplicates), "written": time.time(),
     }
     write_atomic(paths["metrics"], json.dumps(data, indent=2, sort_keys=True) + "\n")
     fp = store.fingerprint
@@ -291,7 +360,7 @@ def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> t
         f"- questions: {counts['rows']} stored of {len(ids)} in the run ({counts['errors']} errors)"
         + (f"; {len(bench.missing)} more with {len(bench.missing_videos)} missing videos, counted wrong"
            if bench.missing else ""),
-        "- status: " + ("complete" if left == 0 else f"incomplete, {left} questions not answered yet"),
+        "- status: " + _status(left, counts),
         f"- score ({metrics.headline_rule}): "
         + ("-" if metrics.headline is None else f"{metrics.headline:.1f}"),
         f"- quota {fp.get('quota_version')}",
@@ -304,6 +373,15 @@ def write_run_report(store: RunStore, bench: Benchmark, ids: Sequence[str]) -> t
                   *[f"- {reason}" for reason in bench.skipped], ""]
     write_atomic(paths["report"], "\n".join(lines))
     return metrics, paths
+
+
+def _status(left: int, counts: dict[str, int]) -> str:
+    """The run's state for ``report.md``."""
+    if left:
+        return f"incomplete, {left} questions not answered yet"
+    if counts["rows"] and counts["errors"] == counts["rows"]:
+        return f"failed: every one of the {counts['rows']} questions asked ended with an error"
+    return "complete"
 
 
 def _check_run_dir(args: argparse.Namespace) -> None:
@@ -321,9 +399,79 @@ def _check_run_dir(args: argparse.Namespace) -> None:
     check_device(args.device)
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    from ..cli import load_pipeline
+def eval_preflight(args: argparse.Namespace, base: str, config: Any) -> None:
+    """The checks of ``quota ask`` that need no weights, before any model loads: where the models come from,
+    and the budget against the base model's context (with the text room for ``base_frames`` frames, the
+    fewest any video gets).
 
+    Raises:
+        ModelNotFoundError, BudgetError: the first problem found.
+    """
+    from ..cli import text_reserve
+    from ..preflight import check_budget, context_tokens, resolve_sources
+    from ..scoring.registry import read_scorer
+
+    if args.read_timeout is not None and (args.read_timeout < 0 or args.read_timeout != args.read_timeout):
+        raise ConfigError(f"--read-timeout must be 0 (no limit) or more seconds, got {args.read_timeout}")
+    scorer = None if args.baseline else read_scorer(config.scorer).checkpoint or None
+    sources = resolve_sources({"base": base, "scorer": scorer})
+    if args.baseline or not any(s.role == "base" for s in sources):
+        return
+    from ..models.loading import load_config
+
+    context = context_tokens(load_config(base, trust_remote_code=args.trust_remote_code))
+    frames = config.base_frames
+    check_budget(config.budget, frames=frames, context=context, reserve=text_reserve(frames, config))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, ``kill``): handled like Ctrl-C, so the run says what is saved."""
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while the run goes on (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes this run: the one that was typed."""
+    import shlex
+
+    argv = getattr(args, "argv", None) or ["eval", "..."]
+    return shlex.join([PROG, *argv])
+
+
+def _interrupted(args: argparse.Namespace, store: RunStore | None, info: DistInfo, exc: KeyboardInterrupt) -> int:
+    """Say what an interrupted run saved and how to resume it; the exit status (130 Ctrl-C, 143 SIGTERM)."""
+    what = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+    try:
+        saved = store.counts()["rows"] if store is not None else 0
+    except QuotaError:
+        saved = None
+    where = f" (rank {info.rank}/{info.world_size})" if info.world_size > 1 else ""
+    count = "the answers given so far are" if saved is None else f"{saved} answers are"
+    how = ("rerun the launch with the same command" if info.world_size > 1 else "resume with") + ": "
+    print(f"{PROG}: {what}{where}: {count} saved in {args.out}; {how}{resume_command(args)}",
+          file=sys.stderr, flush=True)
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+def run_eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise ConfigError(f"--limit must be at least 0, got {args.limit}")
     _check_run_dir(args)
@@ -336,60 +484,80 @@ def run_eval(args: argparse.Namespace) -> int:
             if bench.skipped:
                 _say(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
                            f"out (first: {bench.skipped[0]})")
+            _report_duplicates(args, bench)
         base, scorer, config = run_config(args)
+        eval_preflight(args, base, config)
         device, dtype = device_and_dtype(args, info)
         fingerprint = run_fingerprint(args, spec.name, base, scorer, config, device=device, dtype=dtype,
                                       annotations_sha256=annotation_digest(args.annotations))
+        _watch_launcher(args, info)
         lock = RunLock(args.out, rank=info.rank, world_size=info.world_size).acquire()
+        store: RunStore | None = None
         try:
-            store = RunStore(args.out, fingerprint, retry_errors=args.retry_errors)
-        except BaseException:
-            lock.release()
-            raise
-        try:
-            ordered, todo = _pending(bench, store, args, info)
-            ids = [s.id for s in ordered]
-            if info.is_main:
-                record_plan(store, bench, ids, args, config)
-            where = f"rank {info.rank}/{info.world_size}: " if info.world_size > 1 else ""
-            answer_fn: Any = _not_needed
-            qa: Any = None
-            if todo:
-                _say(args, f"{where}{len(todo)} questions to answer ({len(ordered)} in the run, "
-                           f"{len(ordered) - len(todo)} done or on other ranks)")
-                from .pipeline_answer import PipelineAnswer
-
-                args.device = choose_device(args.device, info)
-                qa = load_pipeline(args, config=config)
-                if result_settings(qa.config) != fingerprint["config"]:
-                    raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
-                                     "fingerprint; please report this")
-                qa.quiet = True  # one progress bar for the run, none per question (scoring)
-                if hasattr(qa.scorer, "quiet"):
-                    qa.scorer.quiet = True
-                answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=True)
-            else:
-                _say(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
-            summary = run_benchmark(bench, answer_fn, store, limit=args.limit, quiet=args.quiet,
-                                    retry_errors=args.retry_errors, **info.shard)
-            if summary.ran:
-                _say(args, str(summary))
-            if qa is not None and info.world_size > 1:
-                answer_fn = qa = None  # free the models before waiting for the other ranks
-                _release_memory()
-            _wait_for_all(store, info, ids, args)
-            if info.is_main:
-                metrics, paths = write_run_report(store, bench, ids)
-                print(format_table([metrics]), flush=True)
-                errors = metrics.overall.errors
-                if errors:
-                    _say(args, f"{errors} questions failed with an error (see {paths['results']}; "
-                               "--retry-errors asks them again)", always=True)
-                _say(args, f"results in {store.run_dir}: {RESULTS_FILE}, {METRICS_FILE}, {REPORT_FILE}")
+            with _terminate_as_interrupt():
+                store = RunStore(args.out, fingerprint, retry_errors=args.retry_errors)
+                return _run_and_report(args, bench, store, info, config, fingerprint)
+        except KeyboardInterrupt as exc:
+            return _interrupted(args, store, info, exc)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
             lock.release()
             _finish_distributed()
+
+
+def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore, info: DistInfo, config: Any,
+                    fingerprint: dict[str, Any]) -> int:
+    """Answer this rank's share, then (on the rank that finishes last, or rank 0) write the report."""
+    from ..cli import load_pipeline
+
+    ordered, todo = _pending(bench, store, args, info)
+    ids = [s.id for s in ordered]
+    if info.is_main:
+        record_plan(store, bench, ids, args, config)
+    where = f"rank {info.rank}/{info.world_size}: " if info.world_size > 1 else ""
+    answer_fn: Any = _not_needed
+    qa: Any = None
+    if todo:
+        _say(args, f"{where}{len(todo)} questions to answer ({len(ordered)} in the run, "
+                   f"{len(ordered) - len(todo)} done or on other ranks)")
+        from .pipeline_answer import PipelineAnswer
+
+        args.device = choose_device(args.device, info)
+        qa = load_pipeline(args, config=config)
+        if result_settings(qa.config) != fingerprint["config"]:
+            raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
+                             "fingerprint; please report this")
+        qa.quiet = True  # one progress bar for the run, none per question (scoring)
+        if hasattr(qa.scorer, "quiet"):
+            qa.scorer.quiet = True
+        answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=not args.no_read_ahead,
+                                   read_timeout_s=args.read_timeout or None)
+    else:
+        _say(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
+    summary = run_benchmark(bench, answer_fn, store, limit=args.limit, quiet=args.quiet,
+                            retry_errors=args.retry_errors, **info.shard)
+    if summary.ran:
+        _say(args, str(summary))
+    if qa is not None and info.world_size > 1:
+        answer_fn = qa = None  # free the models before waiting for the other ranks
+        _release_memory()
+    all_done = _wait_for_all(store, info, ids, args)
+    if not (info.is_main or all_done):
+        return 0
+    metrics, paths = write_run_report(store, bench, ids)
+    print(format_table([metrics]), flush=True)
+    errors = metrics.overall.errors
+    _say(args, f"results in {store.run_dir}: {RESULTS_FILE}, {METRICS_FILE}, {REPORT_FILE}")
+    asked = metrics.overall.total - metrics.overall.missing
+    if errors and errors == asked:
+        first = next((r.error for r in store.results() if r.error), "")
+        _say(args, f"error: every one of the {asked} questions asked failed (first: {first}); see "
+                   f"{paths['results']}", always=True)
+        return EXIT_ALL_FAILED
+    if errors:
+        _say(args, f"{errors} questions failed with an error (see {paths['results']}; "
+                   "--retry-errors asks them again)", always=True)
     return 0
 
 

@@ -69,6 +69,8 @@ class Metrics:
         group_field: the field that ties questions into all-must-be-right units, if any.
         grouped: the units' tally (a unit is right when all its questions are).
         grouped_by_field: ``field -> value -> Tally`` over units.
+        units_left_out: units with fewer than the benchmark's ``group_size`` questions counted (a run
+            still going): left out of ``grouped``, ``grouped_by_field`` and so of the headline.
         meta: free information (fingerprint, run folder).
         ids: the questions counted (answered, failed or missing video), to tell whether two runs
             answered the same questions.
@@ -87,6 +89,7 @@ class Metrics:
     group_field: str | None = None
     grouped: Tally | None = None
     grouped_by_field: dict[str, dict[str, Tally]] = field(default_factory=dict)
+    units_left_out: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     ids: frozenset[str] = frozenset()
     run: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +113,7 @@ class Metrics:
             "grouped_by_field": {
                 f: {v: t.to_dict() for v, t in vals.items()} for f, vals in self.grouped_by_field.items()
             },
+            "units_left_out": self.units_left_out,
             "meta": self.meta,
             "run": self.run,
             "complete": self.complete,
@@ -188,12 +192,19 @@ def tally_rows(rows: Sequence[Row], fields: Sequence[str]) -> tuple[Tally, dict[
 
 
 def tally_units(
-    rows: Sequence[Row], fields: Sequence[str], group_field: str
-) -> tuple[Tally, dict[str, dict[str, Tally]]]:
-    """The same over units: questions sharing ``group_field``'s value count once, right when all are."""
+    rows: Sequence[Row], fields: Sequence[str], group_field: str, group_size: int | None = None
+) -> tuple[Tally, dict[str, dict[str, Tally]], int]:
+    """The same over units: questions sharing ``group_field``'s value count once, right when all are.
+
+    With ``group_size``, a unit with fewer rows is not finished yet and is left out. Returns the tally,
+    the tally per field value, and how many units were left out."""
     units: dict[str, list[Row]] = {}
     for row in rows:
         units.setdefault(row[3].get(group_field, f"#{len(units)}"), []).append(row)
+    left_out = 0
+    if group_size:
+        finished = {k: v for k, v in units.items() if len(v) >= group_size}
+        left_out, units = len(units) - len(finished), finished
     grouped = Tally()
     by_field: dict[str, dict[str, Tally]] = {f: {} for f in fields}
     for members in units.values():
@@ -205,7 +216,7 @@ def tally_units(
         for name in fields:
             if name in members[0][3]:
                 by_field[name].setdefault(members[0][3][name], Tally()).add(ok, err, unp, missing)
-    return grouped, _ordered(by_field)
+    return grouped, _ordered(by_field), left_out
 
 
 def headline_score(
@@ -252,7 +263,9 @@ def compute_metrics(
     rows = [_row(r) for r in results]
     fields = list(fields) if fields is not None else seen_fields(rows, group_field)
     overall, by_field = tally_rows(rows, fields)
-    grouped, grouped_by_field = (None, {}) if not group_field else tally_units(rows, fields, group_field)
+    size = getattr(spec, "group_size", None) if spec is not None and group_field == spec.group_field else None
+    grouped, grouped_by_field, left_out = (None, {}, 0) if not group_field else tally_units(
+        rows, fields, group_field, size)
     base, base_by_field = (grouped, grouped_by_field) if grouped is not None else (overall, by_field)
     headline, rule = headline_score(base, base_by_field, macro_field, grouped is not None)
     return Metrics(
@@ -266,6 +279,7 @@ def compute_metrics(
         group_field=group_field,
         grouped=grouped,
         grouped_by_field=grouped_by_field,
+        units_left_out=left_out,
         meta=dict(meta or {}),
         ids=frozenset(_sample_id(r) for r in results),
         run=dict(run or {}),

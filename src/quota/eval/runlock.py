@@ -9,12 +9,19 @@ run lock (``writer.lock``) and records the launch's id; rank ``R > 0`` holds ``w
 checks that the run lock is held by its own launch. The launch id is ``TORCHELASTIC_RUN_ID`` or
 ``MASTER_ADDR:MASTER_PORT`` as the launcher sets them.
 
-``flock`` needs a local file system (or one that supports it, as NFSv4 does); where it is not
-supported the lock is skipped with a warning rather than stopping the run.
+Ranks started by hand (``RANK=1 WORLD_SIZE=4 quota eval ...``, no launcher, so no launch id) may start in
+any order and hours apart: a hand-started rank ``R > 0`` is let in when rank 0 is not running, or when the
+running rank 0 was started by hand with the same ``WORLD_SIZE``. Each rank's own lock file tells the others
+whether it is running (:func:`rank_running`).
+
+``flock`` needs a local file system (or one that supports it, as NFSv4 does); where the file system does
+not support it the lock is skipped with a warning. Any other failure (a full disk, no permission) stops
+the run with one line: a run never goes on without its lock.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -30,6 +37,8 @@ LOCK_NAME = "writer.lock"
 OWNER_NAME = "writer.owner.json"
 #: Seconds a rank > 0 waits for its own rank 0 to take the run lock.
 RANK_WAIT_S = 30.0
+#: ``flock`` errors that mean "not supported on this file system" (the lock is then skipped, with a warning).
+_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 
 
 class RunLockedError(RunStoreError):
@@ -46,8 +55,17 @@ def launch_id(env: Mapping[str, str] | None = None) -> str:
     return ""
 
 
+class _Unsupported(OSError):
+    """``flock`` is not supported where the run folder is."""
+
+
 def _try_flock(path: Path, exclusive: bool = True) -> Any | None:
-    """The open file holding a non-blocking flock on ``path``, or ``None`` when another process holds it."""
+    """The open file holding a non-blocking flock on ``path``, or ``None`` when another process holds it.
+
+    Raises:
+        _Unsupported: the file system has no ``flock``.
+        OSError: the lock file cannot be made (full disk, no permission ...).
+    """
     import fcntl
 
     fh = open(path, "a+", encoding="utf-8")
@@ -56,10 +74,27 @@ def _try_flock(path: Path, exclusive: bool = True) -> Any | None:
     except BlockingIOError:
         fh.close()
         return None
-    except OSError:
+    except OSError as exc:
         fh.close()
+        if exc.errno in _UNSUPPORTED:
+            raise _Unsupported(exc.errno, exc.strerror) from exc
         raise
     return fh
+
+
+def rank_running(run_dir: str | os.PathLike[str], rank: int) -> bool:
+    """Whether a live process holds rank ``rank``'s lock of ``run_dir`` (rank 0: the run lock)."""
+    path = Path(run_dir) / (LOCK_NAME if rank == 0 else f"writer.rank{rank}.lock")
+    if not path.exists():
+        return False
+    try:
+        probe = _try_flock(path, exclusive=False)
+    except OSError:
+        return False
+    if probe is None:
+        return True
+    probe.close()
+    return False
 
 
 class RunLock:
@@ -120,9 +155,12 @@ class RunLock:
         except RunLockedError:
             self.release()
             raise
-        except OSError as exc:  # flock unsupported here: run without the lock
+        except _Unsupported as exc:  # this file system has no flock: run without the lock, loudly
             self.release()
             log.warning("cannot lock %s (%s); make sure only one quota eval writes to it", self.run_dir, exc)
+        except OSError as exc:  # full disk, no permission ...: never run without the lock
+            self.release()
+            raise RunStoreError(f"cannot lock the run folder {self.run_dir}: {exc.strerror or exc}") from None
         return self
 
     def _write_owner(self) -> None:
@@ -131,8 +169,12 @@ class RunLock:
         data = {"pid": os.getpid(), "host": socket.gethostname(), "launch": self.launch,
                 "world_size": self.world_size, "started": time.time()}
         tmp = self.run_dir / f".{OWNER_NAME}.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, self.run_dir / OWNER_NAME)
+        try:
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.run_dir / OWNER_NAME)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _check_own_launch(self) -> None:
         """Rank > 0: the run lock must be held, and by this launch's rank 0 (wait for it to start)."""
@@ -145,6 +187,10 @@ class RunLock:
                 owner = self._owner()
                 if owner.get("launch") == self.launch and self.launch:
                     return
+                if not self.launch and not owner.get("launch") and owner.get("world_size") == self.world_size:
+                    return  # ranks started by hand: rank 0 was too, with the same WORLD_SIZE
+            if probe is not None and not self.launch:
+                return  # started by hand, rank 0 not running: ranks may start in any order
             if time.monotonic() >= deadline:
                 if probe is not None:
                     raise RunLockedError(f"rank {self.rank}: rank 0 of this launch did not take the lock of "
@@ -168,4 +214,4 @@ class RunLock:
         self.release()
 
 
-__all__ = ["RunLock", "RunLockedError", "launch_id", "LOCK_NAME"]
+__all__ = ["RunLock", "RunLockedError", "launch_id", "rank_running", "LOCK_NAME"]

@@ -22,7 +22,7 @@ import time
 import traceback as tb
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from tqdm.auto import tqdm
 
@@ -85,6 +85,16 @@ def _rank_key(rank: int) -> str:
     return f"rank/{rank}"
 
 
+def pending_ranks(store: RunStore, world_size: int) -> list[int]:
+    """The ranks whose last ``run_benchmark`` call on ``store`` (with this ``world_size``) has not returned."""
+    pending = []
+    for r in range(world_size):
+        mark = store.get_meta(_rank_key(r)) or {}
+        if mark.get("world_size") != world_size or mark.get("state") != "done":
+            pending.append(r)
+    return pending
+
+
 def wait_for_ranks(
     store: RunStore,
     world_size: int,
@@ -93,30 +103,39 @@ def wait_for_ranks(
     poll_s: float = 10.0,
     timeout_s: float | None = None,
     quiet: bool = False,
+    alive: Callable[[int], bool] | None = None,
+    absent_s: float | None = None,
 ) -> bool:
     """Wait, by polling the store, until every rank has finished its share.
 
     A rank has finished when its last ``run_benchmark`` call on this store (with the same
     ``world_size``) returned. With ``ids``, every one of those questions must also have a row.
-    A rank that was killed counts as unfinished until it is run again (use ``timeout_s`` to give up).
+    A rank that was killed counts as unfinished until it is run again: ``timeout_s`` bounds the whole
+    wait, and with ``alive(rank)`` (is that rank's process running?) ``absent_s`` bounds the time
+    unfinished ranks may all be not running (dead, or not started yet).
 
     Returns:
-        ``True`` when all finished, ``False`` when ``timeout_s`` ran out first.
+        ``True`` when all finished, ``False`` when a bound ran out first.
     """
     wanted = None if ids is None else set(ids)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    absent_since: float | None = None
     waited = False
     while True:
-        pending = []
-        for r in range(world_size):
-            mark = store.get_meta(_rank_key(r)) or {}
-            if mark.get("world_size") != world_size or mark.get("state") != "done":
-                pending.append(r)
+        pending = pending_ranks(store, world_size)
         left = len(wanted - store.done_ids(retry_errors=False)) if wanted is not None else 0
         if not pending and left == 0:
             return True
-        if deadline is not None and time.monotonic() >= deadline:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
             return False
+        if alive is not None and absent_s is not None:
+            if any(alive(r) for r in pending):
+                absent_since = None
+            else:
+                absent_since = now if absent_since is None else absent_since
+                if now - absent_since >= absent_s:
+                    return False
         if not waited and not quiet:
             log.info("waiting for ranks %s (%d questions left)", pending, left)
         waited = True
@@ -397,6 +416,7 @@ __all__ = [
     "dist_info",
     "barrier",
     "wait_for_ranks",
+    "pending_ranks",
     "video_key",
     "order_samples",
     "shard_samples",

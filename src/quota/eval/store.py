@@ -334,8 +334,11 @@ class RunStore:
         """Store a JSON-able value under ``key`` (run notes, per-rank completion marks)."""
         if key in ("fingerprint", "schema"):
             raise RunStoreError(f"meta key {key!r} is reserved")
-        with self._transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _dumps(value)))
+        try:
+            with self._transaction() as conn:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _dumps(value)))
+        except sqlite3.Error as exc:  # a full disk, a read-only folder: one line, not a traceback
+            raise RunStoreError(f"cannot write to results store {self.path}: {exc}") from exc
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -45,11 +45,14 @@ def comparison_rows(runs: Sequence[Metrics], *, fields: Sequence[str] | None = N
     rows.append(Row("all questions", [m.overall for m in runs]))
     if any(m.grouped is not None for m in runs):
         rows.append(Row("all-right units", [m.grouped for m in runs]))
+        if any(m.units_left_out for m in runs):
+            rows.append(Row("units left out (not all tries answered yet)", [None] * len(runs), "text",
+                            texts=[str(m.units_left_out) for m in runs]))
     rows.append(Row("errors", [m.overall for m in runs], "errors"))
     rows.append(Row("no letter found", [m.overall for m in runs], "unparsed"))
     rows.append(Row("missing videos (counted wrong)", [m.overall for m in runs], "missing"))
     if any(m.run for m in runs):
-        rows.append(Row("answered / total", [None] * len(runs), "text", texts=[_progress(m) for m in runs]))
+        rows.append(Row("asked / to ask", [None] * len(runs), "text", texts=[_progress(m) for m in runs]))
         rows.append(Row("skipped annotation rows", [None] * len(runs), "text",
                         texts=[str(m.run.get("skipped_rows", "-")) if m.run else "-" for m in runs]))
     names = list(fields) if fields is not None else list(dict.fromkeys(f for m in runs for f in m.fields))
@@ -68,16 +71,31 @@ def comparison_rows(runs: Sequence[Metrics], *, fields: Sequence[str] | None = N
 
 
 def _progress(m: Metrics) -> str:
-    """``stored/total`` questions of a run, marked when questions are still to be answered."""
+    """``asked/to ask``: questions of a run that were asked (answered or failed) out of those it can ask
+    (its video found), marked when questions are still to be answered. Missing videos have their own row."""
     if not m.run:
         return "-"
-    done = m.run.get("total", 0) - m.run.get("pending", 0)
-    return f"{done}/{m.run.get('total', 0)}" + ("" if m.complete else " incomplete")
+    askable = m.run.get("total", 0) - m.run.get("missing", 0)
+    asked = askable - m.run.get("pending", 0)
+    return f"{asked}/{askable}" + ("" if m.complete else " incomplete")
+
+
+def annotation_hash(m: Metrics) -> str | None:
+    """The SHA-256 of the annotations a run was made from (``quota eval``'s fingerprint), if recorded."""
+    fp = m.meta.get("fingerprint") or {}
+    return fp.get("annotations_sha256") or None
+
+
+def same_annotations(runs: Sequence[Metrics]) -> bool:
+    """Whether no two runs record different annotation files (a corrected answer changes the score)."""
+    hashes = {h for h in (annotation_hash(m) for m in runs) if h}
+    return len(hashes) <= 1
 
 
 def same_questions(runs: Sequence[Metrics]) -> bool:
-    """Whether every run counted the same questions (a delta between them means something)."""
-    return all(m.ids == runs[0].ids for m in runs[1:]) and all(m.complete for m in runs)
+    """Whether every run counted the same questions of the same annotations (a delta means something)."""
+    return (all(m.ids == runs[0].ids for m in runs[1:]) and all(m.complete for m in runs)
+            and same_annotations(runs))
 
 
 def notes(runs: Sequence[Metrics]) -> list[str]:
@@ -89,7 +107,14 @@ def notes(runs: Sequence[Metrics]) -> list[str]:
             out.append(f"{m.name} is incomplete: {r.get('total', 0) - r.get('pending', 0)} of {r.get('total', 0)} "
                        f"questions counted ({r.get('pending', 0)} not answered yet; {r.get('errors', 0)} failed, "
                        f"{r.get('missing', 0)} with missing videos)")
-    if len(runs) >= 2 and not same_questions(runs):
+        if m.units_left_out:
+            out.append(f"{m.name}: {m.units_left_out} units left out of the unit scores: not all of their "
+                       "questions are answered yet")
+    if len(runs) >= 2 and not same_annotations(runs):
+        hashes = " vs ".join((annotation_hash(m) or "?")[:12] for m in runs)
+        out.append(f"no delta: the runs were made from different annotation files (sha256 {hashes}); "
+                   "their answers are scored against different keys")
+    elif len(runs) >= 2 and not same_questions(runs):
         sizes = " vs ".join(str(len(m.ids)) for m in runs)
         out.append(f"no delta: the runs did not count the same questions ({sizes} questions)")
     return out

@@ -307,7 +307,7 @@ class QuotaLMM(lmms):
             )
         context, gen_kwargs, doc_to_visual, doc_id, task, split = args
         gen_kwargs = dict(gen_kwargs or {})
-        qa = self._pipeline_for(gen_kwargs)
+        qa = self._pipeline_for(gen_kwargs, task)
         self._warn_sampling(gen_kwargs)
         doc = self.task_dict[task][split][doc_id]
         visuals = doc_to_visual(doc) if callable(doc_to_visual) else doc_to_visual
@@ -349,11 +349,19 @@ class QuotaLMM(lmms):
             return context, None, None
         return item.question, list(item.options), item.formatted
 
-    def _pipeline_for(self, gen_kwargs: dict[str, Any]) -> Any:
-        """The pipeline for a request: the task's ``max_new_tokens`` unless ``model_args`` fixed it."""
+    def _pipeline_for(self, gen_kwargs: dict[str, Any], task: Any = None) -> Any:
+        """The pipeline for a request: the task's ``max_new_tokens`` unless ``model_args`` fixed it; for a
+        task that sets none, the benchmark's own (:mod:`quota.eval.generation`: NExT-QA's 1024, what
+        lmms-eval's ``llava_vid`` uses), else the preset's."""
         wanted = self._config.max_new_tokens
-        if not self._explicit_max_new_tokens and gen_kwargs.get("max_new_tokens") is not None:
-            wanted = coerce_setting("max_new_tokens", gen_kwargs["max_new_tokens"], source="gen_kwargs")
+        if not self._explicit_max_new_tokens:
+            if gen_kwargs.get("max_new_tokens") is not None:
+                wanted = coerce_setting("max_new_tokens", gen_kwargs["max_new_tokens"], source="gen_kwargs")
+            else:
+                from ..eval.generation import answer_max_new_tokens
+                from ..eval.prompts import benchmark_of_task
+
+                wanted = answer_max_new_tokens(benchmark_of_task(str(task))) or wanted
         if wanted not in self._by_max_new_tokens:
             self._by_max_new_tokens[wanted] = self._qa.with_config(max_new_tokens=wanted)
         return self._by_max_new_tokens[wanted]

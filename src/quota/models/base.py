@@ -132,6 +132,24 @@ class VideoLMAdapter(ABC):
         """Inputs of the model's own video path for these frames (the baseline), with its newline tokens
         (``"auto"``: as the checkpoint was trained), in the conversation ``chat``."""
 
+    # ------------------------------------------------------------------ the stock path (adapter contract)
+    #: The newline layout of the family's own path that :meth:`stock_inputs` runs.
+    stock_newline: ClassVar[str] = "none"
+    #: Frames the family's own video path (the baseline) merges into one step of tokens.
+    baseline_temporal_patch: int = 1
+
+    @abstractmethod
+    def stock_grid(self, frames: Frames) -> Grid:
+        """The per-frame token grid of the family's own path in :meth:`stock_inputs` (what uniform scores at
+        ``T × h·w`` tokens must reproduce)."""
+
+    @abstractmethod
+    def stock_inputs(self, frames: Frames, prompt: str, *, frame_labels: Sequence[str] | None = None,
+                     chat: str = "model") -> ModelInputs:
+        """The model's own, unmodified path for these frames (the processor and the model's own encoding): the
+        reference of the adapter contract (tests/test_adapter_contract.py), where :meth:`build_inputs` at
+        :meth:`stock_grid` with :attr:`stock_newline` must give the same logits."""
+
     # ------------------------------------------------------------------ shared
     def resolve_newline(self, newline: str | None) -> str:
         """The concrete newline policy: ``"auto"`` / ``None`` give this checkpoint's own."""

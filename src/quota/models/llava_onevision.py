@@ -217,6 +217,18 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
         n = int((enc["input_ids"] == self.video_token_id).sum())
         return ModelInputs(kwargs=enc, visual_tokens=n, prompt=text)
 
+    #: The Hugging Face video path puts one newline after the whole video.
+    stock_newline = "video"
+
+    def stock_grid(self, frames: Frames) -> Grid:
+        """The Hugging Face video path pools each frame to :meth:`pooled_grid`."""
+        return self.pooled_grid()
+
+    def stock_inputs(self, frames: Frames, prompt: str, *, frame_labels: Sequence[str] | None = None,
+                     chat: str = "model") -> ModelInputs:
+        """The Hugging Face processor and video path, unchanged (frame labels are not part of it)."""
+        return self.baseline_inputs(frames, prompt, newline="video", chat=chat)
+
     @torch.inference_mode()
     def pooled_features(self, frames: Frames) -> torch.Tensor:
         """``[T, h, w, C]``: each frame pooled by the model's own ``apply_pooling`` (27×27 -> 14×14)."""

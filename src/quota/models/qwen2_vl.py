@@ -120,10 +120,25 @@ class QwenVLAdapter(VideoLMAdapter):
         }
         return ModelInputs(kwargs=kwargs, visual_tokens=sum(v.shape[0] for v in visual), prompt=text)
 
-    def image_inputs(self, frames: Frames, prompt: str, frame_labels: Sequence[str] | None = None) -> ModelInputs:
+    @property
+    def baseline_temporal_patch(self) -> int:  # type: ignore[override]
+        """The video path merges this many consecutive frames into one step (Qwen2-VL's temporal patch, 2)."""
+        processor = getattr(self.processor, "video_processor", None) or self.processor.image_processor
+        return int(getattr(processor, "temporal_patch_size", 2))
+
+    def stock_grid(self, frames: Frames) -> Grid:
+        """Each frame as an image keeps its native merged-patch grid."""
+        return self.native_grid(frames)
+
+    def stock_inputs(self, frames: Frames, prompt: str, *, frame_labels: Sequence[str] | None = None,
+                     chat: str = "model") -> ModelInputs:
+        return self.image_inputs(frames, prompt, frame_labels=frame_labels, chat=chat)
+
+    def image_inputs(self, frames: Frames, prompt: str, frame_labels: Sequence[str] | None = None,
+                     chat: str = "model") -> ModelInputs:
         """The processor's own image path for these frames (each frame an image): the reference our
         :meth:`build_inputs` reproduces exactly when every frame keeps its native grid."""
-        text = self.chat_text(self._content(len(frames), prompt, frame_labels))
+        text = self.chat_text(self._content(len(frames), prompt, frame_labels), chat)
         enc = self.processor(text=text, images=list(frames.pixels), return_tensors="pt")
         return self._to_device(enc, text, "pixel_values")
 

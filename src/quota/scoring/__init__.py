@@ -9,7 +9,8 @@ Every scorer follows :class:`Scorer`: ``score(frames, clue) -> float64 [T] in [0
 * :func:`.question.scoring_question`: the two-option question the vision-language scorers ask about a frame.
 
 :func:`load_scorer` picks one from a name, a Hugging Face id or a local folder; :func:`build_scorer` does the
-same with the settings of a :class:`~quota.config.QuotaConfig` (what the pipeline uses). See ``docs/scoring.md``.
+same with the settings of a :class:`~quota.config.QuotaConfig` (what the pipeline uses). Names are read by
+:mod:`.registry`, the one table of scorers. See ``docs/scoring.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .base import (
     Scorer,
     uses_clue,
 )
+from .registry import BASE, SCORERS, ScorerChoice, read_scorer, register_scorer, scorer_class
 from .uniform import UniformScorer
 
 #: Options every scorer may be handed; :func:`load_scorer` drops those the chosen scorer has no use for
@@ -60,56 +62,15 @@ def _options_for(cls: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in accepted}
 
 
-def scorer_class(name_or_id: str | os.PathLike[str], *, trust_remote_code: bool = False) -> tuple[Any, str]:
-    """``(class, checkpoint)`` for a scorer name: ``uniform``, ``clip:<id>``, ``lvlm:<id>`` or a checkpoint whose
-    ``model_type`` picks the class (only the config is read).
-
-    Raises:
-        ConfigError: an empty name, or ``"base"``.
-        UnsupportedModelError: a checkpoint of a family no scorer handles.
-    """
-    name = os.fspath(name_or_id)
-    key = name.strip().lower()
-    if not key:
-        raise ConfigError("scorer name is empty; use 'uniform', a model id or a checkpoint folder")
-    if key == "uniform":
-        return UniformScorer, ""
-    if key == "base":
-        raise ConfigError(
-            "scorer='base' reuses the loaded answering model; build it with LVLMScorer.from_model(model, processor) "
-            "(the pipeline does this), not with load_scorer"
-        )
-    from ..models.loading import model_type_of
-    from .clip import ClipScorer
-    from .lvlm import LVLMScorer, QwenVLScorer
-
-    if key.startswith("clip:"):
-        return ClipScorer, name[5:].strip()
-    if key.startswith("lvlm:"):
-        return LVLMScorer, name[5:].strip()
-    family = model_type_of(name, trust_remote_code=trust_remote_code)
-    for cls in (QwenVLScorer, LVLMScorer, ClipScorer):
-        if family in cls.families:
-            return cls, name
-    raise UnsupportedModelError(
-        f"{name}: model type {family or 'unknown'!r} is not a supported scorer; use a checkpoint of type "
-        f"{', '.join(LVLM_FAMILIES + CLIP_FAMILIES)}, or 'uniform'"
-    )
-
-
 def load_scorer(name_or_id: str | os.PathLike[str] | Scorer, **kwargs: Any) -> Scorer:
     """A scorer from a name, a Hugging Face model id or a local checkpoint folder.
 
     Args:
-        name_or_id: one of
-
-            * ``"uniform"``: :class:`UniformScorer` (no model);
-            * ``"clip:<id or folder>"``: :class:`ClipScorer` on that checkpoint;
-            * ``"lvlm:<id or folder>"``: :class:`LVLMScorer` on that checkpoint;
-            * a model id or folder: the family is read from its config's ``model_type``:
-              ``qwen2_vl`` / ``qwen2_5_vl`` -> :class:`QwenVLScorer`, ``llava_onevision`` ->
-              :class:`LVLMScorer`, ``clip`` / ``siglip`` / ``siglip2`` -> :class:`ClipScorer`;
-            * an object that already has a ``score`` method: returned as is.
+        name_or_id: a scorer setting (:mod:`.registry`): a registered name that needs no checkpoint
+            (``"uniform"``), ``"<name>:<id or folder>"`` (``clip:...``, ``lvlm:...``, ``qwen_vl:...``), or a model id
+            or folder whose config's ``model_type`` picks the class (``qwen2_vl`` / ``qwen2_5_vl`` ->
+            :class:`QwenVLScorer`, ``llava_onevision`` -> :class:`LVLMScorer`, ``clip`` / ``siglip`` / ``siglip2``
+            -> :class:`ClipScorer`); or an object that already has a ``score`` method, returned as is.
         **kwargs: options of the chosen scorer (``max_pixels``, ``batch_size``, ``normalize``, ``dtype``,
             ``device``, ``quiet``, ``trust_remote_code``, ``template``). Options in :data:`SHARED_OPTIONS` that the
             chosen scorer does not take are dropped; any other unknown option raises :class:`ConfigError`.
@@ -125,7 +86,7 @@ def load_scorer(name_or_id: str | os.PathLike[str] | Scorer, **kwargs: Any) -> S
         raise ConfigError(f"scorer must be a name, model id or folder, got {type(name_or_id).__name__}")
     cls, checkpoint = scorer_class(name_or_id, trust_remote_code=bool(kwargs.get("trust_remote_code", False)))
     options = _options_for(cls, kwargs)
-    return cls(**options) if cls is UniformScorer else cls(checkpoint, **options)
+    return cls(checkpoint, **options) if checkpoint else cls(**options)
 
 
 def build_scorer(
@@ -152,7 +113,7 @@ def build_scorer(
     """
     if not isinstance(spec, (str, os.PathLike)):
         return load_scorer(spec)
-    if os.fspath(spec).strip().lower() == "base":
+    if read_scorer(spec).is_base:
         if adapter is None:
             raise ConfigError("scorer='base' needs a base model")
         from .lvlm import LVLMScorer
@@ -160,10 +121,10 @@ def build_scorer(
         return LVLMScorer.from_model(adapter.model, adapter.processor, quiet=quiet,
                                      **LVLMScorer.options_from_config(config))
     cls, checkpoint = scorer_class(spec, trust_remote_code=trust_remote_code)
-    if cls is UniformScorer:
-        return UniformScorer()
-    return cls(checkpoint, device=device, dtype=dtype, quiet=quiet, trust_remote_code=trust_remote_code,
-               **cls.options_from_config(config))
+    options = cls.options_from_config(config) if hasattr(cls, "options_from_config") else {}
+    if not checkpoint:
+        return cls(**options)
+    return cls(checkpoint, device=device, dtype=dtype, quiet=quiet, trust_remote_code=trust_remote_code, **options)
 
 
 __all__ = [
@@ -175,6 +136,11 @@ __all__ = [
     "load_scorer",
     "build_scorer",
     "scorer_class",
+    "read_scorer",
+    "register_scorer",
+    "ScorerChoice",
+    "SCORERS",
+    "BASE",
     "uses_clue",
     "LVLM_FAMILIES",
     "QWEN_FAMILIES",

@@ -53,6 +53,10 @@ DEFAULT_QWEN_SCORER = "Qwen/Qwen2-VL-2B-Instruct"
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
 #: The paper's frames per scoring forward pass.
 DEFAULT_BATCH_SIZE = 64
+#: Families whose forward is exactly what :meth:`LVLMScorer._forward_chunked` rebuilds (token embeddings with the
+#: image features scattered in, their rotary positions, the language model, the head): checked by the scorer
+#: contract tests against the model's own forward. Any other family is refused on that path, never approximated.
+_PLAIN_FORWARD_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision")
 #: Frames per vision-encoder pass inside one scoring batch (bounds the vision tower's activations).
 DEFAULT_VISION_BATCH_SIZE = 8
 
@@ -398,6 +402,11 @@ class LVLMScorer(CheckpointScorer):
 
         import torch
 
+        if self.family not in _PLAIN_FORWARD_FAMILIES:  # e.g. Qwen3-VL adds deepstack features inside its LM
+            raise UnsupportedModelError(
+                f"{self.model_id}: chunked prefill rebuilds the forward of {', '.join(_PLAIN_FORWARD_FAMILIES)} only, "
+                f"not of {self.family}; score with prefill_chunk=None"
+            )
         model, core = self.model, self.model.model
         ids, mask = batch["input_ids"], batch["attention_mask"]
         embeds = model.get_input_embeddings()(ids)

@@ -18,6 +18,8 @@ class UniformScorer:
     """
 
     model_id = "uniform"
+    #: Runs no model (the registry then takes ``--scorer uniform`` with no checkpoint).
+    needs_checkpoint = False
     #: The scores do not depend on the clue, so the pipeline runs no query decoupling for this scorer.
     uses_clue = False
     #: The constructor takes no options.

@@ -119,6 +119,10 @@ def _container_format(path: Path) -> str:
         raise ValueError(f"unknown video extension {path.suffix!r}; use one of {sorted(_CONTAINERS)}")
 
 
+#: ``make_video(color=...)``: the AVColorRange each colour-tag option stores and tags (None: no tags).
+_COLOR_TAGS = {None: None, "bt709": 1, "bt709-full": 2}
+
+
 def _default_pix_fmt(codec: str) -> str:
     return {"mjpeg": "yuvj420p", "ffv1": "yuv420p", "png": "rgb24"}.get(codec, "yuv420p")
 
@@ -143,6 +147,7 @@ def make_video(
     codec_params: str = "",
     faststart: bool = False,
     rotation_method: str = "auto",
+    color: str | None = None,
 ) -> Path:
     """Write a test video whose frame ``i`` shows the number ``first + i``.
 
@@ -174,6 +179,10 @@ def make_video(
             matrix into the MP4/MOV track header after encoding (for .mkv/.webm: into an MP4
             that is then remuxed), which works on any PyAV; ``auto`` picks ``stream`` where
             PyAV has it.
+        color: ``None``: no colour tags (the pictures are stored with the encoder's BT.601
+            conversion); ``"bt709"`` / ``"bt709-full"``: stored with the BT.709 matrix in limited
+            (``tv``) / full (``pc``) range, and tagged so (matrix, primaries and transfer BT.709, and
+            the range), as cameras and phones write HD video.
 
     Returns:
         the path written.
@@ -188,10 +197,12 @@ def make_video(
     k, method = _rotation_plan(path, fmt, rotation, rotation_method)
     if times is not None and len(times) != n_frames:
         raise ValueError(f"times has {len(times)} entries for {n_frames} frames")
+    if color not in _COLOR_TAGS:
+        raise ValueError(f"color must be one of {', '.join(map(repr, _COLOR_TAGS))}, got {color!r}")
     encode = {
         "n_frames": n_frames, "fps": fps, "size": size, "codec": codec, "gop": gop, "bframes": bframes,
         "pix_fmt": pix_fmt, "k": k, "times": times, "preset": preset, "crf": crf, "first": first,
-        "frame_fn": frame_fn, "codec_params": codec_params,
+        "frame_fn": frame_fn, "codec_params": codec_params, "color": color,
         "audio_codec": ("aac" if fmt in ("mp4", "mov") else "pcm_s16le") if audio else None,
     }
     if not k or method == "stream":
@@ -245,7 +256,7 @@ def has_rotation_setter() -> bool:
 def _encode(path: Path, fmt: str, *, n_frames: int, fps: float, size: tuple[int, int], codec: str,
             gop: int | None, bframes: int, pix_fmt: str | None, k: int, set_rotation: bool,
             times: Sequence[float] | None, preset: str, crf: int, first: int, frame_fn,
-            codec_params: str, audio_codec: str | None, faststart: bool) -> None:
+            codec_params: str, audio_codec: str | None, faststart: bool, color: str | None = None) -> None:
     """Encode the frames of :func:`make_video` into ``path``; the stored picture is the shown one
     turned ``k`` quarter turns clockwise, and the stream's display rotation is set only when
     ``set_rotation`` (PyAV's setter)."""
@@ -259,6 +270,11 @@ def _encode(path: Path, fmt: str, *, n_frames: int, fps: float, size: tuple[int,
         stream = out.add_stream(codec, rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or _default_pix_fmt(codec)
+        color_range = _COLOR_TAGS[color]
+        if color_range is not None:  # BT.709 tags on the stream (the encoder writes them into the bitstream)
+            cc = stream.codec_context
+            cc.colorspace = cc.color_primaries = cc.color_trc = 1  # AVCOL_*_BT709
+            cc.color_range = color_range
         if times is not None:
             stream.time_base = Fraction(1, 1000)
             stream.codec_context.time_base = Fraction(1, 1000)
@@ -275,6 +291,11 @@ def _encode(path: Path, fmt: str, *, n_frames: int, fps: float, size: tuple[int,
             shown = frame_fn(i) if frame_fn is not None else frame_pattern(first + i, disp_w, disp_h)
             stored = np.ascontiguousarray(np.rot90(shown, -k)) if k else shown
             frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            if color_range is not None:  # store the picture with the matrix and range the tags name
+                # (the source colourspace only has to differ from the target one: PyAV 15 sets no
+                # colour tables when both colourspaces and ranges are equal; RGB has no matrix)
+                frame = frame.reformat(format=stream.pix_fmt, src_colorspace="ITU601", dst_colorspace="ITU709",
+                                       src_color_range="JPEG", dst_color_range=color_range)
             if times is not None:
                 frame.pts = int(round(times[i] * 1000))
                 frame.time_base = Fraction(1, 1000)

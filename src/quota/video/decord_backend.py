@@ -1,12 +1,13 @@
 """Optional decord backend: ``decord.VideoReader.get_batch`` for the wanted frames.
 
 decord numbers frames by presentation order like quota does, and for H.264, VP9 and MJPEG files
-gives the same pixels as the PyAV backend. It is never picked automatically: it was slower than
-the PyAV backend in our measurements (see docs/video.md), it returned wrong frames for some
-streams (HEVC and MPEG-4 Part 2 with B-frames, H.264 in MPEG-TS, open GOPs), it fails on rotated
-files, and it converts 10-bit and odd-sized frames slightly differently. :func:`unsupported_reason`
-names the cases where quota reads with PyAV instead; it also does when decord counts a different
-number of frames than the index.
+gives the same pixels as the PyAV backend with ``colors="decord"`` (decord's own colour conversion,
+which :mod:`quota.video.colors` reproduces; for any other ``colors`` quota reads with PyAV). It is
+never picked automatically: it was slower than the PyAV backend in our measurements (see
+docs/video.md), it returned wrong frames for some streams (HEVC and MPEG-4 Part 2 with B-frames,
+H.264 in MPEG-TS, open GOPs), and it fails on rotated files. :func:`unsupported_reason` names the
+cases where quota reads with PyAV instead; it also does when decord counts a different number of
+frames than the index.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ConfigError, VideoDecodeError
 from ..types import Frames
 from . import decord_backend, guard, pyav_backend
+from .colors import check_colors, reformat_colors
 from .frame_folder import is_frame_folder, load_frame_folder
 from .probe import VideoIndex, probe
 from .pyav_backend import DecodeStats
@@ -71,14 +72,16 @@ def decode_size(width: int, height: int, n_frames: int, *, max_side: int | None 
     return capped_size(w, h, cap)
 
 
-def choose_backend(backend: str, index: VideoIndex) -> str:
+def choose_backend(backend: str, index: VideoIndex, colors: str = "decord") -> str:
     """The backend that will read ``index``'s frames: ``auto`` is always PyAV, the fastest exact
     backend in our measurements; ``decord`` falls back to PyAV (with a warning) where it cannot be
-    exact."""
+    exact, and for any ``colors`` but ``"decord"`` (decord has only its own conversion)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "decord":
         reason = decord_backend.unsupported_reason(index)
+        if reason is None and colors != "decord":
+            reason = f"decord cannot convert colours the {colors!r} way"
         if reason is None:
             return "decord"
         warnings.warn(f"{index.path}: {reason}; reading with PyAV instead", RuntimeWarning, stacklevel=3)
@@ -119,6 +122,7 @@ def load_frames(
     max_pixels: int | None = None,
     max_bytes: int | None = None,
     backend: str = "auto",
+    colors: str = "decord",
     indices: Sequence[int] | None = None,
     threads: int = 0,
     stats: DecodeStats | None = None,
@@ -146,6 +150,9 @@ def load_frames(
         max_bytes: all returned pixels together take at most this many bytes (frames scaled while
             decoding to fit); ``None``: no limit. See :func:`decode_size`.
         backend: ``auto`` (PyAV), ``pyav``, or ``decord`` (optional, see docs/video.md).
+        colors: how YUV pixels become RGB: ``"decord"`` (the paper's decoder: follows the stream's
+            colour matrix and range tags) or ``"bt601"`` (tags ignored); see :mod:`quota.video.colors`.
+            Folders of frame images are read as they are.
         indices: explicit frame numbers to read, in the order wanted (repeats allowed).
         threads: decoder threads (0: FFmpeg decides, 1: single-threaded).
         stats: a :class:`DecodeStats` to fill with counters (frames decoded, seeks ...).
@@ -163,6 +170,7 @@ def load_frames(
         VideoNotFoundError, VideoDecodeError, NoVideoStreamError, EmptyVideoError: for a missing,
             unreadable, video-less or empty file; ConfigError for bad arguments.
     """
+    check_colors(colors)
     if is_frame_folder(path):  # a folder of frame images is a video too (see frame_folder.py)
         return load_frame_folder(path, fps=frame_fps, n=n, indices=indices, max_side=max_side, **sampling)
     index = probe(path, progress=progress is True)
@@ -170,7 +178,7 @@ def load_frames(
     unique = np.unique(np.asarray(wanted, dtype=np.int64))
     width, height = decode_size(index.width, index.height, len(unique), max_side=max_side,
                                 max_pixels=max_pixels, max_bytes=max_bytes)
-    chosen = choose_backend(backend, index)
+    chosen = choose_backend(backend, index, colors)
     stats = stats if stats is not None else DecodeStats()
 
     pixels = None
@@ -183,7 +191,7 @@ def load_frames(
             stats.converted = len(unique)
     if pixels is None:
         with _bar(progress, "Decoding frames", "frame", total=len(unique)) as bar:
-            pixels, got = _read_pyav(index, unique, width, height, threads, stats, bar)
+            pixels, got = _read_pyav(index, unique, width, height, threads, stats, bar, colors)
 
     if not got.all():
         if not got.any():
@@ -215,10 +223,11 @@ def _in_asked_order(pixels: np.ndarray, read: np.ndarray, wanted: Sequence[int])
 
 
 def _read_pyav(index: VideoIndex, frames: np.ndarray, width: int, height: int, threads: int,
-               stats: DecodeStats, bar: Any = None) -> tuple[np.ndarray, np.ndarray]:
+               stats: DecodeStats, bar: Any = None, colors: str = "decord") -> tuple[np.ndarray, np.ndarray]:
     """Read with PyAV into one preallocated array at the output size: each decoded frame is
     converted (and scaled) straight into its slot, so memory stays about T x output frame size
-    plus the decoder's own few frames, whatever the stored size."""
+    plus the decoder's own few frames, whatever the stored size. Colours follow ``colors``, per
+    frame (:func:`quota.video.colors.reformat_colors`)."""
     k = (index.rotation // 90) % 4
     out_h, out_w = (width, height) if k % 2 else (height, width)
     out = np.empty((len(frames), out_h, out_w, 3), dtype=np.uint8)
@@ -231,7 +240,7 @@ def _read_pyav(index: VideoIndex, frames: np.ndarray, width: int, height: int, t
 
     def sink(slot: int, frame) -> None:
         deadline.check()
-        arr = frame.to_ndarray(**kwargs)
+        arr = frame.to_ndarray(**kwargs, **reformat_colors(frame, colors))
         out[slot] = np.rot90(arr, k) if k else arr
         if bar is not None:
             bar.update(1)

@@ -36,6 +36,8 @@ class BenchmarkSpec:
             field (MLVU's M-Avg over tasks, VNBench's mean over needle types).
         group_field: when set, questions sharing this field's value are one unit that counts as
             right only when all are right (VNBench's four tries).
+        group_size: questions in a complete unit; a unit with fewer counted (a run still going) is
+            left out of the unit scores, as the benchmark's own evaluation only sees finished groups.
         headline: how the headline score is made, in words.
         split: the split the paper reports.
     """
@@ -46,6 +48,7 @@ class BenchmarkSpec:
     parse: Callable[[Path, Path], Iterable[Item | Skip]]
     macro_field: str | None = None
     group_field: str | None = None
+    group_size: int | None = None
     headline: str = "accuracy over all questions"
     split: str = ""
 
@@ -68,7 +71,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         "nextqa", "NExT-QA", nextqa.FIELDS, nextqa.parse, split="multiple-choice test"
     ),
     "vnbench": BenchmarkSpec(
-        "vnbench", "VNBench", vnbench.FIELDS, vnbench.parse, macro_field="task", group_field="group",
+        "vnbench", "VNBench", vnbench.FIELDS, vnbench.parse, macro_field="task", group_field="group", group_size=4,
         headline="a question is right when all 4 tries are; mean over needle types", split="main, 4 tries",
     ),
 }

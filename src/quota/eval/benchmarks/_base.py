@@ -100,6 +100,7 @@ class Benchmark:
         skipped: one line per annotation row that was not a usable multiple-choice question
             (open-ended tasks, rows without options or with an answer that matches no option).
         annotations, videos: the paths the benchmark was loaded from.
+        duplicates: one line per question id the annotations repeat (the repeats are renamed ``id~2`` ...).
     """
 
     name: str
@@ -108,6 +109,7 @@ class Benchmark:
     skipped: list[str] = field(default_factory=list)
     annotations: str = ""
     videos: str = ""
+    duplicates: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -143,7 +145,8 @@ class Item:
     """A parsed annotation row, before its video is looked up (loader-internal).
 
     ``prefixes`` are the sub-folders of the video folder to try, in order; a prefix in ``cut`` holds
-    clips already cut to ``[start, end]`` (the bounds are then dropped).
+    clips already cut to ``[start, end]`` (the bounds are then dropped); ``clips`` are other names such a
+    clip may have there (lmms-eval's ``<name>_<start>_<end>.mp4``), tried when ``video`` is not found.
     """
 
     id: str
@@ -156,6 +159,7 @@ class Item:
     start: float | None = None
     end: float | None = None
     cut: frozenset[str] = frozenset()
+    clips: tuple[str, ...] = ()
     allow_dir: bool = False
     formatted: str = ""
     fps: float | None = None
@@ -244,9 +248,14 @@ def split_embedded_options(question: str) -> tuple[str, list[str]]:
     return head, options
 
 
-def unique_ids(items: list[Item]) -> None:
-    """Make ids unique in place: a repeated id gets ``~2``, ``~3`` ... in annotation order."""
+def unique_ids(items: list[Item]) -> list[str]:
+    """Make ids unique in place: a repeated id gets ``~2``, ``~3`` ... in annotation order.
+
+    Returns:
+        one line per id that was repeated: the id, how often it occurs, and the new names.
+    """
     seen: dict[str, int] = {}
+    renamed: dict[str, list[str]] = {}
     for item in items:
         count = seen.get(item.id, 0) + 1
         seen[item.id] = count
@@ -256,7 +265,10 @@ def unique_ids(items: list[Item]) -> None:
                 count += 1
                 new = f"{item.id}~{count}"
             seen[new] = 1
+            renamed.setdefault(item.id, []).append(new)
             item.id = new
+    return [f"question id {old!r} occurs {len(new) + 1} times; the repeats are named {', '.join(new)}"
+            for old, new in renamed.items()]
 
 
 def assemble(
@@ -283,7 +295,7 @@ def assemble(
             skipped.append(str(row))
         else:
             items.append(row)
-    unique_ids(items)
+    duplicates = unique_ids(items)
     samples: list[Sample] = []
     missing: list[Sample] = []
     for item in items:
@@ -292,6 +304,10 @@ def assemble(
             dir_finder = dir_finder or VideoFinder(videos, allow_dirs=True)
             use = dir_finder
         path, prefix = use.find(item.video, item.prefixes)
+        for clip in item.clips if path is None else ():
+            path, prefix = use.find(clip, sorted(item.cut))
+            if path is not None:
+                break
         start, end = (None, None) if prefix in item.cut else (item.start, item.end)
         expected = path if path is not None else _expected(finder.root, item)
         sample = Sample(
@@ -309,7 +325,7 @@ def assemble(
             fps=item.fps if path is not None and path.is_dir() else None,
         )
         (samples if path is not None else missing).append(sample)
-    bench = Benchmark(name, samples, missing, skipped, str(annotations), str(videos))
+    bench = Benchmark(name, samples, missing, skipped, str(annotations), str(videos), duplicates)
     if missing:
         shown = ", ".join(bench.missing_videos[:5]) + (" ..." if len(bench.missing_videos) > 5 else "")
         message = (

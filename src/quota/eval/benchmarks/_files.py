@@ -98,9 +98,14 @@ def locate_records(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, An
 
 def _json_records(data: Any, path: Path) -> list[dict[str, Any]]:
     if isinstance(data, list):
-        if not all(isinstance(row, dict) for row in data):
-            raise BenchmarkError(f"{path}: expected a list of JSON objects")
+        bad = next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)
+        if bad is not None:
+            raise BenchmarkError(f"{path} row {bad} (counted from 0) is a JSON {type(data[bad]).__name__}, not an "
+                                 f"object: {json.dumps(data[bad])[:80]}; expected a list of JSON objects")
         return list(data)
+    if isinstance(data, dict) and "meta" in data and isinstance(data["meta"], (list, dict)):
+        # a combined file of the form {"root": <the author's video folder>, "meta": <the rows>}
+        return _json_records(data["meta"], path)
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
         if len(lists) == 1:

@@ -5,8 +5,10 @@ per task (``action_sequence.json`` ...). Rows: ``video`` (path inside the task's
 ``question``, ``candidates`` (option texts), ``answer`` (the correct option's text) and, for the tasks
 asked about a part of a longer video, ``start`` / ``end`` in seconds.
 Videos: the dataset's ``video`` folder, where every task has its own sub-folder (table below). The
-pre-cut clips lmms-eval prepares (``star/Charades_segment`` ...) are found too; their bounds are
-then dropped since the clip already is the part asked about.
+pre-cut clips lmms-eval prepares (``star/Charades_segment`` ...) are found too, under the video's own
+name or as ``<name>_<start>_<end>.mp4``; their bounds are then dropped since the clip already is the
+part asked about. A combined ``test.json`` is read as a list of rows naming their task, an object of
+task name -> rows, or either inside ``{"root": ..., "meta": ...}``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,23 @@ def _prefixes(folders: tuple[str, ...]) -> list[str]:
     return out
 
 
+def clip_names(video: str, start: object, end: object) -> tuple[str, ...]:
+    """Names a pre-cut clip of ``video`` between ``start`` and ``end`` may have in lmms-eval's clip folders:
+    ``<name>_<start>_<end>.mp4``, the bounds as the annotation writes them, or as shortest / one-decimal
+    numbers."""
+    import os
+
+    stem, ext = os.path.splitext(video)
+    ext = ext or ".mp4"
+    forms = [(str(start), str(end))]
+    try:
+        lo, hi = float(start), float(end)  # type: ignore[arg-type]
+        forms += [(f"{lo:g}", f"{hi:g}"), (f"{lo:.1f}", f"{hi:.1f}")]
+    except (TypeError, ValueError):
+        pass
+    return tuple(dict.fromkeys(f"{stem}_{a}_{b}{ext}" for a, b in forms))
+
+
 def parse(annotations: Path, videos: Path) -> Iterator[Item | Skip]:
     return parse_rows(iter_with_source(annotation_files(annotations)))
 
@@ -100,6 +119,8 @@ def parse_rows(rows: Iterable[Row]) -> Iterator[Item | Skip]:
             start=start,
             end=end,
             cut=frozenset(cut_prefixes),
+            clips=clip_names(text(first(row, "video", "video_path")), row["start"], row["end"])
+            if start is not None and cut_prefixes else (),
             allow_dir=frames,
             fps=FRAME_FPS if frames else None,
             formatted=prompts.mvbench_prompt(row),
