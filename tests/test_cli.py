@@ -155,7 +155,6 @@ def test_plan_uniform_needs_no_model(tmp_path, capsys, monkeypatch, video):
     assert "no answer was asked for" in page and "scorer uniform · preset paper" in page  # report_info
 
 
-@pytest.mark.slow
 def test_ask_json_and_report(tmp_path, capsys, monkeypatch, video, tiny_llava_ov, tiny_qwen2_vl):
     monkeypatch.chdir(tmp_path)
     argv = ["ask", video, "What colour is the ball?", "--options", "A. red", "B. blue", "C. green",

@@ -31,9 +31,12 @@ def _error(capsys, argv) -> str:
 
 
 def _no_loading(monkeypatch):
+    from quota import commands
+
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the checks")
 
+    monkeypatch.setattr(commands, "load_pipeline", refuse)
     monkeypatch.setattr(cli, "load_pipeline", refuse)
 
 
@@ -116,8 +119,10 @@ def test_out_of_memory_is_one_line_naming_what_to_lower(clip, capsys, monkeypatc
 
 
 def test_other_runtime_errors_are_not_called_out_of_memory():
-    assert cli.memory_error(RuntimeError("shape mismatch")) is None
-    assert cli.memory_error(ValueError("out of memory")) is None
+    from quota.commands import memory_error
+
+    assert memory_error(RuntimeError("shape mismatch")) is None
+    assert memory_error(ValueError("out of memory")) is None
 
 
 # --- terminal (row 14) -------------------------------------------------------------------------------------
@@ -225,7 +230,9 @@ def test_a_first_run_shows_its_downloads(monkeypatch, terminal):
     monkeypatch.setattr(QuoTA, "from_pretrained", classmethod(lambda cls, **kw: loaded.update(kw) or "qa"))
     args = cli.build_parser().parse_args(["ask", "v.mp4", "q?", "--base", "org/base-7b", "--scorer", "org/scorer-2b"])
     try:
-        assert cli.load_pipeline(args) == "qa" and loaded["base"] == "org/base-7b"
+        from quota.commands import load_pipeline
+
+        assert load_pipeline(args) == "qa" and loaded["base"] == "org/base-7b"
         # the hub's download bars stay on at a terminal; elsewhere a line per model says what is fetched
         assert hub_utils.are_progress_bars_disabled() is (not terminal)
         lines = err.getvalue().splitlines()

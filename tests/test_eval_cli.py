@@ -108,7 +108,6 @@ def free_port() -> int:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_eval_runs_reports_and_a_rerun_skips_everything(tmp_path, capsys, bench, tiny_llava_ov, tiny_qwen2_vl):
     assert ("quota.eval.cli", "add_report_parser") in COMMANDS
     run = tmp_path / "quota"
@@ -398,7 +397,6 @@ def test_device_per_rank_and_letters_outside_the_options():
     assert _letter(sample, "", "(b)") == "B"
 
 
-@pytest.mark.slow
 def test_lowmem_preset_resumes_a_paper_run(tmp_path, capsys, bench, tiny_llava_ov, tiny_qwen2_vl):
     """The result-neutral settings (quota.config.RESULT_NEUTRAL) are left out of the fingerprint: a run
     started with ``paper`` goes on with ``paper-lowmem`` and ends with the answers of a plain ``paper`` run."""

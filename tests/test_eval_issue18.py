@@ -17,7 +17,7 @@ from quota.errors import RunStoreError
 from quota.eval import RunStore
 from quota.eval.metrics import compute_metrics, metrics_from_store
 from quota.eval.table import format_table
-from test_eval_cli import FAST, child_env, eval_argv, rows, write_benchmark
+from test_eval_cli import child_env, count_rows, rows, write_benchmark
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -102,11 +102,11 @@ def _argv(bench, out, base, *extra):
 
 
 def test_row2_budget_above_the_context_is_refused_before_loading(tmp_path, capsys, tiny_llava_ov, monkeypatch):
-    import quota.cli as qcli
+    import quota.commands as qcommands
 
     bench = write_benchmark(tmp_path / "b", 1, 1)
     loaded = []
-    monkeypatch.setattr(qcli, "load_pipeline", lambda *a, **k: loaded.append(1))
+    monkeypatch.setattr(qcommands, "load_pipeline", lambda *a, **k: loaded.append(1))
     assert main(_argv(bench, tmp_path / "run", tiny_llava_ov, "--budget", "10000000")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("quota: error:") and "context" in err
@@ -128,6 +128,7 @@ def test_row2_every_question_failing_exits_non_zero(tmp_path, capsys, tiny_llava
 # Row 3: ranks started by hand work in any order; a rank that waits says so and stops after a stated time
 
 
+@pytest.mark.slow
 def test_row3_hand_started_ranks_finish_and_merge(tmp_path, capsys, tiny_llava_ov, monkeypatch):
     from quota.eval import cli as ecli
 
@@ -183,6 +184,7 @@ def _start(tmp_path, hang_on, argv):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_row5_a_hung_read_becomes_an_error_row_and_the_run_finishes(tmp_path, tiny_llava_ov):
     bench = write_benchmark(tmp_path / "b", 3, 1)
     run = tmp_path / "run"
@@ -194,6 +196,7 @@ def test_row5_a_hung_read_becomes_an_error_row_and_the_run_finishes(tmp_path, ti
     assert stored["000-0"]["error"] is None and stored["002-0"]["error"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status, said", [(signal.SIGINT, 130, "interrupted"),
                                                (signal.SIGTERM, 143, "stopped by SIGTERM")])
 def test_row5_row10_stopping_a_hung_run_is_prompt_and_says_how_to_resume(tmp_path, tiny_llava_ov, sig, status, said):
@@ -203,7 +206,7 @@ def test_row5_row10_stopping_a_hung_run_is_prompt_and_says_how_to_resume(tmp_pat
     proc = _start(tmp_path, "vid1.mp4", argv)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the first video's answer is stored
-        if (run / "results.sqlite").exists() and rows(run):
+        if count_rows(run / "results.sqlite"):  # 0 while the store is being made: never reads it half-made
             break
         time.sleep(0.2)
     time.sleep(1.0)
@@ -372,6 +375,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the workers")
 def test_row4_killing_the_launcher_stops_the_workers(tmp_path, tiny_llava_ov):
     from quota.eval.runlock import rank_running

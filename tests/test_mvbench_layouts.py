@@ -213,7 +213,6 @@ def test_empty_or_missing_folder_is_a_video_error(tmp_path: Path):
         load_frames(tmp_path / "empty")
 
 
-@pytest.mark.slow
 def test_episodic_reasoning_from_frames_is_answered(tmp_path: Path, tiny_llava_ov):
     """The frame-folder question runs through the pipeline like any other: an answer, not an error row."""
     from quota import QuoTA
@@ -236,7 +235,6 @@ def test_episodic_reasoning_from_frames_is_answered(tmp_path: Path, tiny_llava_o
     assert frames.duration == pytest.approx((frames.indices.max() - frames.indices.min()) / 3.0 + 1 / 3.0, abs=1.0)
 
 
-@pytest.mark.slow
 def test_quota_ask_takes_a_frame_folder(tmp_path: Path, tiny_llava_ov, capsys):
     from quota.cli import main
 

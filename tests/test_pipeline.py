@@ -60,6 +60,33 @@ def test_answer_and_plan_for_both_families(which, request, video):
         assert again.timings[stage] == plan.timings[stage] > 0
 
 
+def test_stage_callback_names_each_stage_as_it_starts_and_changes_nothing(llava_qa, video):
+    """``on_stage`` gets the stage names in the order of the timings, cached stages included, with the frames
+    already decoded when ``decouple`` starts; the results equal those of a call without it."""
+    fresh = llava_qa.with_config(base_frames=6)  # same models and cache; frames no call has sampled yet
+    question, options = "What is moving?", ["A. a ball", "B. a cat"]
+    seen: list[tuple[str, int]] = []
+
+    def cached_frames() -> int:
+        work = fresh._cache.video
+        return 0 if work is None else len(work.frames.value)
+
+    answer = fresh.answer(video, question, options=options, on_stage=lambda stage: seen.append((stage, cached_frames())))
+    names = [name for name, _ in seen]
+    assert names == [k for k in answer.timings if k != "total"]
+    assert names == ["decode", "decouple", "score", "assign", "encode", "resize", "generate"]
+    assert seen[0][1] != 6 and dict(seen)["decouple"] == 6  # the stage had not run before it was named
+    quiet = fresh.answer(video, question, options=options)
+    assert quiet.text == answer.text and quiet.plan == answer.plan
+    plan_stages: list[str] = []
+    plan = fresh.plan(video, question, options, on_stage=plan_stages.append)
+    assert plan_stages == list(plan.timings) == ["decode", "decouple", "score", "assign"]
+    assert plan.reused == ["decode", "decouple", "score"] and plan == quiet.plan
+    base_stages: list[str] = []
+    baseline = fresh.answer(video, question, options=options, baseline=True, on_stage=base_stages.append)
+    assert base_stages == [k for k in baseline.timings if k != "total"] == ["decode", "generate"]
+
+
 def test_scores_come_from_the_scorer_and_shape_the_grids(llava_qa, video):
     plan = llava_qa.plan(video, "Where is the dog?")
     frames = plan.frames

@@ -115,7 +115,6 @@ def _turns(seen: list[str]) -> list[str]:
     return out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("cot, objects", [
     ('Step 1: yes\nStep 2: ["Man", "Box", "video"]\nStep 3: ["Man", "Box"]', ["man", "box"]),
     ("Step 1: no\nStep 2: null\nStep 3: null", None),
@@ -135,7 +134,6 @@ def test_quota_ask_paper_sends_the_references_texts(monkeypatch, capsys, clip, t
     assert others <= {QUESTION + "\nA. a cup\nB. a book", answer.split("<video>\n", 1)[1].split("<|im_end|>")[0]}
 
 
-@pytest.mark.slow
 def test_quota_ask_paper_baseline_sends_the_references_turn(monkeypatch, capsys, clip, tiny_llava_video):
     seen, data = _ask(monkeypatch, capsys, clip, tiny_llava_video, None, None, "--baseline",
                       "--set", "baseline_frames=3")
@@ -143,7 +141,6 @@ def test_quota_ask_paper_baseline_sends_the_references_turn(monkeypatch, capsys,
     assert _turns(seen) == [answer_turn(frames.duration, frames.timestamps.tolist())]
 
 
-@pytest.mark.slow
 def test_checkpoint_template_stays_an_option(monkeypatch, capsys, clip, tiny_llava_video):
     seen, data = _ask(monkeypatch, capsys, clip, tiny_llava_video, None, None, "--baseline",
                       "--set", "baseline_frames=3", "--set", "chat_template=model")

@@ -515,6 +515,7 @@ def test_timeouts_and_server_faults(qa, media, tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_quota_serve_command_answers_and_shuts_down_cleanly(tiny_llava_ov, media, tmp_path):
     from quota.cli import main
 

@@ -8,7 +8,8 @@ Three steps turn per-frame relevance scores into per-frame visual features:
    (:func:`grid_for_tokens_aspect`, for models whose native grid is not square: Qwen2-VL / Qwen2.5-VL).
 3. :func:`resize_frames`: native-grid features ``[T, H, W, C]`` -> one resized tensor per kept frame.
 
-:func:`token_count` says how many tokens the language model then sees, newline tokens included.
+:func:`token_count` (:mod:`quota.tokens`, re-exported here) says how many tokens the language model then sees,
+newline tokens included.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import heapq
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ALLOCATION_MODES, GRID_SHAPE_RULES, NEWLINE_LAYOUTS, RESIZE_METHODS
+from .config import ALLOCATION_MODES, GRID_SHAPE_RULES, RESIZE_METHODS
 from .errors import BudgetError, ConfigError
+from .tokens import Grid, newline_count, token_count
 
-Grid = tuple[int, int]
 DROPPED: Grid = (0, 0)
 
 #: The paper's total budget: 64 frames × 196 tokens (LLaVA-Video's pooled 14×14 grid).
@@ -35,8 +36,6 @@ PAPER_BUDGET = 12544
 #: LLaVA-Video / LLaVA-OneVision native grid (SigLIP-so400m-patch14-384: 27×27 patches).
 LLAVA_NATIVE_GRID: Grid = (27, 27)
 
-#: The newline layouts :func:`token_count` knows (the config's ``auto`` resolves to one of them).
-NEWLINE_POLICIES = NEWLINE_LAYOUTS
 #: How a frame's token count becomes a grid: ``"square"`` (the paper) or ``"aspect"`` (the native grid's shape).
 GRID_SHAPES = GRID_SHAPE_RULES
 
@@ -488,47 +487,6 @@ def merge_tokens(tokens: torch.Tensor, target: int) -> torch.Tensor:
         resort = torch.argsort(first)
         x, size, first = x[resort], size[resort], first[resort]
     return x.to(tokens.dtype)
-
-
-# --------------------------------------------------------------------------------------------
-# 4. counting
-# --------------------------------------------------------------------------------------------
-def token_count(grids: Sequence[Grid] | Any, newline: str | None = None) -> int:
-    """Positions the language model sees for these grids: feature tokens plus newline tokens.
-
-    Args:
-        grids: per-frame grids (``(0, 0)`` frames count for nothing), or a :class:`~quota.types.Plan`
-            (its grids, and its recorded newline policy when ``newline`` is not given).
-        newline: ``"none"``: feature tokens only; ``"row"``: one newline token after every grid row
-            (original LLaVA-Video); ``"frame"``: one after every kept frame; ``"video"``: one after
-            the whole video (Hugging Face LLaVA-OneVision). ``None``: the plan's policy, or ``"none"``
-            for a plain list of grids.
-    """
-    if hasattr(grids, "grids") and hasattr(grids, "budget"):  # a Plan (no import: types imports nothing here)
-        if newline is None:
-            newline = getattr(grids, "newline", None) or "none"
-        grids = grids.grids
-    if newline is None:
-        newline = "none"
-    if newline not in NEWLINE_POLICIES:
-        raise ConfigError(f"newline={newline!r} is not one of {', '.join(NEWLINE_POLICIES)}")
-    kept = [(int(h), int(w)) for h, w in grids if int(h) * int(w) > 0]
-    features = sum(h * w for h, w in kept)
-    return features + newline_count(kept, newline)
-
-
-def newline_count(grids: Sequence[Grid], newline: str) -> int:
-    """Newline tokens alone for these grids under a policy (see :func:`token_count`)."""
-    if newline not in NEWLINE_POLICIES:
-        raise ConfigError(f"newline={newline!r} is not one of {', '.join(NEWLINE_POLICIES)}")
-    kept = [(int(h), int(w)) for h, w in grids if int(h) * int(w) > 0]
-    if newline == "row":
-        return sum(h for h, _ in kept)
-    if newline == "frame":
-        return len(kept)
-    if newline == "video":
-        return 1 if kept else 0
-    return 0
 
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""Multiple-choice helpers: option letters, the option block of a prompt, and reading the
-chosen letter back out of a model's free text.
+"""Question and multiple-choice helpers: the check every entry point makes on a question, option
+letters, the option block of a prompt, and reading the chosen letter back out of a model's free text.
 
 Model output is treated as data: it is only matched with regular expressions.
 """
@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError
 
 LETTERS = string.ascii_uppercase
 
 _PREFIX = re.compile(r"^\s*(?:\(\s*([A-Za-z])\s*\)|([A-Za-z])\s*[.):：]|\[([A-Za-z])\])\s*")
+
+
+def check_question(question: Any, options: Sequence[str] | Mapping[str, str] | None = None) -> None:
+    """Raise :class:`ConfigError` unless ``question`` is a non-empty string and ``options`` (if any) can be
+    lettered (:func:`option_lines`: a list, not a single string; at most 26). The one check of a question that
+    the pipeline, the command line and the demo make before any work."""
+    if not isinstance(question, str) or not question.strip():
+        raise ConfigError("the question must be a non-empty string")
+    option_lines(options)
 
 
 def option_letters(n: int) -> str:
@@ -175,5 +184,5 @@ def extract_choice(text: str | None, letters: str = "ABCD", options: Sequence[st
     return None
 
 
-__all__ = ["LETTERS", "option_letters", "strip_option_prefix", "option_lines", "check_option_labels", "format_options",
-           "extract_choice"]
+__all__ = ["LETTERS", "check_question", "option_letters", "strip_option_prefix", "option_lines", "check_option_labels",
+           "format_options", "extract_choice"]

@@ -17,13 +17,13 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .assign import LLAVA_NATIVE_GRID, Grid, allocate_grids, frame_weights, resize_frames, token_count
-from .choices import extract_choice, option_letters, option_lines
+from .choices import check_question, extract_choice, option_letters, option_lines
 from .config import DEFAULT_BASE, QuotaConfig, get_config, resolve_config, settings_for
 from .decouple import Decoupler
 from .errors import BudgetError, ConfigError, QuotaError
@@ -33,6 +33,8 @@ from .types import Answer, Clue, Frames, Plan, format_seconds, time_instruction
 
 #: Instruction appended to multiple-choice questions (the wording lmms-eval's video tasks use).
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+#: Called with a stage's name as the stage starts (:meth:`QuoTA.plan`, :meth:`QuoTA.answer`).
+StageCallback = Callable[[str], None]
 #: Questions whose clue stays cached (per pipeline family, see :meth:`QuoTA.with_config`).
 CLUE_CACHE_SIZE = 256
 
@@ -233,31 +235,38 @@ class QuoTA:
     def check_question(self, question: str, options: Sequence[str] | None = None) -> None:
         """Raise before any work when the question is empty, has more options than letters, or cannot fit in the
         base model's context together with the token budget (:class:`BudgetError`)."""
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("the question must be a non-empty string")
-        lines = option_lines(options)  # more than 26 options: ConfigError
+        check_question(question, options)
         if self.adapter is not None:
-            self._check_fits("\n".join([question, *lines]), self._config.budget)
+            self._check_fits("\n".join([question, *option_lines(options)]), self._config.budget)
 
     def native_grid(self, frames: Frames) -> Grid:
         if self.adapter is None:
             return LLAVA_NATIVE_GRID
         return tuple(self.adapter.native_grid(frames))  # type: ignore[return-value]
 
-    def plan(self, video: Any, question: str, options: Sequence[str] | None = None) -> Plan:
+    def plan(self, video: Any, question: str, options: Sequence[str] | None = None, *,
+             on_stage: StageCallback | None = None) -> Plan:
         """Sample, decouple and score: which frames the model sees and with how many tokens.
 
         The plan carries the sampled frames (:attr:`Plan.frames`) and the seconds each stage took
         (:attr:`Plan.timings`; stages served from the cache are listed in :attr:`Plan.reused`).
+        ``on_stage`` is called with each stage's name as it starts (``decode``, ``decouple``, ``score``,
+        ``assign``: the keys of :attr:`Plan.timings`, in order; also for stages the cache serves), so a
+        caller can say what is running without running the stages itself.
         """
         self.check_question(question, options)
         timings: dict[str, float] = {}
         reused: list[str] = []
+        began = on_stage or _ignore
+        began("decode")
         work = self._video(video, timings, reused)
+        began("decouple")
         clue = self._stage(timings, reused, "decouple", self._clue(question, options))
+        began("score")
         scores = self._stage(timings, reused, "score", self._scores(work, clue))
         frames = work.frames.value
         cfg = self._config
+        began("assign")
         with _timer(timings, "assign"):
             weights = frame_weights(scores, cfg.weight_scale, cfg.weight_power)
             native = self.native_grid(frames)
@@ -304,6 +313,7 @@ class QuoTA:
         *,
         baseline: bool = False,
         formatted: str | None = None,
+        on_stage: StageCallback | None = None,
     ) -> Answer:
         """Answer ``question`` about ``video``.
 
@@ -316,6 +326,9 @@ class QuoTA:
                 options and instruction included; :mod:`quota.eval.prompts`). It replaces question,
                 option lines and instruction in the answer prompt, verbatim; ``question`` and ``options``
                 still drive decoupling and scoring, and ``options`` the letter extraction.
+            on_stage: called with each stage's name as it starts: those of :meth:`plan`, then ``encode``,
+                ``resize``, ``generate`` (with ``baseline``: ``decode``, ``generate``); the keys of
+                :attr:`Answer.timings` but ``total``, in order.
 
         Returns:
             The :class:`Answer`; its ``timings`` hold the seconds of every stage (those served from the
@@ -324,23 +337,27 @@ class QuoTA:
         if self.adapter is None:
             raise ConfigError("answering needs a base model; load one with QuoTA.from_pretrained(base=...)")
         if baseline:
-            return self._answer_baseline(video, question, options, formatted)
-        plan = self.plan(video, question, options)
+            return self._answer_baseline(video, question, options, formatted, on_stage or _ignore)
+        plan = self.plan(video, question, options, on_stage=on_stage)
+        began = on_stage or _ignore
         timings, reused = dict(plan.timings), list(plan.reused)
         listed = plan.timestamps if self._config.time_frames == "sampled" else plan.kept_timestamps
         prompt = self.answer_prompt(question, options, plan.duration, listed, formatted=formatted)
         self._check_fits(prompt, token_count(plan))
         work = self._cache.video
         assert work is not None
+        began("encode")
         if self._config.encode_kept_only:  # the vision tower never sees frames without tokens
             features = self._stage(timings, reused, "encode", self._kept_features(work, plan.keep))
             grids = plan.kept_grids
         else:
             features = self._stage(timings, reused, "encode", self._features(work))
             grids = plan.grids
+        began("resize")
         with _timer(timings, "resize"):
             resized = resize_frames(features, grids, self._config.resize)
         labels = [format_seconds(t) for t in plan.kept_timestamps]
+        began("generate")
         with _timer(timings, "generate"):
             text = self.adapter.generate(
                 prompt, resized, plan.kept_grids, newline=plan.newline,
@@ -374,14 +391,15 @@ class QuoTA:
 
     # ------------------------------------------------------------------ internals
     def _answer_baseline(self, video: Any, question: str, options: Sequence[str] | None,
-                         formatted: str | None = None) -> Answer:
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("the question must be a non-empty string")
+                         formatted: str | None, began: StageCallback) -> Answer:
+        check_question(question, options)
         timings: dict[str, float] = {}
+        began("decode")
         with _timer(timings, "decode"):
             frames = self._baseline_frames(video)
         prompt = self.answer_prompt(question, options, frames.duration, frames.timestamps, formatted=formatted)
         self._check_fits(prompt, 0)
+        began("generate")
         with _timer(timings, "generate"):
             text = self.adapter.generate_baseline(frames, prompt, newline=self._config.newline,
                                                   max_new_tokens=self._config.max_new_tokens, chat=self.conversation)
@@ -531,6 +549,15 @@ def _config_and_scorer(preset: str | QuotaConfig, overrides: dict[str, Any], sco
     return config.replace(scorer=str(name)), scorer
 
 
+def load_precision(device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> tuple[str, str]:
+    """``(device class, dtype)`` that :meth:`QuoTA.from_pretrained` loads the models in for these arguments
+    (``("cuda", "bfloat16")``, ``("cpu", "float32")`` ...), worked out without loading anything."""
+    from .models.loading import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    return dev.type, str(resolve_dtype(dtype, dev)).replace("torch.", "")
+
+
 def _video_key(video: Any, config: QuotaConfig) -> tuple[Any, ...]:
     """What decides a video's sampled frames: the file (path, size, modification time) or the given
     :class:`Frames` object, and the frame settings."""
@@ -546,6 +573,10 @@ def _video_key(video: Any, config: QuotaConfig) -> tuple[Any, ...]:
     return ("file", os.path.abspath(path), stamp) + settings
 
 
+def _ignore(stage: str) -> None:
+    """The stage callback when none is given."""
+
+
 @contextmanager
 def _timer(timings: dict[str, float], name: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -555,4 +586,4 @@ def _timer(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
-__all__ = ["QuoTA", "DEFAULT_BASE", "MC_INSTRUCTION"]
+__all__ = ["QuoTA", "DEFAULT_BASE", "MC_INSTRUCTION", "load_precision"]

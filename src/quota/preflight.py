@@ -6,7 +6,8 @@ model load. Everything here reads configuration files at most: no weights, no pi
 - :func:`check_device`: the device name is one torch knows and this machine has.
 - :func:`resolve_sources`: where each model comes from (local folder, the local hub cache, or the hub); fails
   fast, naming every model that cannot be had, when the hub is off or unreachable.
-- :func:`check_budget`: the visual token budget against the sampled frame count and the base model's context.
+- :func:`check_budget`: the visual token budget against the sampled frame count and the base model's context
+  (:func:`base_context`, read from the checkpoint's config).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
+from .checkpoint import load_config, looks_local
 from .errors import BudgetError, ConfigError, ModelNotFoundError
 
 #: Seconds to wait for the hub before calling it unreachable.
@@ -83,12 +85,6 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
         return False
 
 
-def _looks_local(model_id: str) -> bool:
-    from .models.loading import _looks_local as looks_local
-
-    return looks_local(model_id)
-
-
 def _in_cache(model_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -116,7 +112,7 @@ def resolve_sources(models: Mapping[str, str | None], *, probe_hub: bool = True)
         path = Path(model_id).expanduser()
         if path.exists():
             sources.append(Source(role, model_id, "local"))
-        elif _looks_local(model_id):
+        elif looks_local(model_id):
             raise ModelNotFoundError(f"--{role} {model_id}: no such folder")
         else:
             sources.append(Source(role, model_id, "cache" if _in_cache(model_id) else "hub"))
@@ -140,6 +136,15 @@ def context_tokens(model_config: Any) -> int | None:
     text = getattr(model_config, "text_config", None) or model_config
     value = getattr(text, "max_position_embeddings", None)
     return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def base_context(base: str, *, trust_remote_code: bool = False) -> int | None:
+    """The context of the base model ``base`` (id or folder), in tokens, from its config alone.
+
+    Raises:
+        ModelNotFoundError, UnsupportedModelError: the config cannot be had or read (:func:`quota.checkpoint.load_config`).
+    """
+    return context_tokens(load_config(base, trust_remote_code=trust_remote_code))
 
 
 def check_port(host: str, port: int) -> None:
@@ -213,4 +218,5 @@ def check_budget(budget: int, *, frames: int | None = None, context: int | None 
 
 
 __all__ = ["check_device", "resolve_sources", "Source", "hub_offline", "hub_reachable", "context_tokens",
-           "check_budget", "max_budget", "text_reserve", "check_port", "PLAN_ONLY_MAX_BUDGET", "HUB_TIMEOUT_S"]
+           "base_context", "check_budget", "max_budget", "text_reserve", "check_port", "PLAN_ONLY_MAX_BUDGET",
+           "HUB_TIMEOUT_S"]

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ConfigError, FramesError
+from .tokens import newline_count
 
 
 def format_seconds(seconds: float) -> str:
@@ -48,6 +49,26 @@ def time_instruction(duration: float, timestamps: Sequence[float]) -> str:
     )
 
 
+def check_pixels(pixels: Any, label: str, ndim: int = 4) -> np.ndarray:
+    """``pixels`` when it is a non-empty uint8 RGB array: frames ``[T, H, W, 3]`` (``ndim=4``) or one frame
+    ``[H, W, 3]`` (``ndim=3``). The one check of pixel input (:class:`Frames` runs it on construction).
+
+    Raises:
+        FramesError: not a numpy array, not uint8, the wrong shape, or no pixels; the message starts with
+            ``label`` (``"Frames.pixels"``, ``"frame 3"``).
+    """
+    shape = "[T, H, W, 3]" if ndim == 4 else "[H, W, 3]"
+    if not isinstance(pixels, np.ndarray):
+        raise FramesError(f"{label}: expected a uint8 numpy array {shape}, got {type(pixels).__name__}")
+    if pixels.dtype != np.uint8:
+        raise FramesError(f"{label}: pixels must be uint8 RGB, got dtype {pixels.dtype}")
+    if pixels.ndim != ndim or pixels.shape[-1] != 3:
+        raise FramesError(f"{label}: expected shape {shape}, got {tuple(pixels.shape)}")
+    if 0 in pixels.shape[:-1]:
+        raise FramesError(f"{label}: empty, shape {tuple(pixels.shape)}")
+    return pixels
+
+
 @dataclass(frozen=True, eq=False)
 class Frames:
     """Frames decoded from one video.
@@ -72,15 +93,7 @@ class Frames:
     stated_duration: float | None = None
 
     def __post_init__(self) -> None:
-        pixels = self.pixels
-        if not isinstance(pixels, np.ndarray):
-            raise FramesError(f"Frames.pixels must be a numpy array, got {type(pixels).__name__}")
-        if pixels.dtype != np.uint8:
-            raise FramesError(f"Frames.pixels must be uint8 RGB, got dtype {pixels.dtype}")
-        if pixels.ndim != 4 or pixels.shape[-1] != 3:
-            raise FramesError(f"Frames.pixels must have shape [T, H, W, 3], got {tuple(pixels.shape)}")
-        if pixels.shape[0] == 0 or pixels.shape[1] == 0 or pixels.shape[2] == 0:
-            raise FramesError(f"Frames.pixels is empty: shape {tuple(pixels.shape)}")
+        pixels = check_pixels(self.pixels, "Frames.pixels")
         indices = np.asarray(self.indices, dtype=np.int64).reshape(-1)
         timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
         if len(indices) != len(pixels) or len(timestamps) != len(pixels):
@@ -302,8 +315,6 @@ class Plan:
     @property
     def newline_tokens(self) -> int:
         """Newline tokens the model input adds under :attr:`newline` (``row``: ``Σ h``)."""
-        from .assign import newline_count
-
         return newline_count(self.grids, self.newline)
 
     @property
@@ -404,4 +415,4 @@ class Answer:
         )
 
 
-__all__ = ["Frames", "Clue", "Plan", "Answer", "time_instruction", "format_seconds", "TIME_FRAMES"]
+__all__ = ["Frames", "Clue", "Plan", "Answer", "check_pixels", "time_instruction", "format_seconds", "TIME_FRAMES"]

@@ -31,7 +31,7 @@ DEFAULT_MAX_UPLOAD_MB = 1024.0
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     """The ``quota demo`` subcommand (listed in :data:`quota.cli.COMMANDS`)."""
-    from ..cli import add_model_options
+    from ..commands import add_model_options
 
     p = subparsers.add_parser(
         "demo", help="a local web page: ask about a video, see which frames get how many tokens",
@@ -90,7 +90,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Check everything that needs no weights (the port, the device, the models' sources, the budget against the
     base model's context), load the models, serve the page until interrupted, then remove the temporary files.
     Returns the exit status."""
-    from ..cli import _status, base_model, command_config, load_pipeline, preflight_models
+    from ..commands import base_model, command_config, load_pipeline, preflight_models, status
     from ..preflight import check_port
 
     _check_args(args)
@@ -101,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     try:
         _import_gradio(workdir)
-        return _serve(args, config, workdir, load_pipeline, _status)
+        return _serve(args, config, workdir, load_pipeline, status)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -26,6 +26,9 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import QuotaError
 from ..report import timings_text, frame_strip_html, render_charts
+from .example import OPTIONS as EXAMPLE_OPTIONS
+from .example import QUESTION as EXAMPLE_QUESTION
+from .example import make_example
 from .session import DemoResult, DemoSession, RunStopped, Stage
 
 #: elem_id of each element of the page.
@@ -85,14 +88,14 @@ def error_line(exc: BaseException, paths: dict[str, str] | None = None) -> str:
     """The line the command line prints for ``exc`` (``quota: error: ...``); running out of memory says what to
     lower, and anything else (a bug) is named by its type on one line too. ``paths`` maps server paths to the
     names the user knows (an upload's file name): no server path reaches the page."""
-    from .. import cli
+    from .. import commands
 
     if not isinstance(exc, QuotaError):
-        exc = cli.memory_error(exc) or exc
+        exc = commands.memory_error(exc) or exc
     if isinstance(exc, QuotaError):
-        line = cli.error_line(exc)
+        line = commands.error_line(exc)
     else:
-        line = f"{cli.PROG}: error: internal error ({type(exc).__name__}): {cli._one_line(str(exc))}"
+        line = f"{commands.PROG}: error: internal error ({type(exc).__name__}): {commands.one_line(str(exc))}"
     return public_text(line, paths)
 
 
@@ -175,7 +178,7 @@ def video_choices(folder: str | Path | None) -> list[str]:
     (symbolic links followed only when they stay inside the folder) with a video extension, no dotfiles."""
     if folder is None:
         return []
-    from ..eval.benchmarks._files import VIDEO_EXTENSIONS
+    from ..eval.benchmarks import VIDEO_EXTENSIONS
 
     root = Path(folder).resolve()
     names = []
@@ -197,8 +200,6 @@ RESULTS = ("answer", "baseline_answer", "warnings", "objects", "strip", "charts"
            "report_file", "settings")
 #: Name of the example video in the list (made at start-up, see :func:`make_example`).
 EXAMPLE_NAME = "example: moving squares (synthetic)"
-EXAMPLE_QUESTION = "Which colour is the square in the top left corner at the start?"
-EXAMPLE_OPTIONS = "A. red\nB. green\nC. blue"
 #: Scroll the status into view when a run starts, if it is out of view (on a phone the results are below the
 #: inputs); it stops 104 px below the top (its scroll-margin), clear of Gradio's notices.
 SCROLL_TO_STATUS = ("(...args) => { const el = document.getElementById('quota-status'); if (el) { "
@@ -369,13 +370,6 @@ def in_worker(events: Any) -> Iterator[Any]:
         if isinstance(item, BaseException):
             raise item
         yield item
-
-
-def make_example(folder: str | Path) -> Path:
-    """The click-to-try video: 4 s of coloured squares moving on a grid (made here, no download)."""
-    from ..testing.videos import make_video
-
-    return make_video(Path(folder) / "example.mp4", n_frames=40, fps=10, size=(160, 120))
 
 
 def build_app(session: DemoSession, videos: str | Path | None = None, *, served: str | Path | None = None,

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import queue
 import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterator, Sequence
 
 from ..errors import ConfigError, QuotaError
 from ..report import RunInfo, render_html
@@ -32,6 +33,10 @@ STAGES: tuple[tuple[str, float], ...] = (
     ("answering without QuoTA (baseline)", 0.85),
     ("writing the report", 0.95),
 )
+#: The page's stage each pipeline stage belongs to (the names :meth:`quota.pipeline.QuoTA.answer` passes to
+#: its ``on_stage`` callback; ``assign`` is too quick to show).
+PIPELINE_STAGES = {"decode": "decoding the video", "decouple": "decoupling the question", "score": "scoring the frames",
+                   "encode": "answering", "resize": "answering", "generate": "answering"}
 
 
 @dataclass(frozen=True)
@@ -227,12 +232,11 @@ class DemoSession:
         """The pipeline for ``budget``, once the question, the options, the budget and the video are known to be
         good: the video is opened and the budget checked against its sampled frames and the base model's
         context, as the command line does before any model runs (:func:`quota.preflight.check_budget`)."""
-        from ..choices import check_option_labels
+        from ..choices import check_option_labels, check_question
         from ..preflight import check_budget, context_tokens
         from ..video import probe, sample_indices
 
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("the question must be a non-empty string")
+        check_question(question)
         check_option_labels(options)
         qa = self.pipeline_for(parse_budget(budget))
         if video is None or not str(video).strip():
@@ -248,17 +252,16 @@ class DemoSession:
     def _run(self, qa: Any, video: str, question: str, options: list[str], baseline: bool, name: str | None
              ) -> Iterator[Stage | DemoResult]:
         stage = dict(STAGES)
-        # Each stage on its own, so the page can say which one runs; the pipeline caches every result, and
-        # the answer reuses them (its timings count what each stage took when it ran).
-        for title, work in (
-            ("decoding the video", lambda: qa.load_video(video)),
-            ("decoupling the question", lambda: qa.decouple(question, options or None)),
-            ("scoring the frames", lambda: qa.plan(video, question, options=options or None)),
-        ):
-            yield self._stage(title, stage[title])
-            self._recording(video, name, work)
-        yield self._stage("answering", stage["answering"])
-        answer = self._recording(video, name, lambda: qa.answer(video, question, options=options or None))
+
+        # The pipeline says as each of its stages starts (on_stage); Stop ends the run there, mid-answer too.
+        def began(stage_name: str, report: Callable[[str], None]) -> None:
+            if self._stop.is_set():
+                raise RunStopped("stopped: the run was ended with the Stop button")
+            report(stage_name)
+
+        answer = yield from _staged(lambda report: self._recording(
+            video, name, lambda: qa.answer(video, question, options=options or None,
+                                           on_stage=lambda n: began(n, report))))
         plan = answer.plan
         assert plan is not None
         frames = plan.frames
@@ -284,7 +287,7 @@ class DemoSession:
 
     def _result(self, qa: Any, answer: Answer, plan: Plan, frames: Frames | None, base_answer: Answer | None,
                 options: list[str], notes: tuple[str, ...] = (), grid: Any = None) -> DemoResult:
-        from ..cli import plan_json
+        from ..commands import plan_json
 
         info = RunInfo(answer=answer.text, choice=answer.choice, options=tuple(options), base=self.base,
                        scorer=self.scorer, preset=self.preset, timings=dict(answer.timings), warnings=notes)
@@ -297,6 +300,38 @@ class DemoSession:
         return DemoResult(answer=answer, plan=plan, frames=frames, baseline=base_answer, info=info,
                           settings=self.settings(qa), plan_path=plan_path, report_path=report_path,
                           options=options, warnings=notes, baseline_grid=grid)
+
+
+def _staged(work: Callable[[Callable[[str], None]], Any]) -> Generator[Stage, None, Any]:
+    """Run ``work(on_stage)`` (a pipeline call) in a worker thread, yield a :class:`Stage` as each page stage
+    starts (:data:`PIPELINE_STAGES`, each once), and return what ``work`` returned (or raise what it raised).
+
+    The worker is waited for even when the caller stops early, so the models are never used by two runs."""
+    events: queue.Queue[str | None] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work(events.put)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=target, name="quota-demo-run", daemon=True)
+    worker.start()
+    progress, shown = dict(STAGES), set()
+    try:
+        while (name := events.get()) is not None:
+            page = PIPELINE_STAGES.get(name)
+            if page is not None and page not in shown:
+                shown.add(page)
+                yield Stage(page, progress[page])
+    finally:
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 __all__ = ["DemoSession", "DemoResult", "RunStopped", "Stage", "STAGES", "parse_options", "parse_budget"]

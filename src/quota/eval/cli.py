@@ -24,10 +24,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..commands import PROG, status
 from ..errors import ConfigError, QuotaError
 from .benchmarks import BENCHMARKS, Benchmark, get_spec, load_benchmark
 from .benchmarks._base import ON_MISSING
@@ -35,7 +37,6 @@ from .metrics import Metrics, metrics_from_store
 from ..outputs import check_outputs, write_atomic
 from ..runtime import DistInfo, choose_device, dist_info
 from .runner import (
-    barrier,
     order_samples,
     run_benchmark,
     shard_samples,
@@ -47,7 +48,6 @@ from .runlock import RunLock
 from .store import RunStore
 from .table import format_table, plot_comparison, to_markdown
 
-PROG = "quota"
 #: Files rank 0 writes into the run folder at the end of ``quota eval``.
 RESULTS_FILE = "results.jsonl"
 METRICS_FILE = "metrics.json"
@@ -69,12 +69,6 @@ EXIT_ALL_FAILED = 1
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _say(args: argparse.Namespace, message: str, *, always: bool = False) -> None:
-    """A status line on stderr (not with ``--quiet`` unless ``always``)."""
-    if always or not getattr(args, "quiet", False):
-        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
 @contextmanager
 def _own_messages() -> Iterator[None]:
     """Mute the ``quota.eval`` logger's warnings while the command runs: it says the same things (missing
@@ -94,7 +88,7 @@ def _own_messages() -> Iterator[None]:
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from ..cli import add_model_options
+    from ..commands import add_model_options
 
     p = subparsers.add_parser(
         "eval", help="run a benchmark, resumably, and report accuracy",
@@ -134,13 +128,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_config(args: argparse.Namespace) -> tuple[str, str, Any]:
     """``(base, scorer, config)`` the run will use, worked out from the options without loading a model
-    (the same rules as :func:`quota.cli.load_pipeline` and :meth:`quota.pipeline.QuoTA.from_pretrained`).
+    (the same rules as :func:`quota.commands.load_pipeline` and :meth:`quota.pipeline.QuoTA.from_pretrained`).
 
     With ``--baseline`` no scorer is loaded and the scorer is recorded as ``uniform``: the baseline never
     scores frames, so its results do not depend on one. The answer's ``max_new_tokens`` is the benchmark's
     own (:data:`quota.eval.generation.ANSWER_MAX_NEW_TOKENS`) unless ``--set max_new_tokens=N`` gives one.
     """
-    from ..cli import command_config
+    from ..commands import command_config
     from ..config import DEFAULT_BASE
     from .generation import answer_max_new_tokens
 
@@ -160,15 +154,6 @@ def result_settings(config: Any) -> dict[str, Any]:
     from ..config import RESULT_NEUTRAL
 
     return {k: v for k, v in config.to_dict().items() if k not in RESULT_NEUTRAL}
-
-
-def device_and_dtype(args: argparse.Namespace, info: DistInfo) -> tuple[str, str]:
-    """``(device class, dtype)`` the models will run in (``cuda``/``cpu``/``mps``, ``bfloat16`` ...), by
-    the rules model loading uses, without loading anything."""
-    from ..models.loading import resolve_device, resolve_dtype
-
-    device = resolve_device(choose_device(args.device, info))
-    return device.type, str(resolve_dtype(args.dtype, device)).replace("torch.", "")
 
 
 def run_fingerprint(
@@ -202,7 +187,7 @@ def _report_missing(args: argparse.Namespace, bench: Benchmark) -> None:
     total_videos = len(names) + len({s.video for s in bench.samples})
     total_questions = len(bench.missing) + len(bench.samples)
     shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
-    _say(args, f"{len(names)} of {total_videos} videos not found under {args.videos} "
+    status(args, f"{len(names)} of {total_videos} videos not found under {args.videos} "
                f"({len(bench.missing)} of {total_questions} questions): {shown}; these questions are not asked and "
                "count as wrong, as in lmms-eval (--on-missing error stops instead)", always=True)
 
@@ -210,7 +195,7 @@ def _report_missing(args: argparse.Namespace, bench: Benchmark) -> None:
 def _report_duplicates(args: argparse.Namespace, bench: Benchmark) -> None:
     """Repeated question ids, once on stderr (they are also listed in ``metrics.json``, ``run.duplicate_ids``)."""
     if bench.duplicates:
-        _say(args, f"{len(bench.duplicates)} question ids occur more than once in the annotations: "
+        status(args, f"{len(bench.duplicates)} question ids occur more than once in the annotations: "
                    + "; ".join(bench.duplicates[:3]) + (" ..." if len(bench.duplicates) > 3 else ""), always=True)
 
 
@@ -247,13 +232,13 @@ def _wait_for_all(store: RunStore, info: DistInfo, ids: Sequence[str], args: arg
         return finished and not rank_running(store.run_dir, 0)
     if finished:
         return True
-    _say(args, f"waiting for the other ranks to finish (as long as they run; at most {RANK_ABSENT_S:g} s "
+    status(args, f"waiting for the other ranks to finish (as long as they run; at most {RANK_ABSENT_S:g} s "
                "for ranks that are not running)")
     done = wait_for_ranks(store, info.world_size, ids, poll_s=WAIT_POLL_S, quiet=True,
                           alive=lambda r: rank_running(store.run_dir, r), absent_s=RANK_ABSENT_S)
     if not done:
         absent = pending_ranks(store, info.world_size)
-        _say(args, f"stopped waiting: rank(s) {', '.join(map(str, absent))} of {info.world_size} not running for "
+        status(args, f"stopped waiting: rank(s) {', '.join(map(str, absent))} of {info.world_size} not running for "
                    f"{RANK_ABSENT_S:g} s; start them (RANK=<r> WORLD_SIZE={info.world_size} with the same command); "
                    "the last rank to finish writes the full report", always=True)
     return done
@@ -407,8 +392,8 @@ def eval_preflight(args: argparse.Namespace, base: str, config: Any) -> None:
     Raises:
         ModelNotFoundError, BudgetError: the first problem found.
     """
-    from ..cli import text_reserve
-    from ..preflight import check_budget, context_tokens, resolve_sources
+    from ..commands import text_reserve
+    from ..preflight import base_context, check_budget, resolve_sources
     from ..scoring.registry import read_scorer
 
     if args.read_timeout is not None and (args.read_timeout < 0 or args.read_timeout != args.read_timeout):
@@ -417,9 +402,7 @@ def eval_preflight(args: argparse.Namespace, base: str, config: Any) -> None:
     sources = resolve_sources({"base": base, "scorer": scorer})
     if args.baseline or not any(s.role == "base" for s in sources):
         return
-    from ..models.loading import load_config
-
-    context = context_tokens(load_config(base, trust_remote_code=args.trust_remote_code))
+    context = base_context(base, trust_remote_code=args.trust_remote_code)
     frames = config.base_frames
     check_budget(config.budget, frames=frames, context=context, reserve=text_reserve(frames, config))
 
@@ -472,92 +455,127 @@ def _interrupted(args: argparse.Namespace, store: RunStore | None, info: DistInf
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """``quota eval``: check the options, load the benchmark, fix the run's fingerprint, then answer and report
+    under the run folder's lock."""
     if args.limit is not None and args.limit < 0:
         raise ConfigError(f"--limit must be at least 0, got {args.limit}")
     _check_run_dir(args)
     info = dist_info()
     with _own_messages():
-        spec = get_spec(args.benchmark)
-        bench = load_benchmark(spec.name, args.annotations, args.videos, on_missing=args.on_missing)
-        if info.is_main:
-            _report_missing(args, bench)
-            if bench.skipped:
-                _say(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
-                           f"out (first: {bench.skipped[0]})")
-            _report_duplicates(args, bench)
+        bench = _load_benchmark(args, info)
         base, scorer, config = run_config(args)
         eval_preflight(args, base, config)
-        device, dtype = device_and_dtype(args, info)
-        fingerprint = run_fingerprint(args, spec.name, base, scorer, config, device=device, dtype=dtype,
+        device = choose_device(args.device, info)  # this rank's device: the fingerprint's and the models'
+        fingerprint = run_fingerprint(args, bench.name, base, scorer, config, **_precision(device, args.dtype),
                                       annotations_sha256=annotation_digest(args.annotations))
         _watch_launcher(args, info)
-        lock = RunLock(args.out, rank=info.rank, world_size=info.world_size).acquire()
-        store: RunStore | None = None
-        try:
-            with _terminate_as_interrupt():
-                store = RunStore(args.out, fingerprint, retry_errors=args.retry_errors)
-                return _run_and_report(args, bench, store, info, config, fingerprint)
-        except KeyboardInterrupt as exc:
-            return _interrupted(args, store, info, exc)
-        finally:
-            if store is not None:
-                store.close()
-            lock.release()
-            _finish_distributed()
+        return _locked_run(args, bench, info, _Run(config, fingerprint, device))
 
 
-def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore, info: DistInfo, config: Any,
-                    fingerprint: dict[str, Any]) -> int:
+@dataclass(frozen=True)
+class _Run:
+    """What one rank's run is bound to: the settings, the fingerprint of its results, the device it runs on."""
+
+    config: Any
+    fingerprint: dict[str, Any]
+    device: str | None
+
+
+def _load_benchmark(args: argparse.Namespace, info: DistInfo) -> Benchmark:
+    """The benchmark's questions; rank 0 says what is missing, skipped or repeated in the annotations."""
+    bench = load_benchmark(get_spec(args.benchmark).name, args.annotations, args.videos, on_missing=args.on_missing)
+    if info.is_main:
+        _report_missing(args, bench)
+        if bench.skipped:
+            status(args, f"{len(bench.skipped)} annotation rows are not multiple-choice questions and are left "
+                         f"out (first: {bench.skipped[0]})")
+        _report_duplicates(args, bench)
+    return bench
+
+
+def _precision(device: str | None, dtype: str | None) -> dict[str, str]:
+    """``{"device": class, "dtype": name}`` the models will run in, by the rules model loading uses."""
+    from ..pipeline import load_precision
+
+    device_class, dtype_name = load_precision(device, dtype)
+    return {"device": device_class, "dtype": dtype_name}
+
+
+def _locked_run(args: argparse.Namespace, bench: Benchmark, info: DistInfo, run: _Run) -> int:
+    """Answer and report while holding this rank's lock on RUN_DIR; an interruption says what is saved."""
+    lock = RunLock(args.out, rank=info.rank, world_size=info.world_size).acquire()
+    store: RunStore | None = None
+    try:
+        with _terminate_as_interrupt():
+            store = RunStore(args.out, run.fingerprint, retry_errors=args.retry_errors)
+            return _run_and_report(args, bench, store, info, run)
+    except KeyboardInterrupt as exc:
+        return _interrupted(args, store, info, exc)
+    finally:
+        if store is not None:
+            store.close()
+        lock.release()
+        _finish_distributed()
+
+
+def _answerer(args: argparse.Namespace, run: _Run) -> tuple[Any, Any]:
+    """``(answer function, pipeline)`` for this rank: the models loaded on the run's device, quiet per question
+    (the run shows one progress bar), checked against the run's fingerprint."""
+    from ..commands import load_pipeline
+    from .pipeline_answer import PipelineAnswer
+
+    qa = load_pipeline(args, config=run.config, device=run.device, quiet=True)
+    if result_settings(qa.config) != run.fingerprint["config"]:
+        raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
+                         "fingerprint; please report this")
+    answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=not args.no_read_ahead,
+                               read_timeout_s=args.read_timeout or None)
+    return answer_fn, qa
+
+
+def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore, info: DistInfo, run: _Run) -> int:
     """Answer this rank's share, then (on the rank that finishes last, or rank 0) write the report."""
-    from ..cli import load_pipeline
-
     ordered, todo = _pending(bench, store, args, info)
     ids = [s.id for s in ordered]
     if info.is_main:
-        record_plan(store, bench, ids, args, config)
+        record_plan(store, bench, ids, args, run.config)
     where = f"rank {info.rank}/{info.world_size}: " if info.world_size > 1 else ""
     answer_fn: Any = _not_needed
     qa: Any = None
     if todo:
-        _say(args, f"{where}{len(todo)} questions to answer ({len(ordered)} in the run, "
-                   f"{len(ordered) - len(todo)} done or on other ranks)")
-        from .pipeline_answer import PipelineAnswer
-
-        args.device = choose_device(args.device, info)
-        qa = load_pipeline(args, config=config)
-        if result_settings(qa.config) != fingerprint["config"]:
-            raise QuotaError("internal error: the loaded pipeline's settings differ from the run's "
-                             "fingerprint; please report this")
-        qa.quiet = True  # one progress bar for the run, none per question (scoring)
-        if hasattr(qa.scorer, "quiet"):
-            qa.scorer.quiet = True
-        answer_fn = PipelineAnswer(qa, baseline=args.baseline, prefetch=not args.no_read_ahead,
-                                   read_timeout_s=args.read_timeout or None)
+        status(args, f"{where}{len(todo)} questions to answer ({len(ordered)} in the run, "
+                     f"{len(ordered) - len(todo)} done or on other ranks)")
+        answer_fn, qa = _answerer(args, run)
     else:
-        _say(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
+        status(args, f"{where}nothing left to answer in {args.out} ({len(ordered)} questions in the run)")
     summary = run_benchmark(bench, answer_fn, store, limit=args.limit, quiet=args.quiet,
                             retry_errors=args.retry_errors, **info.shard)
     if summary.ran:
-        _say(args, str(summary))
+        status(args, str(summary))
     if qa is not None and info.world_size > 1:
         answer_fn = qa = None  # free the models before waiting for the other ranks
         _release_memory()
     all_done = _wait_for_all(store, info, ids, args)
     if not (info.is_main or all_done):
         return 0
+    return _final_report(args, store, bench, ids)
+
+
+def _final_report(args: argparse.Namespace, store: RunStore, bench: Benchmark, ids: Sequence[str]) -> int:
+    """Write the run's files, print the table, and say how many questions failed; the exit status."""
     metrics, paths = write_run_report(store, bench, ids)
     print(format_table([metrics]), flush=True)
     errors = metrics.overall.errors
-    _say(args, f"results in {store.run_dir}: {RESULTS_FILE}, {METRICS_FILE}, {REPORT_FILE}")
+    status(args, f"results in {store.run_dir}: {RESULTS_FILE}, {METRICS_FILE}, {REPORT_FILE}")
     asked = metrics.overall.total - metrics.overall.missing
     if errors and errors == asked:
         first = next((r.error for r in store.results() if r.error), "")
-        _say(args, f"error: every one of the {asked} questions asked failed (first: {first}); see "
-                   f"{paths['results']}", always=True)
+        status(args, f"error: every one of the {asked} questions asked failed (first: {first}); see "
+                     f"{paths['results']}", always=True)
         return EXIT_ALL_FAILED
     if errors:
-        _say(args, f"{errors} questions failed with an error (see {paths['results']}; "
-                   "--retry-errors asks them again)", always=True)
+        status(args, f"{errors} questions failed with an error (see {paths['results']}; "
+                     "--retry-errors asks them again)", always=True)
     return 0
 
 
@@ -624,13 +642,13 @@ def run_report(args: argparse.Namespace) -> int:
         title = get_spec(runs[0].benchmark).title if runs[0].benchmark else "Benchmark"
         text = f"# {title}: " + " vs ".join(m.name for m in runs) + "\n\n" + to_markdown(runs, fields=fields) + "\n"
         write_atomic(args.markdown, text)
-        _say(args, f"Markdown table written to {args.markdown}")
+        status(args, f"Markdown table written to {args.markdown}")
     if args.png:
         try:
             plot_comparison(runs, args.png, fields=fields[:1] if fields else None)
         except OSError as exc:
             raise QuotaError(f"cannot write {args.png}: {exc.strerror or exc}") from None
-        _say(args, f"chart written to {args.png}")
+        status(args, f"chart written to {args.png}")
     return 0
 
 

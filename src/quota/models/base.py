@@ -26,7 +26,7 @@ import torch
 from ..assign import Grid
 from ..errors import BudgetError, ConfigError
 from ..types import Frames
-from .loading import load_config, load_model, load_processor, resolve_device, resolve_dtype
+from .loading import load_model, load_processor, resolve_device, resolve_dtype
 
 
 @dataclass

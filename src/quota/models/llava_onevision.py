@@ -32,6 +32,7 @@ from ..errors import BudgetError
 from ..reference import QWEN_1_5, qwen_1_5_prompt, video_message
 from ..types import Frames
 from .base import ModelInputs, VideoLMAdapter, flatten_frame_features
+from .loading import to_device
 
 
 #: ``mm_newline_position`` of the original LLaVA-NeXT configs -> our newline policy.
@@ -212,8 +213,7 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
             return self.build_inputs(prompt, list(pooled), [grid] * len(pooled), newline=policy, chat=chat)
         text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
         enc = self.processor(text=text, videos=[frames.pixels], return_tensors="pt")
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        enc["pixel_values_videos"] = enc["pixel_values_videos"].to(self.dtype)
+        enc = to_device(enc, self.device, self.dtype, cast=("pixel_values_videos",))
         n = int((enc["input_ids"] == self.video_token_id).sum())
         return ModelInputs(kwargs=enc, visual_tokens=n, prompt=text)
 

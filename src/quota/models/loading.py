@@ -1,18 +1,19 @@
 """Loading Hugging Face checkpoints with clear errors: ids, folders, devices and dtypes.
 
 Shared by the base-model adapters and the scorers. A model id is either a local folder or a Hugging
-Face hub id; nothing here downloads unless the hub is reachable and the id is not local.
+Face hub id; nothing here downloads unless the hub is reachable and the id is not local. Finding a checkpoint
+and reading its config need no torch and live in :mod:`quota.checkpoint` (re-exported here).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..errors import TRUST_HINT, ModelNotFoundError, ProcessorNotFoundError, UnsupportedModelError
+from ..checkpoint import first_line, load_config, model_type_of
+from ..errors import ModelNotFoundError, ProcessorNotFoundError, UnsupportedModelError
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -40,85 +41,18 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise UnsupportedModelError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))}") from None
 
 
-def _looks_local(model_id: str) -> bool:
-    """Hub ids are ``name`` or ``org/name``; anything else (``./x``, ``/a/b``, ``a/b/c``) is a path."""
-    return model_id.startswith((".", "~", "/")) or model_id.count("/") > 1 or (os.sep != "/" and os.sep in model_id)
-
-
-def _read_local_config(path: Path, model_id: str, trust_remote_code: bool) -> None:
-    """Check a local checkpoint's ``config.json`` before transformers reads it: valid JSON, and no code of its own
-    to run unless allowed (transformers would otherwise stop to ask on a terminal)."""
-    import json
-
-    config_file = path / "config.json"
-    try:
-        data = json.loads(config_file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ModelNotFoundError(f"{model_id}: config.json is not UTF-8 text; the checkpoint is damaged, save it "
-                                 "again with save_pretrained") from None
-    except json.JSONDecodeError as exc:
-        raise ModelNotFoundError(f"{model_id}: config.json is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                                 f"{exc.msg}); the checkpoint is damaged, save it again with save_pretrained") from None
-    except OSError as exc:
-        raise ModelNotFoundError(f"{model_id}: cannot read config.json ({exc.strerror or exc})") from None
-    if not isinstance(data, dict):
-        raise ModelNotFoundError(f"{model_id}: config.json holds no settings object; save the checkpoint again")
-    if data.get("auto_map") and not trust_remote_code and not _known_model_type(data.get("model_type")):
-        raise UnsupportedModelError(
-            f"{model_id} needs code of its own to load (auto_map in config.json, model type "
-            f"{data.get('model_type')!r}), and quota runs none unless you allow it: read that code, then pass "
-            f"{TRUST_HINT} if you trust it"
-        )
-
-
-def _known_model_type(model_type: Any) -> bool:
-    try:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-    except ImportError:  # pragma: no cover - transformers moved it
-        return False
-    return isinstance(model_type, str) and model_type in CONFIG_MAPPING
-
-
-def load_config(model_id: str | os.PathLike[str], *, trust_remote_code: bool = False) -> Any:
-    """The checkpoint's config, or a :class:`ModelNotFoundError` / :class:`UnsupportedModelError` that says what
-    was found and what to do."""
-    from transformers import AutoConfig
-
-    model_id = str(model_id)
-    path = Path(model_id).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelNotFoundError(f"model path {model_id!r} is a file; give the checkpoint folder")
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"model folder {model_id!r} has no config.json: not a transformers checkpoint")
-        _read_local_config(path, model_id, trust_remote_code)
-    elif _looks_local(model_id):
-        raise ModelNotFoundError(f"model folder {model_id!r} does not exist")
-    try:
-        return AutoConfig.from_pretrained(str(path) if path.exists() else model_id, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        if path.exists():
-            raise UnsupportedModelError(f"{model_id}: transformers cannot read its config ({_first_line(exc)})") from None
-        raise ModelNotFoundError(
-            f"cannot load the model config of {model_id!r}: not a local folder, and not a hub id that can be "
-            f"fetched here (offline, misspelt, or gated). Give a local checkpoint folder or check the id. "
-            f"({_first_line(exc)})"
-        ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-def model_type_of(source: Any, *, trust_remote_code: bool = False) -> str:
-    """The ``model_type`` of a transformers config object, or of the checkpoint ``source`` names (an id or
-    folder: only its config is loaded). ``""`` when the config has none."""
-    config = source if hasattr(source, "model_type") or hasattr(source, "to_dict") else None
-    if config is None:
-        if source is None:
-            return ""
-        config = load_config(source, trust_remote_code=trust_remote_code)
-    return str(getattr(config, "model_type", "") or "")
+def to_device(batch: Mapping[str, Any], device: torch.device | str, dtype: torch.dtype | None = None, *,
+              cast: Sequence[str] | None = None) -> dict[str, Any]:
+    """A processor's output ready for a model on ``device``: every tensor moved there, and the floating ones
+    cast to ``dtype`` (all of them, or only the keys in ``cast``); other values are passed on as they are."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if dtype is not None and value.is_floating_point() and (cast is None or key in cast):
+                value = value.to(dtype)
+        out[key] = value
+    return out
 
 
 def load_processor(
@@ -171,7 +105,7 @@ def load_model(
             "safely; ask for the checkpoint in safetensors format, or convert it on a machine where you trust it"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"cannot load the weights of {model_id!r}: {_first_line(exc)}") from None
+        raise ModelNotFoundError(f"cannot load the weights of {model_id!r}: {first_line(exc)}") from None
     return model.to(device).eval()
 
 
@@ -209,5 +143,5 @@ def set_attn_implementation(model: Any, name: str | None) -> str:
     return chosen
 
 
-__all__ = ["resolve_device", "resolve_dtype", "load_config", "load_processor", "load_model",
+__all__ = ["resolve_device", "resolve_dtype", "to_device", "load_config", "load_processor", "load_model",
            "resolve_attn_implementation", "set_attn_implementation", "model_type_of"]

@@ -30,6 +30,7 @@ from ..assign import Grid
 from ..errors import BudgetError
 from ..types import Frames
 from .base import ModelInputs, VideoLMAdapter, flatten_frame_features
+from .loading import to_device
 
 
 class QwenVLAdapter(VideoLMAdapter):
@@ -140,7 +141,7 @@ class QwenVLAdapter(VideoLMAdapter):
         :meth:`build_inputs` reproduces exactly when every frame keeps its native grid."""
         text = self.chat_text(self._content(len(frames), prompt, frame_labels), chat)
         enc = self.processor(text=text, images=list(frames.pixels), return_tensors="pt")
-        return self._to_device(enc, text, "pixel_values")
+        return self._inputs(enc, text, "pixel_values")
 
     def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
         if self.resolve_newline(newline) != "none":
@@ -151,11 +152,10 @@ class QwenVLAdapter(VideoLMAdapter):
             enc = self.processor(text=text, videos=[frames.pixels], video_metadata=metadata, return_tensors="pt")
         except (TypeError, ValueError):
             enc = self.processor(text=text, videos=[frames.pixels], return_tensors="pt")
-        return self._to_device(enc, text, "pixel_values_videos")
+        return self._inputs(enc, text, "pixel_values_videos")
 
-    def _to_device(self, enc: Any, text: str, pixel_key: str) -> ModelInputs:
-        kwargs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
-        kwargs[pixel_key] = kwargs[pixel_key].to(self.dtype)
+    def _inputs(self, enc: Any, text: str, pixel_key: str) -> ModelInputs:
+        kwargs = to_device(enc, self.device, self.dtype, cast=(pixel_key,))
         video_id = getattr(self.model.config, "video_token_id", -1)
         n = int(((kwargs["input_ids"] == self.image_token_id) | (kwargs["input_ids"] == video_id)).sum())
         return ModelInputs(kwargs=kwargs, visual_tokens=n, prompt=text)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import ConfigError, UnsupportedModelError
+from ..errors import ConfigError
 from .base import (
     CLIP_FAMILIES,
     LVLM_FAMILIES,

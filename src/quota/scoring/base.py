@@ -10,10 +10,8 @@ Nothing here imports a model class; the model-specific scorers live in :mod:`.lv
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np

@@ -31,7 +31,7 @@ API_KEY_ENV = "QUOTA_API_KEY"
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """The ``quota serve`` subcommand (listed in :data:`quota.cli.COMMANDS`)."""
-    from ..cli import add_model_options
+    from ..commands import add_model_options
 
     p = subparsers.add_parser(
         "serve", help="an OpenAI-compatible chat-completions endpoint that runs QuoTA on every video request",
@@ -88,7 +88,7 @@ def _import_web() -> None:
 def run_serve(args: argparse.Namespace) -> int:
     """Check the options, load the models, serve until interrupted (SIGINT / SIGTERM). Returns the exit
     status."""
-    from ..cli import _status, base_model, command_config, load_pipeline
+    from ..commands import base_model, command_config, load_pipeline, status
     from ..preflight import check_device, resolve_sources
 
     if args.api_key is None and os.environ.get(API_KEY_ENV):
@@ -116,7 +116,7 @@ def run_serve(args: argparse.Namespace) -> int:
         url = f"http://{args.host}:{bound_port(server)}/v1"
         print(f"quota serve: {settings.model} on {url} (Ctrl+C stops it)", flush=True)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
-            _status(args, f"bound to {args.host}: other machines on the network can reach this endpoint"
+            status(args, f"bound to {args.host}: other machines on the network can reach this endpoint"
                           + ("" if args.api_key else " without an API key"))
 
     server = make_server(service, args.host, args.port, on_started=started)
@@ -130,7 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
         shutil.rmtree(spool, ignore_errors=True)
     if not server.started:
         raise ConfigError(f"cannot serve on {args.host}:{args.port}")
-    _status(args, f"stopped; {service.worker.stats.completed} requests answered")
+    status(args, f"stopped; {service.worker.stats.completed} requests answered")
     return 0
 
 

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..cli import error_line
+from ..commands import error_line
 from ..errors import QuotaError
 from .protocol import RequestRefused, chunk_body, completion_body, completion_id, error_body, models_body, usage_chunk
 from .service import Completion, Prepared, Service

@@ -143,9 +143,9 @@ class Service:
         return Prepared(request, video, received)
 
     def _preflight(self, request: ChatRequest, path: str) -> None:
-        """The command line's checks (:func:`quota.cli.preflight`) on this request's question, options, video
+        """The command line's checks (:func:`quota.commands.preflight`) on this request's question, options, video
         and settings; the models are loaded already, so none is looked up again."""
-        from ..cli import preflight
+        from ..commands import preflight
 
         args = SimpleNamespace(video=path, question=request.question, options=request.options, report=None,
                                force=False, device=None, verbose=True, quiet=True,
