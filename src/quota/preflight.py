@@ -168,7 +168,7 @@ def check_port(host: str, port: int) -> None:
 
 
 #: Largest budget accepted when no base model gives a context (``quota plan --scorer uniform`` without
-#: ``--base``): the longest context of a supported base model (Qwen2.5-VL, 128K positions).
+#: ``--base``): 128K positions, a bound of ours for plans no model is asked to read.
 PLAN_ONLY_MAX_BUDGET = 131072
 
 
@@ -205,8 +205,8 @@ def check_budget(budget: int, *, frames: int | None = None, context: int | None 
                           f"use at least {frames} (the paper uses 12544)")
     if context is None:
         if budget > PLAN_ONLY_MAX_BUDGET:
-            raise BudgetError(f"budget {budget} is more than any supported base model can take "
-                              f"({PLAN_ONLY_MAX_BUDGET} positions at most); use at most {PLAN_ONLY_MAX_BUDGET}")
+            raise BudgetError(f"budget {budget} is beyond the bound for plans without a base model "
+                              f"({PLAN_ONLY_MAX_BUDGET} tokens); use at most {PLAN_ONLY_MAX_BUDGET}")
         return
     top = max_budget(context, frames or 0, max_new_tokens)
     if budget > top:
