@@ -4,6 +4,7 @@ HTML, and the subcommand's option checks. The page itself is tested in Chromium 
 from __future__ import annotations
 
 import html
+import re
 import threading
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def test_a_run_goes_through_the_stages_and_writes_plan_and_report(session, clip)
     assert result.baseline is not None and result.baseline.plan is None
     assert Plan.from_json(result.plan_path.read_text(encoding="utf-8")) == plan
     page = result.report_path.read_text(encoding="utf-8")
-    assert html.escape(" ".join(result.answer.text.split()) or "(empty answer)") in page
+    shown = re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "", " ".join(result.answer.text.split()))  # no controls
+    assert html.escape(shown or "(empty answer)") in page
     assert "<li>A. a grid</li>" in page or '<li class="chosen">A. a grid</li>' in page
     for stage in ("decode", "decouple", "score", "encode", "generate", "total"):
         assert result.answer.timings[stage] >= 0.0
@@ -126,3 +128,108 @@ def test_runs_take_turns(session, clip):
         assert done.wait(60)
     finally:
         second.join(60)
+
+
+def test_stop_ends_a_run_at_its_next_stage_and_frees_the_models(session, clip):
+    from quota.demo.session import RunStopped
+
+    run = session.stages(str(clip), "What is first?")
+    assert isinstance(next(run), Stage)
+    session.stop()
+    with pytest.raises(RunStopped):
+        list(run)
+    assert session.run(str(clip), "And now?").answer is not None  # the next run is not held up
+
+
+def test_warnings_of_a_damaged_video_come_with_the_result_under_the_users_name(session, tmp_path):
+    from quota.testing.videos import truncate_file
+
+    full = make_video(tmp_path / "full.mkv", n_frames=80, fps=10, size=(96, 72), gop=10)
+    (tmp_path / "upload-1234abcd").mkdir()
+    damaged = truncate_file(full, tmp_path / "upload-1234abcd" / "damaged.mkv", 0.5)
+    result = session.run(str(damaged), "What is shown?", name="holiday.mkv")
+    assert result.warnings and all(str(damaged) not in w for w in result.warnings)
+    assert result.warnings[0].startswith("holiday.mkv: the file says the video lasts 8.00s")
+    assert result.plan.video == "holiday.mkv"
+    page = result.report_path.read_text(encoding="utf-8")
+    assert "holiday.mkv: the file says the video lasts 8.00s" in page and str(damaged) not in page
+    again = session.run(str(damaged), "Anything else?", name="holiday.mkv")  # the cached frames warn no more
+    assert again.warnings == result.warnings
+
+
+def test_the_budget_is_checked_per_request_as_the_command_line_does(session, clip, capsys):
+    from quota.errors import BudgetError
+
+    with pytest.raises(BudgetError) as info:
+        session.run(str(clip), "q?", budget=3)  # below one token for each of the 6 frames
+    capsys.readouterr()
+    assert main(["plan", str(clip), "q?", "--scorer", "uniform", "--frames", "6", "--budget", "3"]) == 2
+    assert error_line(info.value) == capsys.readouterr().err.strip()
+    with pytest.raises(BudgetError, match="use at most"):
+        session.run(str(clip), "q?", budget=10**7)
+    with pytest.raises(ConfigError, match="labelled C"):
+        session.run(str(clip), "q?", "C. x\nA. y")
+
+
+def test_the_page_names_no_server_path(tmp_path, tiny_llava_ov):
+    from quota.demo.app import public_text
+    from quota.demo.session import public_model_name
+
+    path = str(tmp_path / ("0f" * 16) / "clip.mp4")
+    exc = VideoDecodeError(f"{path} cannot be opened as a video (Invalid data)", path)
+    assert error_line(exc, {path: "clip.mp4"}) == "quota: error: clip.mp4 cannot be opened as a video (Invalid data)"
+    assert public_text("a /x/y/z and /x/y", {"/x/y": "Y", "/x/y/z": "Z"}) == "a Z and Y"
+    assert public_model_name(str(tiny_llava_ov)) == tiny_llava_ov.name
+    assert public_model_name("llava-hf/LLaVA-Video-7B-Qwen2-hf") == "llava-hf/LLaVA-Video-7B-Qwen2-hf"
+
+
+def test_the_list_offers_only_videos_inside_the_folder(tmp_path):
+    folder, outside = tmp_path / "videos", tmp_path / "elsewhere"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "other.mp4").write_bytes(b"x")
+    (folder / "clip.mp4").write_bytes(b"x")
+    (folder / ".hidden.mp4").write_bytes(b"x")
+    (folder / "away.mp4").symlink_to(outside / "other.mp4")  # leads out of the folder
+    (folder / "here.mp4").symlink_to(folder / "clip.mp4")
+    (folder / "gone.mp4").symlink_to(folder / "missing.mp4")
+    assert video_choices(folder) == ["clip.mp4", "here.mp4"]
+
+
+def test_a_closed_page_leaves_no_files(tmp_path, monkeypatch):
+    from quota.demo.app import Visitors
+
+    cache = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    upload = cache / "ab12" / "clip.mp4"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"x")
+    run = tmp_path / "runs" / "run-0001"
+    run.mkdir(parents=True)
+    (run / "plan.json").write_text("{}")
+    (run / "report.html").write_text("<html>")
+    visitors = Visitors(cache / "served", keep_runs=False)
+    visitors.add("v1", upload)
+    result = type("R", (), {"plan_path": run / "plan.json", "report_path": run / "report.html"})()
+    plan, report = visitors.serve("v1", result)
+    assert Path(plan).read_text() == "{}" and Path(plan).parent.parent == cache / "served"
+    visitors.forget("v1")
+    assert not upload.parent.exists() and not run.exists() and not Path(plan).parent.exists()
+    visitors.forget("never-seen")  # nothing to do
+
+
+def test_baseline_box_says_what_the_model_was_shown():
+    frames = type("F", (), {"__len__": lambda self: 8})()
+    shown = answer_html("baseline", Answer(text="B", choice="B", frames=frames), (13, 13))
+    assert "8 frames, 1,352 visual tokens (13×13 each" in shown
+
+
+def test_a_run_abandoned_by_the_page_lets_go_of_the_models(session, clip):
+    from quota.demo.app import in_worker
+
+    events = in_worker(lambda: session.stages(str(clip), "What is first?"))
+    assert isinstance(next(events), Stage)
+    kept = events  # the page's handler is cancelled: nobody asks for the next event, nobody closes it
+    session.stop()
+    assert session.run(str(clip), "And the next question?").answer is not None  # not held by the abandoned run
+    del kept

@@ -69,6 +69,26 @@ def option_lines(options: Sequence[str] | Mapping[str, str] | None) -> list[str]
     return [f"{letter}. {' '.join(strip_option_prefix(opt, letter).split())}" for letter, opt in zip(letters, options)]
 
 
+def check_option_labels(options: Sequence[str] | None, name: str = "options") -> None:
+    """Refuse options whose own capital-letter label is not the letter of their position (``"C. x" "A. y"``):
+    quota letters options in the order given, so such a list would be re-lettered behind the user's back.
+
+    Raises:
+        ConfigError: naming the first such option, its label and its position's letter.
+    """
+    if options is None or isinstance(options, (str, Mapping)):
+        return
+    letters = option_letters(len(options))
+    for position, (letter, text) in enumerate(zip(letters, options), start=1):
+        match = _PREFIX.match(str(text))
+        found = next((g for g in match.groups() if g), None) if match else None
+        if found is not None and found.isupper() and found != letter:
+            raise ConfigError(
+                f"{name}: option {position} ({' '.join(str(text).split())!r}) is labelled {found} but options are "
+                f"lettered in the order given, so it would be {letter}; list them in order A, B, C ... or give "
+                "the texts without letters")
+
+
 def format_options(options: Sequence[str] | Mapping[str, str] | None) -> str:
     """Options as one prompt block: :func:`option_lines` joined by newlines (``"A. first\nB. second"``)."""
     return "\n".join(option_lines(options))
@@ -164,4 +184,5 @@ def extract_choice(text: str | None, letters: str = "ABCD", options: Sequence[st
     return None
 
 
-__all__ = ["LETTERS", "check_question", "option_letters", "strip_option_prefix", "option_lines", "format_options", "extract_choice"]
+__all__ = ["LETTERS", "check_question", "option_letters", "strip_option_prefix", "option_lines", "check_option_labels",
+           "format_options", "extract_choice"]

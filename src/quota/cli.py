@@ -30,6 +30,7 @@ from .commands import (
     command_config,
     error_line,
     load_pipeline,
+    memory_error,
     one_line,
     plan_json,
     preflight,
@@ -283,14 +284,50 @@ def _safe_streams() -> None:
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    """Warnings as one line in the command line's own voice (``quota: warning: ...``)."""
-    print(f"{PROG}: warning: {terminal_text(one_line(str(message)))}", file=sys.stderr, flush=True)
+    """Warnings as one line of their own in the command line's voice (``quota: warning: ...``): a progress bar
+    drawing on stderr is cleared first and drawn again below the line."""
+    text = f"{PROG}: warning: {terminal_text(one_line(str(message)))}"
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        print(text, file=sys.stderr, flush=True)
+        return
+    tqdm.write(text, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _argument_order_error(parser: argparse.ArgumentParser, argv: Sequence[str]) -> ConfigError | None:
+    """``--options`` takes every word after it: when it comes before VIDEO and QUESTION it swallows them, and
+    argparse would only say they are missing. Name the order instead."""
+    argv = list(argv)
+    command = next((i for i, tok in enumerate(argv) if tok in ("ask", "plan")), None)
+    if command is None or "--options" not in argv:
+        return None
+    sub = parser._subparsers._group_actions[0].choices[argv[command]]  # type: ignore[union-attr]
+    positionals, i = 0, command + 1
+    while i < len(argv) and argv[i] != "--options":
+        tok = argv[i]
+        if tok.startswith("-") and tok != "-":
+            action = sub._option_string_actions.get(tok.split("=", 1)[0])
+            takes_value = action is not None and action.nargs != 0 and "=" not in tok
+            i += 2 if takes_value else 1
+            continue
+        positionals += 1
+        i += 1
+    if positionals >= 2:
+        return None
+    return ConfigError(f"--options takes every word after it, so VIDEO and QUESTION must come before it: "
+                       f"{PROG} {argv[command]} VIDEO \"QUESTION\" --options \"A. ...\" \"B. ...\"")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``quota`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     _safe_streams()
     parser = build_parser()
+    order = _argument_order_error(parser, sys.argv[1:] if argv is None else argv)
+    if order is not None:
+        print(error_line(order), file=sys.stderr)
+        return EXIT_ERROR
     args = parser.parse_args(argv)  # usage errors exit with status 2 here
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed (to say how to resume)
     import warnings
@@ -305,6 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        error = memory_error(exc)
+        if error is None:
+            raise
+        print(error_line(error), file=sys.stderr)
+        return EXIT_ERROR
     except BrokenPipeError:
         # the reader of our output went away (``quota plan ... | head``): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)

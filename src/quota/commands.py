@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import sys
@@ -69,14 +68,14 @@ def command_config(args: argparse.Namespace) -> QuotaConfig:
                           getattr(args, "settings", None) or [], source="--set")
 
 
-def quiet_libraries() -> None:
+def quiet_libraries(downloads: bool = False) -> None:
     """Silence what the libraries underneath say that means nothing to a user of the command line:
     transformers' and the hub's warnings and progress bars, Python warnings from torch and friends. Our own
-    status lines and warnings stay. ``--verbose`` skips this."""
+    status lines and warnings stay. ``--verbose`` skips this. ``downloads``: keep the hub's download bars (a
+    first run fetches gigabytes)."""
     import logging
     import warnings
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
@@ -89,6 +88,15 @@ def quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     except Exception:  # transformers missing or changed: quiet is best effort
+        pass
+    try:
+        from huggingface_hub import utils as hub_utils
+
+        if downloads:
+            hub_utils.enable_progress_bars()
+        else:
+            hub_utils.disable_progress_bars()
+    except Exception:  # pragma: no cover - huggingface_hub comes with transformers
         pass
 
 
@@ -130,10 +138,18 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
     """
     config = config or command_config(args)  # checked before anything loads: a typo costs no model load
     base = base_model(args, config, plan_only=plan_only)
+    terminal = not getattr(args, "quiet", False) and sys.stderr.isatty()
     if not getattr(args, "verbose", False):
-        quiet_libraries()
+        quiet_libraries(downloads=terminal)  # download bars on a terminal; a line per model elsewhere
     from .pipeline import QuoTA
+    from .preflight import resolve_sources
     from .scoring.registry import read_scorer
+
+    scorer = read_scorer(config.scorer).checkpoint or None
+    for source in resolve_sources({"base": base, "scorer": scorer}, probe_hub=False):
+        if source.kind == "hub":
+            status(args, f"downloading the {source.role} model {source.model_id} from the Hugging Face hub "
+                         "(first use; several GB for the paper's models)" + ("" if terminal else "..."))
 
     what = [f"base {base}"] if base else []
     if read_scorer(config.scorer).loads_checkpoint:
@@ -180,7 +196,7 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
     Raises:
         ConfigError, BudgetError, ModelNotFoundError, VideoError: the first problem found.
     """
-    from .preflight import base_context, check_budget, check_device, resolve_sources
+    from .preflight import check_device
 
     if not getattr(args, "verbose", False):
         quiet_libraries()  # reading configs can already make the libraries talk
@@ -188,19 +204,31 @@ def preflight(args: argparse.Namespace, config: QuotaConfig, *, base: str | None
     check_outputs(outputs, [args.video], force=getattr(args, "force", False))
     check_device(args.device)
     index = check_video(args.video)
+    frames = None
+    if not baseline:
+        from .video import sample_indices
+
+        frames = len(sample_indices(index.n_frames, index.fps or 1.0, **config.sampling))
+    preflight_models(args, config, base=base, frames=frames, baseline=baseline)
+
+
+def preflight_models(args: argparse.Namespace, config: QuotaConfig, *, base: str | None, frames: int | None,
+                     baseline: bool = False) -> None:
+    """The checks of :func:`preflight` that every entry point shares (``quota ask``/``plan``, ``quota demo`` at
+    start-up): the device, where the models come from, and the budget against ``frames`` sampled frames and
+    the base model's context (:func:`quota.preflight.check_budget`). Reads configuration files at most."""
+    from .preflight import base_context, check_budget, check_device, resolve_sources
     from .scoring.registry import read_scorer
 
+    check_device(args.device)
     scorer = None if baseline else read_scorer(config.scorer).checkpoint or None
     sources = resolve_sources({"base": base, "scorer": scorer})
     if baseline:
         return
-    from .video import sample_indices
-
-    frames = len(sample_indices(index.n_frames, index.fps or 1.0, **config.sampling))
     context = None
     if any(s.role == "base" for s in sources):
         context = base_context(base, trust_remote_code=args.trust_remote_code)
-    check_budget(config.budget, frames=frames, context=context, reserve=text_reserve(frames, config))
+    check_budget(config.budget, frames=frames, context=context, max_new_tokens=config.max_new_tokens)
 
 
 def check_report_path(path: str | None) -> None:
@@ -217,13 +245,17 @@ def check_request(args: argparse.Namespace) -> None:
     check_question(args.question, args.options)
     if args.options is not None and not all(str(o).strip() for o in args.options):
         raise ConfigError("--options: an option is empty")
+    from .choices import check_option_labels
+
+    check_option_labels(args.options, "--options")
 
 
 def text_reserve(frames: int, config: QuotaConfig) -> int:
-    """Context positions to keep for the text next to ``config.budget`` visual tokens on ``frames`` frames."""
-    # room for the text: the prompt with one time stamp per frame, the answer, and newline tokens: at most one
-    # per grid row, and the rows of all frames add up to at most sqrt(frames * budget) (Cauchy-Schwarz)
-    return 128 + 8 * frames + config.max_new_tokens + math.isqrt(frames * config.budget) + 1
+    """Context positions to keep for the text next to ``config.budget`` visual tokens on ``frames`` frames
+    (:func:`quota.preflight.text_reserve`)."""
+    from .preflight import text_reserve as reserve
+
+    return reserve(frames, config.budget, config.max_new_tokens)
 
 
 def plan_json(plan: Any) -> str:
@@ -243,6 +275,26 @@ def error_line(exc: QuotaError) -> str:
     return f"{PROG}: error: {terminal_text(message)}"
 
 
-__all__ = ["PROG", "check_video", "preflight", "check_request", "check_report_path", "add_model_options", "command_config", "quiet_libraries", "terminal_text", "status", "base_model",
+#: What to lower when memory runs out, in the order that saves most.
+MEMORY_ADVICE = ("fewer frames (--frames N)", "a smaller budget (--budget N)",
+                 "smaller decoded frames (--set decode_max_pixels=N)", "a smaller dtype (--dtype bfloat16)")
+
+
+def memory_error(exc: BaseException) -> QuotaError | None:
+    """The one-line error for running out of memory (a GPU's or this machine's), or ``None`` for anything else."""
+    name = type(exc).__name__
+    text = str(exc).lower()
+    if isinstance(exc, MemoryError):
+        where = "this machine's memory"
+    elif name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and (
+            "out of memory" in text or "can't allocate memory" in text)):
+        where = "the GPU's memory" if "cuda" in text or name == "OutOfMemoryError" else "memory"
+    else:
+        return None
+    return QuotaError(f"out of memory: the run needs more than {where} holds; lower what it keeps: "
+                      + ", ".join(MEMORY_ADVICE))
+
+
+__all__ = ["PROG", "check_video", "preflight", "preflight_models", "check_request", "check_report_path", "add_model_options", "command_config", "quiet_libraries", "terminal_text", "status", "base_model",
            "load_pipeline", "text_reserve",
-           "plan_json", "one_line", "error_line"]
+           "plan_json", "one_line", "error_line", "memory_error", "MEMORY_ADVICE"]

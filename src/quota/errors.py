@@ -54,6 +54,10 @@ class EmptyVideoError(VideoDecodeError):
     """The video stream holds no decodable frame."""
 
 
+class VideoLimitError(VideoDecodeError):
+    """Reading the video passed one of the bounds of :data:`quota.video.guard.LIMITS` (time or size)."""
+
+
 class FramesError(QuotaError, ValueError):
     """Frame pixels handed to quota are malformed (empty, wrong dtype or shape)."""
 
@@ -96,6 +100,7 @@ __all__ = [
     "VideoDecodeError",
     "NoVideoStreamError",
     "EmptyVideoError",
+    "VideoLimitError",
     "FramesError",
     "ModelError",
     "ModelNotFoundError",

@@ -204,6 +204,13 @@ class QuoTA:
         from .scoring import build_scorer
 
         config, scorer = _config_and_scorer(preset, overrides, scorer)
+        from .preflight import resolve_sources
+
+        # a model only the hub has, with the hub off or out of reach: one line now, not a minute of retries
+        from .scoring.registry import read_scorer
+
+        named = read_scorer(scorer).checkpoint or None if isinstance(scorer, (str, os.PathLike)) else None
+        resolve_sources({"base": base, "scorer": named})
         adapter = None
         if base is not None:
             adapter = load_adapter(base, device=device, dtype=dtype, trust_remote_code=trust_remote_code)

@@ -12,6 +12,8 @@ model load. Everything here reads configuration files at most: no weights, no pi
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -145,16 +147,76 @@ def base_context(base: str, *, trust_remote_code: bool = False) -> int | None:
     return context_tokens(load_config(base, trust_remote_code=trust_remote_code))
 
 
-def check_budget(budget: int, *, frames: int | None = None, context: int | None = None, reserve: int = 0) -> None:
-    """Raise :class:`BudgetError` when ``budget`` cannot give the sampled frames a token each, or does not fit in
-    the base model's ``context`` with ``reserve`` tokens left for the text (prompt and answer)."""
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` naming ``--port`` (and ``--host``) when nothing can listen on ``host:port``
+    here: a port another program holds, or an address this machine does not have. Checked before any model
+    loads; the port is free again when this returns."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server binds
+            sock.bind((host, port))
+    except PermissionError:
+        raise ConfigError(f"--port {port}: this user may not serve on ports below 1024; use --port 7860 or "
+                          "another above 1023") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--port {port} is in use on {host} (another program, or another quota demo); "
+                              f"choose a free one with --port, e.g. --port {port + 1}") from None
+        raise ConfigError(f"--host {host}: cannot serve there ({exc.strerror or exc}); the default "
+                          "127.0.0.1 serves this machine") from None
+
+
+#: Largest budget accepted when no base model gives a context (``quota plan --scorer uniform`` without
+#: ``--base``): 128K positions, a bound of ours for plans no model is asked to read.
+PLAN_ONLY_MAX_BUDGET = 131072
+
+
+def text_reserve(frames: int, budget: int, max_new_tokens: int = 0) -> int:
+    """Positions the text takes beside ``budget`` visual tokens over ``frames`` frames: the prompt with one time
+    stamp a frame (``128 + 8·frames``), the answer (``max_new_tokens``) and the newline tokens, at most one a
+    grid row; the rows of all frames add up to at most ``sqrt(frames·budget)`` (Cauchy-Schwarz)."""
+    return 128 + 8 * frames + max_new_tokens + math.isqrt(frames * budget) + 1
+
+
+def max_budget(context: int, frames: int, max_new_tokens: int = 0) -> int:
+    """The largest budget ``b`` with ``b + text_reserve(frames, b, max_new_tokens) <= context`` (0 if none)."""
+    lo, hi = 0, max(context, 0)
+    while lo < hi:  # the left side grows with b: bisect for the last b that fits
+        mid = (lo + hi + 1) // 2
+        if mid + text_reserve(frames, mid, max_new_tokens) <= context:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def check_budget(budget: int, *, frames: int | None = None, context: int | None = None,
+                 max_new_tokens: int = 0, reserve: int | None = None) -> None:
+    """Raise :class:`BudgetError` when ``budget`` cannot give each of ``frames`` sampled frames a token, or does
+    not fit in the base model's ``context`` with the text beside it (:func:`text_reserve`); with no context
+    (no base model), above :data:`PLAN_ONLY_MAX_BUDGET`. The message names the bound to use. ``reserve``: the
+    text positions for this budget as :func:`text_reserve` counts them, instead of ``max_new_tokens`` (the
+    answer's share is read back from it)."""
+    if reserve is not None:
+        max_new_tokens = max(reserve - text_reserve(frames or 0, budget), 0)
     if frames is not None and budget < frames:
         raise BudgetError(f"budget {budget} is less than one token for each of the {frames} sampled frames; "
                           f"use at least {frames} (the paper uses 12544)")
-    if context is not None and budget + reserve > context:
-        raise BudgetError(f"budget {budget} plus about {reserve} text tokens exceeds the base model's context of "
-                          f"{context} tokens; use at most {max(context - reserve, 0)}")
+    if context is None:
+        if budget > PLAN_ONLY_MAX_BUDGET:
+            raise BudgetError(f"budget {budget} is beyond the bound for plans without a base model "
+                              f"({PLAN_ONLY_MAX_BUDGET} tokens); use at most {PLAN_ONLY_MAX_BUDGET}")
+        return
+    top = max_budget(context, frames or 0, max_new_tokens)
+    if budget > top:
+        if top < (frames or 1):
+            raise BudgetError(f"the base model's context of {context} tokens cannot hold {frames} frames with "
+                              "their text; sample fewer frames (--frames)")
+        raise BudgetError(f"budget {budget} with the text beside it exceeds the base model's context of "
+                          f"{context} tokens; use at most {top} for {frames or 0} frames")
 
 
 __all__ = ["check_device", "resolve_sources", "Source", "hub_offline", "hub_reachable", "context_tokens",
-           "base_context", "check_budget", "HUB_TIMEOUT_S"]
+           "base_context", "check_budget", "max_budget", "text_reserve", "check_port", "PLAN_ONLY_MAX_BUDGET",
+           "HUB_TIMEOUT_S"]

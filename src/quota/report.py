@@ -28,6 +28,7 @@ import html
 import io
 import logging
 import os
+import re
 import textwrap
 import warnings
 from dataclasses import dataclass, field
@@ -55,7 +56,8 @@ _TOP_COLOR = "#e7298a"
 #: Font families for the charts, in order; matplotlib takes each glyph from the first that has it, so
 #: Latin text keeps matplotlib's default and CJK text (questions, objects, answers) comes from a CJK font.
 #: Families that are not installed are left out (:func:`font_families`). Debian: ``fonts-wqy-zenhei``
-#: or ``fonts-noto-cjk``.
+#: or ``fonts-noto-cjk``; emoji and symbols come last from Symbola (``fonts-symbola``, outlines matplotlib can
+#: draw; colour-bitmap emoji fonts it cannot).
 FONT_FALLBACK: tuple[str, ...] = (
     "DejaVu Sans",
     "Noto Sans CJK JP",
@@ -65,9 +67,11 @@ FONT_FALLBACK: tuple[str, ...] = (
     "WenQuanYi Micro Hei",
     "Droid Sans Fallback",
     "Noto Sans",
+    "Symbola",
 )
 #: Font files of the families above, registered with matplotlib when its font cache predates them.
-_FONT_FILES = ("wqy-zenhei.ttc", "wqy-microhei.ttc", "NotoSansCJK-Regular.ttc", "DroidSansFallbackFull.ttf")
+_FONT_FILES = ("wqy-zenhei.ttc", "wqy-microhei.ttc", "NotoSansCJK-Regular.ttc", "DroidSansFallbackFull.ttf",
+               "Symbola_hint.ttf", "Symbola.ttf")
 
 __all__ = ["render_png", "render_html", "save_report", "top_frames", "frame_positions", "frame_strip_html",
            "render_charts", "timings_text", "score_limits", "font_families", "RunInfo", "FONT_FALLBACK"]
@@ -85,6 +89,7 @@ class RunInfo:
         scorer: the frame scorer (id, folder, ``base`` or ``uniform``).
         preset: the preset name the settings started from.
         timings: seconds per stage (``decode``, ``decouple``, ``score``, ``encode``, ``generate``, ``total``).
+        warnings: what reading the video said (a file cut short, frames that could not be decoded), one line each.
     """
 
     answer: str | None = None
@@ -94,6 +99,7 @@ class RunInfo:
     scorer: str | None = None
     preset: str | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -110,7 +116,7 @@ def font_families() -> tuple[str, ...]:
     from matplotlib import font_manager
 
     known = {f.name for f in font_manager.fontManager.ttflist}
-    if not any(name in known for name in FONT_FALLBACK[1:]):
+    if not all(name in known for name in ("Symbola",)) or not any(name in known for name in FONT_FALLBACK[1:-1]):
         try:
             paths = font_manager.findSystemFonts()
         except Exception:  # no font directories or fc-list trouble: keep what matplotlib has
@@ -178,8 +184,10 @@ def _fmt_time(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{sec:04.1f}"
 
 
-def _objects_text(plan: Plan) -> str:
+def _objects_text(plan: Plan, info: RunInfo | None = None) -> str:
     clue = plan.clue
+    if info is not None and info.scorer == "uniform":
+        return "uniform scorer: no frame scored; every frame the same score and grid"
     if clue is None or clue.mode == "none":
         return "no query decoupling: frames scored against the question itself"
     if clue.objects is None:
@@ -360,7 +368,7 @@ def _header_lines(plan: Plan, info: RunInfo | None) -> list[tuple[str, dict[str,
     ]
     if info is not None:
         lines.append((_wrap(_answer_text(info), 130, 2), {"fontsize": 11, "color": "#0b3d6b"}))
-    lines.append((_wrap(_objects_text(plan), 150, 1), {"fontsize": 10, "color": "#333333"}))
+    lines.append((_wrap(_objects_text(plan, info), 150, 1), {"fontsize": 10, "color": "#333333"}))
     lines.append((_stats_text(plan), {"fontsize": 9.5, "color": "#555555"}))
     run = " · ".join(t for t in (_models_text(info) if info else "", timings_text(_stage_timings(plan, info))) if t)
     if run:
@@ -584,11 +592,20 @@ tr.dropped td{color:#aaa}
 tr.top td{background:#fdf0f6}
 details{margin:8px 0}
 pre{white-space:pre-wrap;background:#f8f8f8;padding:8px;border-radius:4px}
+.q,.a,.meta,code,pre,li{overflow-wrap:anywhere}
+.table{overflow-x:auto;max-width:100%}
+ul.warnings{color:#8a4b00;background:#fff6e5;border:1px solid #f0d19a;border-radius:4px;padding:6px 6px 6px 26px}
+@media (max-width:600px){body{margin:12px auto;padding:0 8px}th,td{padding:2px 5px}}
 """
 
 
+#: Control characters (C0 but tab and newline, DEL, C1): they have no place in a page.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """``value`` as HTML text: escaped, control characters removed."""
+    return html.escape(_CONTROL.sub("", str(value)), quote=True)
 
 
 def _data_uri(data: bytes, mime: str) -> str:
@@ -658,6 +675,9 @@ def _html_answer(info: RunInfo | None) -> list[str]:
         out.append(f'<ul class="options">{"".join(items)}</ul>')
     if _models_text(info):
         out.append(f'<p class="meta">{_e(_models_text(info))}</p>')
+    if info.warnings:
+        items = "".join(f"<li>{_e(line)}</li>" for line in info.warnings)
+        out.append(f'<ul class="warnings" title="what reading the video said">{items}</ul>')
     return out
 
 
@@ -671,7 +691,7 @@ def _html_clue(plan: Plan, info: RunInfo | None = None) -> list[str]:
         chips = "".join(f"<span>{_e(o)}</span>" for o in clue.objects)
         out.append(f'<p class="objects">{label} looked for: {chips}</p>')
     else:
-        out.append(f'<p class="meta">{_e(_objects_text(plan))}</p>')
+        out.append(f'<p class="meta">{_e(_objects_text(plan, info))}</p>')
     out.append(f'<p class="meta">{_e(_stats_text(plan))}</p>')
     timings = _stage_timings(plan, info)
     if timings:
@@ -693,8 +713,8 @@ def _html_table(plan: Plan, top: set[int]) -> list[str]:
         notes.append("grey: dropped frames (no tokens)")
     if notes:
         out.append(f'<p class="meta">{_e("; ".join(notes).capitalize())}.</p>')
-    out.append("<table><thead><tr><th>#</th><th>frame</th><th>time (s)</th><th>score</th><th>weight</th>"
-               "<th>grid</th><th>tokens</th></tr></thead><tbody>")
+    out.append('<div class="table"><table><thead><tr><th>#</th><th>frame</th><th>time (s)</th><th>score</th>'
+               "<th>weight</th><th>grid</th><th>tokens</th></tr></thead><tbody>")
     for p in range(len(plan.indices)):
         h, w = plan.grids[p]
         cls = "dropped" if tokens[p] == 0 else ("top" if p in top else "")
@@ -705,7 +725,7 @@ def _html_table(plan: Plan, top: set[int]) -> list[str]:
             f"<td>{h}×{w}</td><td>{tokens[p]}</td></tr>"
         )
     out.append(f"</tbody><tfoot><tr><th colspan=\"6\">total (budget {plan.budget:,})</th>"
-               f"<th>{plan.tokens:,}</th></tr></tfoot></table>")
+               f"<th>{plan.tokens:,}</th></tr></tfoot></table></div>")
     return out
 
 

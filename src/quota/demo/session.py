@@ -11,14 +11,16 @@ same file reuses them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import queue
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, QuotaError
 from ..report import RunInfo, render_html
 from ..types import Answer, Frames, Plan
 
@@ -45,6 +47,15 @@ class Stage:
     progress: float
 
 
+def _ours(filename: str) -> bool:
+    """Whether a warning was raised from quota's own code (the libraries' own notices stay off the page)."""
+    return "quota" in Path(filename).parts
+
+
+class RunStopped(QuotaError):
+    """The page's Stop button ended the run between two stages."""
+
+
 @dataclass
 class DemoResult:
     """Everything one run produced.
@@ -58,6 +69,10 @@ class DemoResult:
         settings: the models and every setting the run used.
         plan_path: the plan as JSON (``quota plan``'s format).
         report_path: the HTML report (``quota ask --report``'s page).
+        options: the options, one a line, as parsed.
+        warnings: what the video's reading said (a file cut short, frames that could not be decoded), one line
+            each, with the file named as the user knows it.
+        baseline_grid: the native token grid ``(h, w)`` of each baseline frame (the model's own path).
     """
 
     answer: Answer
@@ -69,6 +84,16 @@ class DemoResult:
     plan_path: Path
     report_path: Path
     options: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    baseline_grid: tuple[int, int] | None = None
+
+
+def public_model_name(model: str | None) -> str | None:
+    """How the page names a model: a hub id as it is, a local checkpoint folder by its own name only (the page
+    shows no path of the server)."""
+    if model is None or not Path(model).expanduser().exists():
+        return model
+    return Path(model).expanduser().resolve().name
 
 
 def parse_options(text: str | Sequence[str] | None) -> list[str]:
@@ -109,12 +134,15 @@ class DemoSession:
                  preset: str | None = None) -> None:
         self.qa = qa
         self.out_dir = Path(out_dir)
-        self.base = base
-        self.scorer = scorer if scorer is not None else qa.config.scorer
+        self.base = public_model_name(base)
+        self.scorer = public_model_name(scorer if scorer is not None else qa.config.scorer)
         self.preset = preset
         self._lock = threading.Lock()
         self._runs = itertools.count(1)
         self._variant: Any = None  # the pipeline for the last budget other than the loaded one
+        self._stop = threading.Event()
+        self._running = False  # a run holds the models
+        self._warnings: dict[str, list[str]] = {}  # video path -> what reading it said
 
     # ------------------------------------------------------------------ settings
     def pipeline_for(self, budget: int | None) -> Any:
@@ -133,21 +161,21 @@ class DemoSession:
 
     def settings(self, qa: Any) -> dict[str, Any]:
         """The models, the preset and every config field of ``qa``."""
-        return {"base": self.base, "scorer": self.scorer, "preset": self.preset, **qa.config.to_dict()}
+        return {**qa.config.to_dict(), "base": self.base, "scorer": self.scorer, "preset": self.preset}
 
     # ------------------------------------------------------------------ runs
     def run(self, video: str | None, question: str, options: Any = None, *, budget: Any = None,
-            baseline: bool = False) -> DemoResult:
+            baseline: bool = False, name: str | None = None) -> DemoResult:
         """:meth:`stages` to the end: the result alone."""
         result = None
-        for event in self.stages(video, question, options, budget=budget, baseline=baseline):
+        for event in self.stages(video, question, options, budget=budget, baseline=baseline, name=name):
             if isinstance(event, DemoResult):
                 result = event
         assert result is not None
         return result
 
     def stages(self, video: str | None, question: str, options: Any = None, *, budget: Any = None,
-               baseline: bool = False) -> Iterator[Stage | DemoResult]:
+               baseline: bool = False, name: str | None = None) -> Iterator[Stage | DemoResult]:
         """Answer ``question`` about ``video``, yielding a :class:`Stage` as each stage starts and the
         :class:`DemoResult` last. One run at a time: a second caller waits for the first.
 
@@ -157,49 +185,112 @@ class DemoSession:
             options: multiple-choice options, one per line or a list.
             budget: total visual tokens (``None`` or empty: the loaded setting).
             baseline: also answer without QuoTA on the same video.
+            name: the video's name as the user knows it (an upload's file name); the plan, the report and the
+                warnings name the video so instead of by its path on the server.
 
         Raises:
-            QuotaError: bad input (no video, a file that is not a video, an empty question, a budget out
-                of range) with the command line's message, before any model runs.
+            QuotaError: bad input (no video, a file that is not a video, an empty question, options lettered
+                out of order, a budget out of range for the video or the model) with the command line's
+                message, before any model runs; :class:`RunStopped` after :meth:`stop`.
         """
         opts = parse_options(options)
-        qa = self._checked(video, question, budget)
+        qa = self._recording(str(video), name, lambda: self._checked(video, question, opts, budget))
         with self._lock:
-            yield from self._run(qa, str(video), question, opts, baseline)
+            self._stop.clear()
+            self._running = True
+            try:
+                yield from self._run(qa, str(video), question, opts, baseline, name)
+            finally:
+                self._running = False
 
-    def _checked(self, video: str | None, question: str, budget: Any) -> Any:
-        """The pipeline for ``budget``, once the question, the budget and the video are known to be good
-        (the video is opened, as the command line does before any model runs)."""
-        from ..choices import check_question
-        from ..video import probe
+    def stop(self) -> bool:
+        """End the run that holds the models at its next stage (the page's Stop button); returns whether one
+        did. Runs waiting for the models, and later ones, are not affected."""
+        if self._running:
+            self._stop.set()
+        return self._running
+
+    def _recording(self, video: str, name: str | None, work: Any) -> Any:
+        """``work()``, keeping the warnings quota's own code gave meanwhile (see :meth:`_note`)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return work()
+            finally:
+                self._note(video, [w for w in caught if _ours(w.filename)], name)
+
+    def _note(self, video: str, caught: list, name: str | None) -> None:
+        """Keep the warnings the video gave (per file, since the pipeline caches what it read and warns once)."""
+        lines = [" ".join(str(w.message).split()) for w in caught]
+        if name:
+            lines = [line.replace(video, name) for line in lines]
+        if lines:
+            kept = self._warnings.setdefault(video, [])
+            kept.extend(line for line in lines if line not in kept)
+
+    def _checked(self, video: str | None, question: str, options: list[str], budget: Any) -> Any:
+        """The pipeline for ``budget``, once the question, the options, the budget and the video are known to be
+        good: the video is opened and the budget checked against its sampled frames and the base model's
+        context, as the command line does before any model runs (:func:`quota.preflight.check_budget`)."""
+        from ..choices import check_option_labels, check_question
+        from ..preflight import check_budget, context_tokens
+        from ..video import probe, sample_indices
 
         check_question(question)
+        check_option_labels(options)
         qa = self.pipeline_for(parse_budget(budget))
         if video is None or not str(video).strip():
             raise ConfigError("no video: upload a file or pick one from the list")
-        probe(str(video))
+        index = probe(str(video))
+        cfg = qa.config
+        frames = len(sample_indices(index.n_frames, index.fps or 1.0, **cfg.sampling))
+        adapter = getattr(qa, "adapter", None)
+        context = context_tokens(adapter.model.config) if adapter is not None else None
+        check_budget(cfg.budget, frames=frames, context=context, max_new_tokens=cfg.max_new_tokens)
         return qa
 
-    def _run(self, qa: Any, video: str, question: str, options: list[str], baseline: bool
+    def _run(self, qa: Any, video: str, question: str, options: list[str], baseline: bool, name: str | None
              ) -> Iterator[Stage | DemoResult]:
         stage = dict(STAGES)
-        answer = yield from _staged(lambda began: qa.answer(video, question, options=options or None, on_stage=began))
+
+        # The pipeline says as each of its stages starts (on_stage); Stop ends the run there, mid-answer too.
+        def began(stage_name: str, report: Callable[[str], None]) -> None:
+            if self._stop.is_set():
+                raise RunStopped("stopped: the run was ended with the Stop button")
+            report(stage_name)
+
+        answer = yield from _staged(lambda report: self._recording(
+            video, name, lambda: qa.answer(video, question, options=options or None,
+                                           on_stage=lambda n: began(n, report))))
         plan = answer.plan
         assert plan is not None
         frames = plan.frames
         base_answer = None
         if baseline:
-            yield Stage("answering without QuoTA (baseline)", stage["answering without QuoTA (baseline)"])
-            base_answer = qa.answer(video, question, options=options or None, baseline=True)
-        yield Stage("writing the report", stage["writing the report"])
-        yield self._result(qa, answer, plan, frames, base_answer, options)
+            title = "answering without QuoTA (baseline)"
+            yield self._stage(title, stage[title])
+            base_answer = self._recording(
+                video, name, lambda: qa.answer(video, question, options=options or None, baseline=True))
+        yield self._stage("writing the report", stage["writing the report"])
+        if name:
+            plan = dataclasses.replace(plan, video=name)
+        grid = None
+        if base_answer is not None and base_answer.frames is not None:
+            grid = tuple(qa.native_grid(base_answer.frames))
+        yield self._result(qa, answer, plan, frames, base_answer, options,
+                           tuple(self._warnings.get(video, ())), grid)
+
+    def _stage(self, title: str, progress: float) -> Stage:
+        if self._stop.is_set():
+            raise RunStopped("stopped: the run was ended with the Stop button")
+        return Stage(title, progress)
 
     def _result(self, qa: Any, answer: Answer, plan: Plan, frames: Frames | None, base_answer: Answer | None,
-                options: list[str]) -> DemoResult:
+                options: list[str], notes: tuple[str, ...] = (), grid: Any = None) -> DemoResult:
         from ..commands import plan_json
 
         info = RunInfo(answer=answer.text, choice=answer.choice, options=tuple(options), base=self.base,
-                       scorer=self.scorer, preset=self.preset, timings=dict(answer.timings))
+                       scorer=self.scorer, preset=self.preset, timings=dict(answer.timings), warnings=notes)
         folder = self.out_dir / f"run-{next(self._runs):04d}"
         folder.mkdir(parents=True, exist_ok=True)
         plan_path = folder / "plan.json"
@@ -208,7 +299,7 @@ class DemoSession:
         render_html(plan, frames, report_path, info=info)
         return DemoResult(answer=answer, plan=plan, frames=frames, baseline=base_answer, info=info,
                           settings=self.settings(qa), plan_path=plan_path, report_path=report_path,
-                          options=options)
+                          options=options, warnings=notes, baseline_grid=grid)
 
 
 def _staged(work: Callable[[Callable[[str], None]], Any]) -> Generator[Stage, None, Any]:
@@ -243,4 +334,4 @@ def _staged(work: Callable[[Callable[[str], None]], Any]) -> Generator[Stage, No
     return outcome["value"]
 
 
-__all__ = ["DemoSession", "DemoResult", "Stage", "STAGES", "parse_options", "parse_budget"]
+__all__ = ["DemoSession", "DemoResult", "RunStopped", "Stage", "STAGES", "parse_options", "parse_budget"]

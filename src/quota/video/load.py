@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError, VideoDecodeError
 from ..types import Frames
-from . import decord_backend, pyav_backend
+from . import decord_backend, guard, pyav_backend
 from .colors import check_colors, reformat_colors
 from .frame_folder import is_frame_folder, load_frame_folder
 from .probe import VideoIndex, probe
@@ -236,7 +236,10 @@ def _read_pyav(index: VideoIndex, frames: np.ndarray, width: int, height: int, t
     if scaling:
         kwargs["interpolation"] = "AREA"
 
+    deadline = guard.decode_deadline(index.path)  # a wall-clock bound on the whole read
+
     def sink(slot: int, frame) -> None:
+        deadline.check()
         arr = frame.to_ndarray(**kwargs, **reformat_colors(frame, colors))
         out[slot] = np.rot90(arr, k) if k else arr
         if bar is not None:

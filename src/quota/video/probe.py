@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import guard
 from ..errors import EmptyVideoError, NoVideoStreamError, VideoDecodeError, VideoNotFoundError, VideoSourceError
 
 #: Most indexes kept in memory (a video asked several questions is indexed once).
@@ -182,7 +183,10 @@ def ffmpeg_name(path: str | os.PathLike) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The reason of an error, without the file name and error number FFmpeg adds (the caller names the file)."""
+    reason = getattr(exc, "strerror", None)
+    text = str(reason if isinstance(reason, str) and reason.strip() else exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
     return text[:200]
 
 
@@ -192,17 +196,26 @@ def open_container(path: Path):
 
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"{path} is an empty file (0 bytes), not a video", path)
+    guard.check_format(path)  # playlists and input lists are refused by name before FFmpeg reads them
     try:
-        return av.open(ffmpeg_name(path), metadata_errors="ignore")
+        container = av.open(ffmpeg_name(path), metadata_errors="ignore", options=guard.open_options(),
+                            timeout=guard.read_timeout())
     except av.error.EOFError:
         raise EmptyVideoError(
             f"{path} ends before its first frame: it holds no frames or is cut short", path) from None
     except av.FFmpegError as exc:
+        if getattr(exc, "errno", None) == errno.EINVAL:  # FFmpeg's allow-list refused the format it found
+            raise VideoSourceError(
+                f"{path} is not in a video format quota reads (mp4, mkv, webm, avi, mov, ts, ...)", path) from None
         raise VideoDecodeError(
             f"{path} cannot be opened as a video ({_short(exc)}); the file may be damaged, "
             "truncated or not a video", path) from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise VideoDecodeError(f"{path} cannot be opened as a video ({_short(exc)})", path) from None
+    if not guard.is_allowed(container.format.name):  # FFmpeg's list should have refused it already
+        container.close()
+        raise guard.format_refused(path, container.format.name)
+    return container
 
 
 def pick_video_stream(container, path: Path):
@@ -328,15 +341,23 @@ class _Demuxed:
     error: str | None = None
 
 
-def _demux_packets(container, stream, progress: Any = None) -> _Demuxed:
-    """Read every packet of ``stream``; a damaged tail ends the walk and is noted in ``error``."""
+def _demux_packets(container, stream, path: Path, progress: Any = None) -> _Demuxed:
+    """Read every packet of ``stream``; a damaged tail ends the walk and is noted in ``error``. Bounded in
+    time and packet count by :data:`quota.video.guard.LIMITS` (:class:`~quota.errors.VideoLimitError`)."""
     import av
 
     got = _Demuxed()
+    deadline = guard.probe_deadline(path)
+    most = guard.LIMITS.max_packets
     try:
         for pkt in container.demux(stream):
             if pkt.size == 0:
                 continue
+            n = len(got.pts)
+            if n % 256 == 0:
+                deadline.check()
+            if n >= most:
+                guard.check_packets(n + 1, path)
             got.pts.append(NO_TS if pkt.pts is None else pkt.pts)
             got.dts.append(NO_TS if pkt.dts is None else pkt.dts)
             got.key.append(pkt.is_keyframe)
@@ -443,7 +464,7 @@ def build_index(path: Path, progress: Any = None) -> VideoIndex:
         stream = pick_video_stream(container, path)
         time_base = stream.time_base or Fraction(1, 90000)
         discard_other_streams(container, stream.index)
-        got = _demux_packets(container, stream, progress)
+        got = _demux_packets(container, stream, path, progress)
         if not got.pts:
             extra = f" (reading stopped: {got.error})" if got.error else ""
             raise EmptyVideoError(f"{path}: the video stream holds no frames{extra}", path)
