@@ -362,3 +362,23 @@ def test_delta_only_between_runs_that_counted_the_same_questions(tmp_path: Path)
     assert same.splitlines()[0].split()[-1] == "delta"
     overall = next(x for x in same.splitlines() if x.startswith("all questions"))
     assert overall.rstrip().endswith("+33.3")
+
+
+def test_claim_is_granted_once_per_key_across_processes(tmp_path):
+    """Two ranks that both see a run finish claim its report: exactly one gets it (the race of two tables)."""
+    import multiprocessing
+
+    RunStore(tmp_path / "run", {"benchmark": "videomme"}).close()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        granted = pool.map(_claim_in_child, [str(tmp_path / "run")] * 8)
+    assert sum(granted) == 1
+    with RunStore(tmp_path / "run", {"benchmark": "videomme"}) as store:
+        assert store.claim("report/other") and not store.claim("report/other")
+        with pytest.raises(RunStoreError):
+            store.claim("fingerprint")
+
+
+def _claim_in_child(run: str) -> bool:
+    with RunStore(run, {"benchmark": "videomme"}) as store:
+        return store.claim("report/2/abc")

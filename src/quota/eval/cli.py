@@ -37,6 +37,7 @@ from .metrics import Metrics, metrics_from_store
 from ..outputs import check_outputs, write_atomic
 from ..runtime import DistInfo, choose_device, dist_info
 from .runner import (
+    completion_key,
     order_samples,
     run_benchmark,
     shard_samples,
@@ -558,6 +559,8 @@ def _run_and_report(args: argparse.Namespace, bench: Benchmark, store: RunStore,
     all_done = _wait_for_all(store, info, ids, args)
     if not (info.is_main or all_done):
         return 0
+    if info.world_size > 1 and all_done and not store.claim(completion_key(store, info.world_size)):
+        return 0  # rank 0 and the last rank both saw the run finish: the other one writes the report
     return _final_report(args, store, bench, ids)
 
 

@@ -95,6 +95,17 @@ def pending_ranks(store: RunStore, world_size: int) -> list[int]:
     return pending
 
 
+def completion_key(store: RunStore, world_size: int) -> str:
+    """A key naming this completion of the run: the ranks' completion marks (each holds the time its
+    ``run_benchmark`` call returned), so a later resume of the same folder gets a new key."""
+    import hashlib
+    import json
+
+    marks = [store.get_meta(_rank_key(r)) for r in range(world_size)]
+    digest = hashlib.sha256(json.dumps(marks, sort_keys=True).encode()).hexdigest()[:16]
+    return f"report/{world_size}/{digest}"
+
+
 def wait_for_ranks(
     store: RunStore,
     world_size: int,

@@ -340,6 +340,17 @@ class RunStore:
         except sqlite3.Error as exc:  # a full disk, a read-only folder: one line, not a traceback
             raise RunStoreError(f"cannot write to results store {self.path}: {exc}") from exc
 
+    def claim(self, key: str, value: Any = True) -> bool:
+        """Set ``key`` only when it is not set yet, atomically across processes: ``True`` for the one caller that
+        set it (ranks use it so that exactly one of them writes the report of a finished run)."""
+        if key in ("fingerprint", "schema"):
+            raise RunStoreError(f"meta key {key!r} is reserved")
+        try:
+            with self._transaction() as conn:
+                return conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, _dumps(value))).rowcount == 1
+        except sqlite3.Error as exc:
+            raise RunStoreError(f"cannot write to results store {self.path}: {exc}") from exc
+
     # -- reading -----------------------------------------------------------------------------
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
