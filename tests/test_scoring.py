@@ -228,6 +228,9 @@ SCORER_PATHS = {
     "chunked": dict(prefill_chunk=5, vision_batch_size=2),
     "cached-features": dict(cache=True),
     "cached-features-chunked": dict(cache=True, prefill_chunk=7),
+    # the language model's prefix (system turn + image) kept per video; LLaVA-OneVision falls back
+    "cached-prefix": dict(cache=True, prefix=True),
+    "cached-prefix-chunked": dict(cache=True, prefix=True, prefill_chunk=7),
 }
 
 
@@ -239,6 +242,7 @@ def test_scorer_contract_every_path_gives_the_one_pass_score(fixture: str, path:
     one_pass = _fresh(scorer, vision_batch_size=None, prefill_chunk=None).score(frames, CLUE)
     options = dict(SCORER_PATHS[path])
     cached = options.pop("cache", False)
+    prefix = {"prefix_cache_bytes": 2**30} if options.pop("prefix", False) else {}
     split = _fresh(scorer, **options)
     if "prefill_chunk" in options and scorer.family not in _PLAIN_FORWARD_FAMILIES:  # refused, never approximated
         with pytest.raises(UnsupportedModelError, match=f"not of {scorer.family}; score with prefill_chunk=None"):
@@ -246,9 +250,11 @@ def test_scorer_contract_every_path_gives_the_one_pass_score(fixture: str, path:
         return
     if cached:
         cache: dict[Any, Any] = {}
-        split.score(frames, QUESTION_CLUE, cache=cache)  # another question fills the cache
-        got = split.score(frames, CLUE, cache=cache)  # this one reuses the image features (Qwen-VL families)
+        split.score(frames, QUESTION_CLUE, cache=cache, **prefix)  # another question fills the cache
+        got = split.score(frames, CLUE, cache=cache, **prefix)  # this one reuses it (Qwen-VL families)
         assert bool(cache) == split.supports_feature_cache
+        prefixes = [k for k in cache if k[0] == "lvlm_prefix"]
+        assert bool(prefixes) == (bool(prefix) and split.supports_prefix_cache)
     else:
         got = split.score(frames, CLUE)
     np.testing.assert_allclose(got, one_pass, rtol=1e-5, atol=0)

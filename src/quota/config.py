@@ -147,6 +147,15 @@ class QuotaConfig:
         scorer_feature_cache: a Qwen-VL scorer encodes each video's frames once and reuses the image
             features for every question about that video (ours; result-neutral, memory bounded to the
             current video). Off: the vision tower runs again for each new scoring question.
+        scorer_prefix_cache: a Qwen-VL scorer keeps its language model's keys and values of each frame's
+            prefix (system turn and image, everything before the question) per video and runs only the
+            question's tokens for later questions (ours; result-neutral to float rounding; needs
+            ``scorer_feature_cache``). Off: the whole prompt runs for every question.
+        scorer_prefix_cache_bytes: the most bytes those prefixes take per video (default 4 GiB); batches of
+            frames past it run the full pass.
+        overlap_stages: in :meth:`~quota.pipeline.QuoTA.plan`, the chain of thought (text only) runs on a
+            second thread while the video is decoded and the scorer prepares what does not depend on the
+            question (ours; same plan and answer). Off: one stage after the other.
         decouple_early_stop: the chain of thought stops as soon as its Step 3 line is complete (a closed
             list, or null), instead of running to ``decouple_max_new_tokens`` (ours; the parsed objects
             are those of the full generation, see docs/decouple.md).
@@ -189,6 +198,9 @@ class QuotaConfig:
     decode_colors: str = _setting("decord", "frames")
     encode_kept_only: bool = _setting(True, "run")
     scorer_feature_cache: bool = _setting(True, "run")
+    scorer_prefix_cache: bool = _setting(True, "run")
+    scorer_prefix_cache_bytes: int = _setting(4 * 2**30, "run")
+    overlap_stages: bool = _setting(False, "run")
     decouple_early_stop: bool = _setting(True, "run")
     attn_implementation: str = _setting("sdpa", "run")
 
@@ -208,6 +220,8 @@ class QuotaConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1 or none, got {value!r}")
+        if self.scorer_prefix_cache_bytes < 0:
+            raise ConfigError(f"scorer_prefix_cache_bytes must be >= 0, got {self.scorer_prefix_cache_bytes}")
         if self.frames_per_hour < 0:
             raise ConfigError(f"frames_per_hour must be >= 0, got {self.frames_per_hour}")
         if self.weight_scale <= 0 or self.weight_power <= 0:

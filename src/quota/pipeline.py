@@ -64,7 +64,8 @@ class _VideoWork:
     scores: dict[tuple[Any, ...], _Timed] = field(default_factory=dict)
     #: Native-grid features ``[H, W, C]`` of single frames, by position (``encode_kept_only``).
     frame_features: dict[int, torch.Tensor] = field(default_factory=dict)
-    #: The scorer's own per-video cache (its image features; ``scorer_feature_cache``).
+    #: The scorer's own per-video cache (its image features and prefixes; ``scorer_feature_cache``,
+    #: ``scorer_prefix_cache``).
     scorer_cache: dict[Any, Any] = field(default_factory=dict)
 
 
@@ -258,10 +259,8 @@ class QuoTA:
         timings: dict[str, float] = {}
         reused: list[str] = []
         began = on_stage or _ignore
-        began("decode")
-        work = self._video(video, timings, reused)
-        began("decouple")
-        clue = self._stage(timings, reused, "decouple", self._clue(question, options))
+        work, clued = self._video_and_clue(video, question, options, timings, reused, began)
+        clue = self._stage(timings, reused, "decouple", clued)
         began("score")
         scores = self._stage(timings, reused, "score", self._scores(work, clue))
         frames = work.frames.value
@@ -461,11 +460,65 @@ class QuoTA:
             self._stage(timings, reused, "decode", (work.frames, hit))
         return work
 
-    def _clue(self, question: str, options: Sequence[str] | None) -> tuple[_Timed, bool]:
-        if not self.uses_clue or self._config.decouple == "none" or self.decoupler is None:
-            return _Timed(Clue(objects=None, mode="none", question=question), 0.0), False
+    def _video_and_clue(self, video: Any, question: str, options: Sequence[str] | None, timings: dict[str, float],
+                        reused: list[str], began: Any) -> tuple[_VideoWork, tuple[_Timed, bool]]:
+        """The video's work and the clue: one after the other, or (``overlap_stages``, when the chain of thought
+        has to run) the chain of thought on a second thread while this one decodes the video and lets the scorer
+        prepare what does not depend on the question (``began`` then hears "decode" and "decouple" before both
+        start). The thread is always joined before this returns or raises."""
+        if not self._overlaps(question, options):
+            began("decode")
+            work = self._video(video, timings, reused)
+            began("decouple")
+            return work, self._clue(question, options)
+        from concurrent.futures import ThreadPoolExecutor
+
+        began("decode")
+        began("decouple")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quota-decouple") as pool:
+            pending = pool.submit(self._clue, question, options)
+            work = self._video(video, timings, reused)
+            self._prepare_scorer(work, timings)
+            return work, pending.result()
+
+    def _overlaps(self, question: str, options: Sequence[str] | None) -> bool:
+        """Whether :meth:`_video_and_clue` runs the chain of thought on a second thread: asked for, a chain of
+        thought to run (not cached), and two different models (a scorer on the base model runs after it)."""
+        if not self._config.overlap_stages or not self._decouples() or self._clue_key(question, options) in self._cache.clues:
+            return False
+        return getattr(self.scorer, "model", None) is not getattr(self.adapter, "model", None)
+
+    def _prepare_scorer(self, work: _VideoWork, timings: dict[str, float]) -> None:
+        """The scorer's question-independent work on this video (image features, prefixes) into its per-video
+        cache, timed as part of the ``score`` stage."""
+        prepare = getattr(self.scorer, "prepare", None)
+        if prepare is None or not self._config.scorer_feature_cache:
+            return
+        if not getattr(self.scorer, "supports_feature_cache", False):
+            return
+        with _timer(timings, "score"):
+            prepare(work.frames.value, cache=work.scorer_cache, **self._scorer_options())
+
+    def _scorer_options(self) -> dict[str, Any]:
+        """The scorer's keyword options for its per-video cache: the prefix bound when prefix reuse is on and
+        the scorer supports it."""
         cfg = self._config
-        key = (question, tuple(options or ())) + tuple(getattr(cfg, f) for f in _DECOUPLE_FIELDS)
+        if cfg.scorer_prefix_cache and getattr(self.scorer, "supports_prefix_cache", False):
+            return {"prefix_cache_bytes": cfg.scorer_prefix_cache_bytes}
+        return {}
+
+    def _decouples(self) -> bool:
+        """Whether a chain of thought runs for a question (a clue-reading scorer, decoupling on, a base model)."""
+        return self.uses_clue and self._config.decouple != "none" and self.decoupler is not None
+
+    def _clue_key(self, question: str, options: Sequence[str] | None) -> tuple[Any, ...]:
+        cfg = self._config
+        return (question, tuple(options or ())) + tuple(getattr(cfg, f) for f in _DECOUPLE_FIELDS)
+
+    def _clue(self, question: str, options: Sequence[str] | None) -> tuple[_Timed, bool]:
+        if not self._decouples():
+            return _Timed(Clue(objects=None, mode="none", question=question), 0.0), False
+        key = self._clue_key(question, options)
         clues = self._cache.clues
         if key in clues:
             clues.move_to_end(key)
@@ -489,7 +542,8 @@ class QuoTA:
         frames = work.frames.value
         start = time.perf_counter()
         if cfg.scorer_feature_cache and getattr(self.scorer, "supports_feature_cache", False):
-            raw = self.scorer.score(frames, clue, cache=work.scorer_cache)  # image features once per video
+            # image features (and prefixes) once per video
+            raw = self.scorer.score(frames, clue, cache=work.scorer_cache, **self._scorer_options())
         else:
             raw = self.scorer.score(frames, clue)
         scores = np.asarray(raw, dtype=np.float64).reshape(-1)

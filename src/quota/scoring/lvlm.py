@@ -32,6 +32,7 @@ from ..config import SCORE_NORMALIZATIONS
 from .question import NO_LETTER, YES_LETTER, scoring_question
 from ..errors import ConfigError, ProcessorNotFoundError, UnsupportedModelError
 from ..types import Clue, Frames
+from .prefix import PREFIX_KEY, PrefixEntry, frames_fingerprint, kv_bytes, prefix_bytes_in, prefix_split, tensor_digest
 from .base import (
     DEEPSTACK_FAMILIES,
     LVLM_FAMILIES,
@@ -361,6 +362,14 @@ class LVLMScorer(CheckpointScorer):
         """
         import torch
 
+        batch = self._on_device(inputs)
+        with torch.inference_mode():
+            return self._yes_no(self._forward(batch, features).logits)
+
+    def _on_device(self, inputs: Any) -> dict[str, Any]:
+        """``inputs``' tensors on the model's device, floating ones in its dtype."""
+        import torch
+
         batch = {}
         for key, value in inputs.items():
             if isinstance(value, torch.Tensor):
@@ -368,12 +377,14 @@ class LVLMScorer(CheckpointScorer):
                 if value.is_floating_point():
                     value = value.to(self.dtype)
             batch[key] = value
-        with torch.inference_mode():
-            output = self._forward(batch, features)
-            last = output.logits[:, -1, :].float()
-            logp = torch.log_softmax(last, dim=-1)
-            picked = logp[:, [self.yes_token_id, self.no_token_id]]
-        return picked.double().cpu().numpy()
+        return batch
+
+    def _yes_no(self, logits: Any) -> np.ndarray:
+        """Log-probabilities ``[B, 2]`` (yes, no) from logits ``[B, *, V]`` (last position; softmax in float32)."""
+        import torch
+
+        logp = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+        return logp[:, [self.yes_token_id, self.no_token_id]].double().cpu().numpy()
 
     def _forward(self, batch: dict[str, Any], features: Sequence[Any] | None = None) -> Any:
         """One forward pass with logits for the last position only (vision encoded in chunks if asked, or
@@ -406,17 +417,27 @@ class LVLMScorer(CheckpointScorer):
         """
         from types import SimpleNamespace
 
+        self._check_plain_forward("chunked prefill", "prefill_chunk=None")
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        per_image = self.encode_images(batch) if features is None else features
+        embeds = self._embeddings(ids, per_image)
+        hidden, _ = self._language_model(embeds, self._positions(batch), mask, None, chunk)
+        return SimpleNamespace(logits=self.model.lm_head(hidden[:, -1:]))
+
+    def _check_plain_forward(self, what: str, instead: str) -> None:
+        if self.family not in _PLAIN_FORWARD_FAMILIES:  # e.g. Qwen3-VL adds deepstack features inside its LM
+            raise UnsupportedModelError(
+                f"{self.model_id}: {what} rebuilds the forward of {', '.join(_PLAIN_FORWARD_FAMILIES)} only, "
+                f"not of {self.family}; score with {instead}"
+            )
+
+    def _embeddings(self, ids: Any, per_image: Sequence[Any]) -> Any:
+        """Token embeddings ``[B, L, hidden]`` of ``ids`` with the image features scattered into its image
+        placeholders (every placeholder of ``ids`` gets one feature row, in order)."""
         import torch
 
-        if self.family not in _PLAIN_FORWARD_FAMILIES:  # Qwen3-VL adds deepstack features inside its LM
-            raise UnsupportedModelError(
-                f"{self.model_id}: chunked prefill rebuilds the forward of {', '.join(_PLAIN_FORWARD_FAMILIES)} only, "
-                f"not of {self.family}; score with prefill_chunk=None"
-            )
-        model, core = self.model, self.model.model
-        ids, mask = batch["input_ids"], batch["attention_mask"]
+        model = self.model
         embeds = model.get_input_embeddings()(ids)
-        per_image = self.encode_images(batch) if features is None else features
         features = torch.cat(list(per_image)).to(embeds.device, embeds.dtype)
         slots = (ids == model.config.image_token_id)[..., None].expand_as(embeds)
         if int(slots[..., 0].sum()) != features.shape[0]:
@@ -424,24 +445,43 @@ class LVLMScorer(CheckpointScorer):
                 f"{self.model_id}: {int(slots[..., 0].sum())} image placeholders for {features.shape[0]} image "
                 "features; score with prefill_chunk=None"
             )
-        embeds = embeds.masked_scatter(slots, features)
+        return embeds.masked_scatter(slots, features)
+
+    def _positions(self, batch: dict[str, Any]) -> Any:
+        """The position ids the model's own forward uses for the whole of ``batch``: Qwen-VL's multimodal rotary
+        positions ``[3, B, L]`` (from its ``get_rope_index``), else ``0..L-1`` per row."""
+        import torch
+
+        ids, mask = batch["input_ids"], batch["attention_mask"]
         if self.family in QWEN_FAMILIES:
-            positions, _ = core.get_rope_index(
+            positions, _ = self.model.model.get_rope_index(
                 ids, mm_token_type_ids=batch["mm_token_type_ids"], image_grid_thw=batch["image_grid_thw"],
                 attention_mask=mask,
             )
-        else:
-            positions = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
+            return positions
+        return torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
+
+    def _language_model(self, embeds: Any, positions: Any, mask: Any, cache: Any, chunk: int | None) -> tuple[Any, Any]:
+        """Run the language model over ``embeds`` ``[B, S, hidden]`` after the ``P`` positions already in
+        ``cache`` (``None``: none), ``chunk`` tokens at a time (``None``: all at once).
+
+        ``positions`` are the new tokens' position ids (``[..., B, S]``) and ``mask`` the padding mask of all
+        ``P + S`` positions. Returns the last chunk's hidden states and the grown cache.
+        """
+        core = self.model.model
         language_model = getattr(core, "language_model", None) or core.text_model  # SmolVLM: text_model
-        cache = None
-        for start in range(0, ids.shape[1], chunk):
-            stop = min(start + chunk, ids.shape[1])
+        done = mask.shape[1] - embeds.shape[1]
+        step = int(chunk or embeds.shape[1])
+        out = None
+        for start in range(0, embeds.shape[1], step):
+            stop = min(start + step, embeds.shape[1])
             out = language_model(
                 inputs_embeds=embeds[:, start:stop], position_ids=positions[..., start:stop],
-                attention_mask=mask[:, :stop], cache=cache, use_cache=True,
+                attention_mask=mask[:, : done + stop], cache=cache, use_cache=True,
             )
             cache = out.cache
-        return SimpleNamespace(logits=model.lm_head(out.last_hidden_state[:, -1:]))
+        assert out is not None
+        return out.last_hidden_state, cache
 
     def _tick(self, frames: int) -> None:
         """Advance the scoring bar by ``frames`` whose image features are ready."""
@@ -505,7 +545,14 @@ class LVLMScorer(CheckpointScorer):
         """Whether :meth:`score` can reuse image features through its ``cache`` argument (Qwen-VL families)."""
         return self.family in QWEN_FAMILIES
 
-    def score(self, frames: Frames | np.ndarray, clue: Clue, *, cache: dict[Any, Any] | None = None) -> np.ndarray:
+    @property
+    def supports_prefix_cache(self) -> bool:
+        """Whether :meth:`score` can keep the language model's prefix (system turn and image) per video
+        through ``cache`` and ``prefix_cache_bytes`` (the Qwen-VL families; others run the full pass)."""
+        return self.supports_feature_cache and self.family in _PLAIN_FORWARD_FAMILIES
+
+    def score(self, frames: Frames | np.ndarray, clue: Clue, *, cache: dict[Any, Any] | None = None,
+              prefix_cache_bytes: int = 0) -> np.ndarray:
         """Relevance of each frame to ``clue``: float64 ``[T]`` in [0, 1].
 
         Args:
@@ -514,26 +561,54 @@ class LVLMScorer(CheckpointScorer):
             cache: a dict owned by the caller for one video (the pipeline keeps one per video). The image
                 features of these frames are stored in it on the first call and reused by later calls with
                 other clues, so the vision tower runs once per video. The scores are the same as without
-                it (the image features do not depend on the question). Ignored for non-Qwen families.
+                it (the image features do not depend on the question). Entries are keyed by a digest of the
+                frames' pixels and the scorer settings, so a dict shared by mistake gives right scores
+                (only slower). Ignored for non-Qwen families.
+            prefix_cache_bytes: with ``cache``, also keep the language model's keys and values of each
+                batch's prefix (system turn and image, everything before the question) in it, up to this many
+                bytes in all, and run only the question's tokens on them for later questions (0: off; batches
+                that do not fit run the full pass). Scores agree with the full pass to float rounding.
         """
         frames = as_frames(frames)
         question = self.question_for(clue)
         if cache is None or not self.supports_feature_cache:
             return self.score_images(frames.pixels, question)
-        return self._score_cached(check_images(frames.pixels), question, cache)
+        return self._score_cached(check_images(frames.pixels), question, cache, prefix_cache_bytes)
+
+    def prepare(self, frames: Frames | np.ndarray, *, cache: dict[Any, Any], prefix_cache_bytes: int = 0) -> None:
+        """Compute into ``cache`` what :meth:`score` would compute for these frames that does not depend on
+        the question: the image features and, with ``prefix_cache_bytes``, the prefixes. A later
+        :meth:`score` with the same cache and settings reuses them. Does nothing for families without the
+        feature cache."""
+        if not self.supports_feature_cache:
+            return
+        pictures = check_images(as_frames(frames).pixels)
+        if prefix_cache_bytes > 0 and self.supports_prefix_cache:
+            # the prefix ends before the question's first token, so any question gives the same one
+            self._score_cached(pictures, "?", cache, prefix_cache_bytes, prefix_only=True)
+        else:
+            self.image_features(pictures, cache)
 
     # -----------------------------------------------------------------------------------------------------
     # Scoring with image features kept per video
     # -----------------------------------------------------------------------------------------------------
 
-    def image_features(self, images: Sequence[np.ndarray], cache: dict[Any, Any]) -> tuple[list[Any], list[Any]]:
+    def video_key(self, images: Sequence[np.ndarray]) -> tuple[Any, ...]:
+        """What decides every cached result about these frames: the model, the scorer settings that change
+        image features or prefixes (pixel cap, vision batch, chunk size, dtype, device) and the pixels."""
+        return (id(self.model), self.max_pixels, self.vision_batch_size, self.prefill_chunk, str(self.dtype),
+                str(self.device), frames_fingerprint(images))
+
+    def image_features(self, images: Sequence[np.ndarray], cache: dict[Any, Any],
+                       video: tuple[Any, ...] | None = None) -> tuple[list[Any], list[Any]]:
         """Per-image features ``[tokens_i, hidden]`` and ``image_grid_thw`` rows ``[3]`` of ``images``, from
-        ``cache`` when it holds them (same scorer settings, same number of images), else computed (the
-        processor's image path, ``vision_batch_size`` images per vision-tower pass) and stored there."""
+        ``cache`` when it holds them (same frames, same scorer settings: :meth:`video_key`, or ``video`` when
+        already computed), else computed (the processor's image path, ``vision_batch_size`` images per
+        vision-tower pass) and stored there."""
         import torch
         from PIL import Image
 
-        key = ("lvlm_image_features", id(self.model), self.max_pixels)
+        key = ("lvlm_image_features",) + (self.video_key(images) if video is None else video)
         entry = cache.get(key)
         if entry is not None and len(entry[0]) == len(images):
             return entry
@@ -570,14 +645,26 @@ class LVLMScorer(CheckpointScorer):
         enc["image_grid_thw"] = torch.stack([torch.as_tensor(g) for g in grids])
         return enc
 
-    def _score_cached(self, pictures: Sequence[np.ndarray], question: str, cache: dict[Any, Any]) -> np.ndarray:
+    def _score_cached(self, pictures: Sequence[np.ndarray], question: str, cache: dict[Any, Any],
+                      prefix_cache_bytes: int = 0, *, prefix_only: bool = False) -> np.ndarray:
         from tqdm.auto import tqdm
 
         prompt = self.prompt(question)
-        features, grids = self.image_features(pictures, cache)
+        video = self.video_key(pictures)
+        features, grids = self.image_features(pictures, cache, video)
+        use_prefix = prefix_cache_bytes > 0 and self.supports_prefix_cache
 
         def step(start: int, stop: int) -> np.ndarray:
-            return self.log_probs(self.text_inputs(prompt, grids[start:stop]), features=features[start:stop])
+            inputs = self.text_inputs(prompt, grids[start:stop])
+            if use_prefix:
+                where = video + (start, stop)
+                got = self._prefix_log_probs(inputs, features[start:stop], cache, where, prefix_cache_bytes,
+                                             prefix_only)
+                if got is not None:
+                    return got
+            if prefix_only:
+                return np.zeros((0, 2))
+            return self.log_probs(inputs, features=features[start:stop])
 
         with tqdm(total=len(pictures), desc="Scoring frames", unit="frame", disable=self.quiet, leave=False) as bar:
             parts, self.working_batch_size = run_batched(
@@ -585,7 +672,43 @@ class LVLMScorer(CheckpointScorer):
                 hint="Lower max_pixels, use a smaller dtype (bfloat16) or score on a device with more memory.",
             )
         logp = np.concatenate(parts, axis=0)
+        if prefix_only:
+            return logp
         return finish_scores(scores_from_log_probs(logp, self.normalize), len(pictures))
+
+    def _prefix_log_probs(self, inputs: Any, features: Sequence[Any], cache: dict[Any, Any], where: tuple[Any, ...],
+                          limit: int, prefix_only: bool) -> np.ndarray | None:
+        """:meth:`log_probs` of one batch on its prefix kept in ``cache`` (computed and stored first when
+        missing): the language model runs the tokens after the image only, on the prefix's keys and values,
+        with the position ids of the whole prompt (so its multimodal rotary positions continue exactly as in
+        the full pass). ``None`` when the batch has no common prefix or a new one would take the prefix
+        entries past ``limit`` bytes: the caller then runs the full pass. With ``prefix_only``, only ensures
+        the entry (returns ``[0, 2]``)."""
+        import torch
+
+        batch = self._on_device(inputs)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        split = prefix_split(ids, self.model.config.image_token_id)
+        if split is None or split >= ids.shape[1]:
+            return None
+        key = (PREFIX_KEY,) + where + (tensor_digest(ids[:, :split]), tensor_digest(mask[:, :split]))
+        entry = cache.get(key)
+        if entry is None and prefix_bytes_in(cache) + kv_bytes(self.model.config, ids.shape[0], split, self.dtype) > limit:
+            return None
+        with torch.inference_mode():
+            positions = self._positions(batch)
+            if entry is None:
+                embeds = self._embeddings(ids[:, :split], features)
+                _, kv = self._language_model(embeds, positions[..., :split], mask[:, :split], None, self.prefill_chunk)
+                entry = cache[key] = PrefixEntry.from_cache(kv, split)
+            if prefix_only:
+                return np.zeros((0, 2))
+            rest = ids[:, split:]
+            if bool((rest == self.model.config.image_token_id).any()):  # cannot happen: split is past every image
+                return None
+            embeds = self.model.get_input_embeddings()(rest)
+            hidden, _ = self._language_model(embeds, positions[..., split:], mask, entry.cache(), self.prefill_chunk)
+            return self._yes_no(self.model.lm_head(hidden[:, -1:]))
 
     def score_images(self, images: Sequence[np.ndarray] | np.ndarray, question: str) -> np.ndarray:
         """Relevance of each image to a scoring question: float64 ``[N]`` in [0, 1].
