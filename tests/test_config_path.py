@@ -90,6 +90,7 @@ CHANGES = {
     "grid_shape": "square", "time_frames": "kept",
     "decode_max_pixels": 40 * 30, "decode_max_bytes": 10**6, "decode_colors": "bt601",
     "encode_kept_only": False, "scorer_feature_cache": False, "decouple_early_stop": False,
+    "scorer_prefix_cache": False, "scorer_prefix_cache_bytes": 1024, "overlap_stages": True,
     "prompts": "quota", "clue_parser": "quota", "chat_template": "model",
 }
 
