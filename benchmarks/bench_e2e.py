@@ -8,13 +8,17 @@ download, no network). Then, on one generated video and three questions (as Vide
 - ``baseline``: the base model's own video path on 64 uniform frames (the paper's baseline);
 - ``paper-noopt``: the paper's settings with our result-neutral speed-ups switched off (how quota ran before);
 - ``paper``, ``paper-half``: the presets (speed-ups on: they do not change results);
+- ``paper-noprefix``, ``paper-half-noprefix``: the presets without the scorer's prefix reuse (issue 21);
+- ``paper-overlap``: ``paper`` with the chain of thought overlapped with decoding and the scorer's preparation;
 - ``fast``: our cheaper preset (not the paper's settings).
 
 For each it prints seconds per stage (probe+decode, decoupling, scorer preprocessing, scorer vision, scorer
 language model, base vision, prefill, generation, the rest = assignment and input building), peak memory
 (GPU, and host RSS), tokens fed to each model and the ratio to the baseline; then an analytic FLOP count per
 stage at the real sizes (2·parameters·tokens + attention) for 640x360 and 1280x720 videos, with the scorer at
-the paper's cap (1280·28·28 pixels) and at 448x448.
+the paper's cap (1280·28·28 pixels) and at 448x448. Both tables end with "× the paper's reported ratio": the
+ratio to the baseline divided by what the paper measured for the same setting (×1.42 for ``paper``, ×0.92 for
+``paper-half``), so below 1 means cheaper than the paper's own overhead.
 
 Random weights write arbitrary text and give arbitrary frame scores, so the run fixes what would otherwise
 depend on the weights (printed with the table): every generation writes exactly ``--decouple-tokens`` (chain
@@ -71,8 +75,19 @@ STAGES = ["decode", "decouple", "score_prep", "score_vision", "score_lm", "base_
 STAGE_NAMES = {
     "decode": "probe+decode", "decouple": "decoupling", "score_prep": "scorer preprocess",
     "score_vision": "scorer vision", "score_lm": "scorer LM", "base_vision": "base vision",
-    "prefill": "prefill", "generate": "generation", "other": "assign+other",
+    "prefill": "prefill", "generate": "generation", "other": "assign+other", "score_prefix": "scorer LM prefix",
 }
+#: What the paper reports as its wall time over the baseline's, per preset (the target of "× the paper's ratio").
+PAPER_RATIOS = {"paper": 1.42, "paper-half": 0.92}
+
+
+def paper_ratio(name: str) -> float | None:
+    """The paper's reported ratio for a run or row name (``paper-half...`` → 0.92, other ``paper...`` → 1.42)."""
+    if name.startswith("paper-half"):
+        return PAPER_RATIOS["paper-half"]
+    if name.startswith("paper"):
+        return PAPER_RATIOS["paper"]
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -409,6 +424,11 @@ class ProfileScorer:
         self.inner = inner
         self.seed = seed
         self.supports_feature_cache = getattr(inner, "supports_feature_cache", False)
+        self.supports_prefix_cache = getattr(inner, "supports_prefix_cache", False)
+        self.model = getattr(inner, "model", None)
+
+    def prepare(self, frames: Any, **kwargs: Any) -> None:
+        self.inner.prepare(frames, **kwargs)
 
     def score(self, frames: Any, clue: Any, **kwargs: Any) -> np.ndarray:
         self.inner.score(frames, clue, **kwargs)
@@ -530,8 +550,12 @@ def run_variant(name: str, preset: str, overrides: dict[str, Any], base: Any, sc
 
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("baseline", "paper", {}),
-    ("paper-noopt", "paper", {"encode_kept_only": False, "scorer_feature_cache": False, "decouple_early_stop": False}),
+    ("paper-noopt", "paper", {"encode_kept_only": False, "scorer_feature_cache": False, "decouple_early_stop": False,
+                              "scorer_prefix_cache": False}),
+    ("paper-noprefix", "paper", {"scorer_prefix_cache": False}),
     ("paper", "paper", {}),
+    ("paper-overlap", "paper", {"overlap_stages": True}),
+    ("paper-half-noprefix", "paper-half", {"scorer_prefix_cache": False}),
     ("paper-half", "paper-half", {}),
     ("fast-qwen", "fast-qwen", {}),
     ("fast", "fast", {}),
@@ -586,10 +610,11 @@ class FlopInputs:
     answer_prompt: int = 594  # question, options and the time instruction (every sampled frame's time)
     answer_tokens: int = 2
     scorer_text: int = 72  # text tokens in each frame's scoring turn (chat template, question, padding)
+    scorer_prefix_text: int = 21  # of those, the ones before the image (system turn, user header, vision start)
 
 
-def flop_table(inputs: FlopInputs) -> list[tuple[str, dict[str, float], bool]]:
-    """Rows ``(label, FLOPs per stage for one question, scorer features reusable per video)``."""
+def flop_table(inputs: FlopInputs) -> list[tuple[str, dict[str, float], tuple[str, ...]]]:
+    """Rows ``(label, FLOPs per stage for one question, the stages computed once per video)``."""
     base = load_size("llava-video-7b-qwen2-hf.json")
     scorer = load_size("qwen2-vl-2b-instruct.json")
     clip = load_size("siglip-base-patch16-224.json")
@@ -607,10 +632,12 @@ def flop_table(inputs: FlopInputs) -> list[tuple[str, dict[str, float], bool]]:
         gen = sum(lm_flops(bt, 1, prompt + k) for k in range(inputs.answer_tokens - 1))
         return lm_flops(bt, prompt), gen
 
-    rows: list[tuple[str, dict[str, float], bool]] = []
+    rows: list[tuple[str, dict[str, float], tuple[str, ...]]] = []
+    per_video = ("score_vision",)  # the scorer's image features, once per video (scorer_feature_cache)
+    with_prefix = ("score_vision", "score_prefix")  # and its prefixes (scorer_prefix_cache)
     b_pref, b_gen = answer(inputs.baseline_frames * 196 + 1)
     rows.append(("baseline, 64 frames", {"base_vision": base_vision(inputs.baseline_frames), "prefill": b_pref,
-                                         "generate": b_gen}, False))
+                                         "generate": b_gen}, ()))
     decouple = lm_flops(bt, inputs.decouple_prompt) + sum(
         lm_flops(bt, 1, inputs.decouple_prompt + k) for k in range(inputs.decouple_tokens - 1))
     pref, gen = answer(inputs.budget + 1)
@@ -628,22 +655,29 @@ def flop_table(inputs: FlopInputs) -> list[tuple[str, dict[str, float], bool]]:
             svis = vit_flops(sv["embed_dim"], sv["embed_dim"] * sv["mlp_ratio"], sv["depth"], merged * 4, inputs.frames)
             svis += inputs.frames * merged * 2 * (4 * sv["embed_dim"]) * (4 * sv["embed_dim"] + sv["hidden_size"])
             slm = inputs.frames * lm_flops(st, merged + inputs.scorer_text)
+            # prefix reuse: system turn + image once per video (no head), the question's tokens per question
+            prefix = merged + inputs.scorer_prefix_text
+            suffix = inputs.scorer_text - inputs.scorer_prefix_text
+            s_prefix = inputs.frames * lm_flops(st, prefix, logits=0)
+            s_suffix = inputs.frames * lm_flops(st, suffix, context=prefix)
             common = {"decouple": decouple, "score_vision": svis, "score_lm": slm}
+            reused = {"decouple": decouple, "score_vision": svis, "score_prefix": s_prefix, "score_lm": s_suffix}
             tag = f"{res}, scorer {cap_name} = {merged} tok/frame"
+            answer_full = {"base_vision": base_vision(inputs.kept), "prefill": pref, "generate": gen}
+            answer_half = {"base_vision": base_vision(inputs.kept), "prefill": half_pref, "generate": half_gen}
             if cap == 1280 * 28 * 28:
                 rows.append((f"paper-noopt {tag}", {**common, "base_vision": base_vision(inputs.frames),
-                                                    "prefill": pref, "generate": gen}, False))
-                rows.append((f"paper {tag}", {**common, "base_vision": base_vision(inputs.kept), "prefill": pref,
-                                              "generate": gen}, True))
-                rows.append((f"paper-half {tag}", {**common, "base_vision": base_vision(inputs.kept),
-                                                   "prefill": half_pref, "generate": half_gen}, True))
+                                                    "prefill": pref, "generate": gen}, ()))
+                rows.append((f"paper-noprefix {tag}", {**common, **answer_full}, per_video))
+                rows.append((f"paper {tag}", {**reused, **answer_full}, with_prefix))
+                rows.append((f"paper-half-noprefix {tag}", {**common, **answer_half}, per_video))
+                rows.append((f"paper-half {tag}", {**reused, **answer_half}, with_prefix))
             else:
                 name = "fast-qwen" if cap == 64 * 28 * 28 else "paper"
-                rows.append((f"{name} {tag}", {**common, "base_vision": base_vision(inputs.kept), "prefill": pref,
-                                               "generate": gen}, True))
+                rows.append((f"{name} {tag}", {**reused, **answer_full}, with_prefix))
         rows.append((f"fast {res}, scorer SigLIP-base 224² = {c_patches} patches/frame", {
             "decouple": decouple, "score_vision": c_vis, "score_lm": c_txt, "base_vision": base_vision(inputs.kept),
-            "prefill": pref, "generate": gen}, False))
+            "prefill": pref, "generate": gen}, ()))
     return rows
 
 
@@ -704,22 +738,30 @@ def print_flops(inputs: FlopInputs, out: list[str], questions: int = 3) -> None:
                f"the baseline's, with fast's {1 + gib['SigLIP-base'] / gib['LLaVA-Video-7B']:.2f}×.")
     rows = flop_table(inputs)
     base_total = sum(rows[0][1].values())
-    cols = ["decouple", "score_vision", "score_lm", "base_vision", "prefill", "generate"]
+    cols = ["decouple", "score_vision", "score_prefix", "score_lm", "base_vision", "prefill", "generate"]
     out.append("")
     out.append(f"Analytic TFLOPs per question at the real sizes ({inputs.frames} sampled frames, {inputs.kept} kept, "
                f"budget {inputs.budget}; text tokens: decoupling {inputs.decouple_prompt} + {inputs.decouple_tokens} "
                f"written, answer prompt {inputs.answer_prompt} + visual, {inputs.answer_tokens} written, scorer "
-               f"{inputs.scorer_text} per frame). Last column: per question over a video with {questions} "
-               "questions, the scorer's image features computed once per video.")
+               f"{inputs.scorer_text} per frame, {inputs.scorer_prefix_text} of them before the image). "
+               f"'{questions} q/video': per question over a video with {questions} questions, the scorer's image "
+               "features (and, with prefix reuse, its prefixes: rows without '-noprefix') computed once per video. "
+               "'overlapped': the same with the chain of thought of the video's first question run while the "
+               "scorer prepares (overlap_stages; the FLOPs are the same, this is the critical path). Last column: "
+               f"'{questions} q/video' divided by the paper's reported ratio (1.42 paper, 0.92 paper-half).")
     out.append("| run | " + " | ".join(STAGE_NAMES.get(c, c) for c in cols)
-               + f" | total | × baseline | × baseline, {questions} q/video |")
-    out.append("|---|" + "---|" * (len(cols) + 3))
-    for label, parts, cached in rows:
+               + f" | total | × baseline | × baseline, {questions} q/video | overlapped | × the paper's reported ratio |")
+    out.append("|---|" + "---|" * (len(cols) + 5))
+    for label, parts, once in rows:
         total = sum(parts.values())
-        amortised = total - (parts.get("score_vision", 0.0) * (1 - 1 / questions) if cached else 0.0)
+        shared = sum(parts.get(stage, 0.0) for stage in once)
+        amortised = total - shared * (1 - 1 / questions)
+        hidden = min(parts.get("decouple", 0.0), shared) / questions if once else 0.0
         cells = " | ".join(f"{parts.get(c, 0.0) / 1e12:.1f}" for c in cols)
+        ratio = paper_ratio(label) if "paper cap" in label else None
+        versus = f"{amortised / base_total / ratio:.2f}" if ratio else "-"
         out.append(f"| {label} | {cells} | {total / 1e12:.1f} | {total / base_total:.2f} | "
-                   f"{amortised / base_total:.2f} |")
+                   f"{amortised / base_total:.2f} | {(amortised - hidden) / base_total:.2f} | {versus} |")
     paper = next(parts for label, parts, _ in rows if label.startswith("paper 640x360"))
     out.append("")
     out.append("Other bases, each against its own 64-frame video path on the same 640x360 video (QuoTA's budget = "
@@ -727,8 +769,9 @@ def print_flops(inputs: FlopInputs, out: list[str], questions: int = 3) -> None:
                "benchmarks/configs/*.json):")
     out.append(f"| base | tokens/frame | baseline TFLOPs | QuoTA TFLOPs | × baseline | × baseline, {questions} q/video |")
     out.append("|---|---|---|---|---|---|")
-    for name, baseline, quota, per_frame in base_family_rows(inputs, paper["score_vision"] + paper["score_lm"]):
-        amortised = quota - paper["score_vision"] * (1 - 1 / questions)
+    per_video = paper["score_vision"] + paper.get("score_prefix", 0.0)  # the scorer's features and prefixes
+    for name, baseline, quota, per_frame in base_family_rows(inputs, per_video + paper["score_lm"]):
+        amortised = quota - per_video * (1 - 1 / questions)
         out.append(f"| {name} | {per_frame} | {baseline / 1e12:.1f} | {quota / 1e12:.1f} | {quota / baseline:.2f} | "
                    f"{amortised / baseline:.2f} |")
 
@@ -753,14 +796,17 @@ def make_bench_video(width: int, height: int, minutes: float, fps: float) -> Pat
 def format_table(results: list[dict[str, Any]], out: list[str]) -> None:
     base = results[0]
     out.append("| run | " + " | ".join(STAGE_NAMES[s] for s in STAGES)
-               + " | total s | × baseline | kept/sampled | GPU peak GiB | host RSS peak GiB |")
-    out.append("|---|" + "---|" * (len(STAGES) + 5))
+               + " | total s | × baseline | × the paper's reported ratio | kept/sampled | GPU peak GiB | "
+               "host RSS peak GiB |")
+    out.append("|---|" + "---|" * (len(STAGES) + 6))
     for r in results:
         secs = " | ".join(f"{r['seconds'][s]:.2f}" for s in STAGES)
         kept = f"{np.mean(r['kept']):.0f}/{r['sampled'][0]}" if r["kept"] else "64/64"
         gpu = f"{r['gpu_peak'] / 2**30:.2f}" if r["gpu_peak"] is not None else "-"
-        out.append(f"| {r['name']} | {secs} | {r['wall']:.2f} | {r['wall'] / base['wall']:.2f} | {kept} | {gpu} | "
-                   f"{r['rss_peak'] / 2**30:.2f} |")
+        ratio = paper_ratio(r["name"])
+        versus = f"{r['wall'] / base['wall'] / ratio:.2f}" if ratio else "-"
+        out.append(f"| {r['name']} | {secs} | {r['wall']:.2f} | {r['wall'] / base['wall']:.2f} | {versus} | {kept} | "
+                   f"{gpu} | {r['rss_peak'] / 2**30:.2f} |")
     out.append("")
     out.append("Tokens fed to each model (all questions):")
     for r in results:
@@ -843,7 +889,16 @@ def main(argv: list[str] | None = None) -> int:
     cur = next((r for r in results if r["name"] == "paper"), None)
     if pre and cur:
         out.append(f"\npaper with the result-neutral speed-ups / without them: {cur['wall'] / pre['wall']:.2f}")
+    for new, old, what in (("paper", "paper-noprefix", "with the scorer's prefix reuse / without"),
+                           ("paper-half", "paper-half-noprefix", "with the scorer's prefix reuse / without"),
+                           ("paper-overlap", "paper", "with the stages overlapped / without")):
+        a = next((r for r in results if r["name"] == new), None)
+        b = next((r for r in results if r["name"] == old), None)
+        if a and b:
+            out.append(f"{new} / {old} ({what}): {a['wall'] / b['wall']:.2f}")
+    # the scorer's full prompt length comes from a run without prefix reuse (with it, later questions run less)
     tokens = next((r["tokens"] for r in results if r["name"] == "paper"), {})
+    scorer_tokens = next((r["tokens"] for r in results if r["name"] in ("paper-noprefix", "paper-noopt")), {})
     n_q = max(args.questions, 1)
     inputs = FlopInputs(
         decouple_prompt=int(tokens.get("decouple prompt", 700 * n_q) / n_q),
@@ -851,11 +906,12 @@ def main(argv: list[str] | None = None) -> int:
         kept=int(np.mean(cur["kept"])) if cur and cur["kept"] else 32,
         answer_prompt=max(0, int(results[0]["tokens"].get("base prefill", 0) / n_q) - 12545) or 594,
     )
-    if cur and cur["kept"] and tokens.get("scorer LM"):
+    if cur and cur["kept"] and scorer_tokens.get("scorer LM"):
         from quota.config import get_config
 
         merged = int(np.prod(qwen_grid(height, width, get_config("paper").scorer_max_pixels)))
-        inputs.scorer_text = max(0, round(tokens["scorer LM"] / (n_q * cur["sampled"][0])) - merged)
+        calls = n_q * cur["sampled"][0] * (2 if "paper-noopt" in wanted and "paper-noprefix" not in wanted else 1)
+        inputs.scorer_text = max(0, round(scorer_tokens["scorer LM"] / calls) - merged)
     print_flops(inputs, out, args.questions)
     text = "\n".join(out)
     print(text)
