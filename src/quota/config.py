@@ -456,9 +456,12 @@ PRESETS: dict[str, QuotaConfig] = {
 #: frame's scoring never sees another frame, and chunked prefill computes the same attention). A run
 #: folder resumes across them (``paper-lowmem`` continues a ``paper`` run).
 #: Our speed-ups are result-neutral too: frames without tokens are not encoded, the scorer's image features are
-#: reused within a video, and the chain of thought stops once its answer can no longer change.
+#: reused within a video, and the chain of thought stops once its answer can no longer change. So are the
+#: scorer's prefix kept per video (and its memory bound; tests/test_scorer_prefix.py, which also shows that a
+#: prefix under a wrong key would change the scores) and the overlapped stages (tests/test_stage_overlap.py).
 RESULT_NEUTRAL = frozenset({"scorer_vision_batch", "scorer_prefill_chunk", "encode_kept_only",
-                            "scorer_feature_cache", "decouple_early_stop"})
+                            "scorer_feature_cache", "decouple_early_stop", "scorer_prefix_cache",
+                            "scorer_prefix_cache_bytes", "overlap_stages"})
 
 
 __all__ = [

@@ -476,10 +476,19 @@ class QuoTA:
         began("decode")
         began("decouple")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quota-decouple") as pool:
-            pending = pool.submit(self._clue, question, options)
+            pending = pool.submit(self._clue_on_own_stream, question, options)
             work = self._video(video, timings, reused)
             self._prepare_scorer(work, timings)
             return work, pending.result()
+
+    def _clue_on_own_stream(self, question: str, options: Sequence[str] | None) -> tuple[_Timed, bool]:
+        """:meth:`_clue` on a CUDA stream of its own when the base model is on a GPU (threads otherwise queue
+        their kernels on the same default stream, one after the other)."""
+        device = next(self.adapter.model.parameters()).device
+        if device.type != "cuda":
+            return self._clue(question, options)
+        with torch.cuda.stream(torch.cuda.Stream(device)):
+            return self._clue(question, options)
 
     def _overlaps(self, question: str, options: Sequence[str] | None) -> bool:
         """Whether :meth:`_video_and_clue` runs the chain of thought on a second thread: asked for, a chain of
