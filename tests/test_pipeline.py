@@ -91,7 +91,8 @@ def test_scores_come_from_the_scorer_and_shape_the_grids(llava_qa, video):
     plan = llava_qa.plan(video, "Where is the dog?")
     frames = plan.frames
     direct = llava_qa.scorer.score(frames, plan.clue)
-    np.testing.assert_allclose(plan.scores, direct, rtol=0, atol=1e-9)
+    # the pipeline runs the scorer's kept prefix (scorer_prefix_cache): equal to float rounding
+    np.testing.assert_allclose(plan.scores, direct, rtol=1e-6, atol=0)
     sizes = [h * w for h, w in plan.grids]
     assert sizes[int(np.argmax(plan.scores))] == max(sizes)
 
