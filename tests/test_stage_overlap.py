@@ -76,10 +76,12 @@ def test_overlap_same_plans_and_answers_with_decoupling_on_a_second_thread(qa, v
     plain, overlapped = _fresh(qa), _fresh(qa, overlap_stages=True)
     expected = _answers(plain, video)
     names, handle = _base_threads(overlapped)
+    stages: list[str] = []
     try:
-        plan = overlapped.plan(video, QUESTIONS[0][0], QUESTIONS[0][1])
+        plan = overlapped.plan(video, QUESTIONS[0][0], QUESTIONS[0][1], on_stage=stages.append)
     finally:
         handle.remove()
+    assert stages == ["decode", "decouple", "score", "assign"]  # announced in the same order as without overlap
     decoupling = set(names)
     assert decoupling and all(n.startswith("quota-decouple") for n in decoupling)
     assert {"decode", "decouple", "score"} <= set(plan.timings)

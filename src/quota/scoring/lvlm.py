@@ -368,16 +368,9 @@ class LVLMScorer(CheckpointScorer):
 
     def _on_device(self, inputs: Any) -> dict[str, Any]:
         """``inputs``' tensors on the model's device, floating ones in its dtype."""
-        import torch
+        from ..models.loading import to_device
 
-        batch = {}
-        for key, value in inputs.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device)
-                if value.is_floating_point():
-                    value = value.to(self.dtype)
-            batch[key] = value
-        return batch
+        return to_device(inputs, self.device, self.dtype)
 
     def _yes_no(self, logits: Any) -> np.ndarray:
         """Log-probabilities ``[B, 2]`` (yes, no) from logits ``[B, *, V]`` (last position; softmax in float32)."""
