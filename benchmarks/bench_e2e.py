@@ -750,8 +750,8 @@ def print_flops(inputs: FlopInputs, out: list[str], questions: int = 3) -> None:
                "'overlapped': the same with the chain of thought of the video's first question run while the "
                "scorer prepares (overlap_stages; the FLOPs are the same, this is the critical path). Last column: "
                f"'{questions} q/video' divided by the paper's reported ratio (1.42 paper, 0.92 paper-half).")
-    out.append("| run | " + " | ".join(STAGE_NAMES.get(c, c) for c in cols)
-               + f" | total | × baseline | × baseline, {questions} q/video | overlapped | × the paper's reported ratio |")
+    out.append("| run | " + " | ".join(STAGE_NAMES.get(c, c) for c in cols) + " | total | × baseline | "
+               f"× baseline, {questions} q/video | overlapped | × the paper's reported ratio |")
     out.append("|---|" + "---|" * (len(cols) + 5))
     for label, parts, once in rows:
         total = sum(parts.values())

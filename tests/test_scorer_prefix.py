@@ -108,7 +108,8 @@ def _entries_of(cache: dict) -> dict:
 
 
 @pytest.mark.parametrize("case", ["other video", "other max_pixels", "other image size", "other chunking"])
-def test_the_key_holds_what_the_prefix_depends_on(case: str, tiny_qwen2_vl: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_key_holds_what_the_prefix_depends_on(case: str, tiny_qwen2_vl: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A cache filled for one video and scorer setting gives another video or setting its own scores, because
     the key differs; the same cache under a key that ignored the difference would give other scores."""
     first = _scorer(tiny_qwen2_vl)

@@ -493,7 +493,9 @@ class QuoTA:
     def _overlaps(self, question: str, options: Sequence[str] | None) -> bool:
         """Whether :meth:`_video_and_clue` runs the chain of thought on a second thread: asked for, a chain of
         thought to run (not cached), and two different models (a scorer on the base model runs after it)."""
-        if not self._config.overlap_stages or not self._decouples() or self._clue_key(question, options) in self._cache.clues:
+        if not self._config.overlap_stages or not self._decouples():
+            return False
+        if self._clue_key(question, options) in self._cache.clues:
             return False
         return getattr(self.scorer, "model", None) is not getattr(self.adapter, "model", None)
 

@@ -686,7 +686,8 @@ class LVLMScorer(CheckpointScorer):
             return None
         key = (PREFIX_KEY,) + where + (tensor_digest(ids[:, :split]), tensor_digest(mask[:, :split]))
         entry = cache.get(key)
-        if entry is None and prefix_bytes_in(cache) + kv_bytes(self.model.config, ids.shape[0], split, self.dtype) > limit:
+        needed = 0 if entry is not None else kv_bytes(self.model.config, ids.shape[0], split, self.dtype)
+        if needed and prefix_bytes_in(cache) + needed > limit:
             return None
         with torch.inference_mode():
             positions = self._positions(batch)
