@@ -454,7 +454,8 @@ class LVLMScorer(CheckpointScorer):
             return positions
         return torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
 
-    def _language_model(self, embeds: Any, positions: Any, mask: Any, cache: Any, chunk: int | None) -> tuple[Any, Any]:
+    def _language_model(self, embeds: Any, positions: Any, mask: Any, cache: Any,
+                        chunk: int | None) -> tuple[Any, Any]:
         """Run the language model over ``embeds`` ``[B, S, hidden]`` after the ``P`` positions already in
         ``cache`` (``None``: none), ``chunk`` tokens at a time (``None``: all at once).
 
@@ -697,10 +698,7 @@ class LVLMScorer(CheckpointScorer):
                 entry = cache[key] = PrefixEntry.from_cache(kv, split)
             if prefix_only:
                 return np.zeros((0, 2))
-            rest = ids[:, split:]
-            if bool((rest == self.model.config.image_token_id).any()):  # cannot happen: split is past every image
-                return None
-            embeds = self.model.get_input_embeddings()(rest)
+            embeds = self.model.get_input_embeddings()(ids[:, split:])  # text only: split is past every image
             hidden, _ = self._language_model(embeds, positions[..., split:], mask, entry.cache(), self.prefill_chunk)
             return self._yes_no(self.model.lm_head(hidden[:, -1:]))
 
