@@ -712,3 +712,13 @@ def test_the_first_bullet_after_a_marker_is_kept(text):
 
 def test_a_dash_before_a_single_line_is_still_dropped():
     assert parse_clue("Step 3: - cat, dog").objects == ("cat", "dog")
+
+
+@pytest.mark.timeout(60)  # a hang guard, not a speed measurement: the old pattern never finished on these
+@pytest.mark.parametrize("mode", ["entity", "event"])
+def test_a_long_run_of_letters_does_not_hang_the_parser(mode):
+    """The label pattern once backtracked over every way to cut a run of letters into five words: a 100-letter
+    line took seconds, and a model's 20,000 letters would never finish."""
+    for text in ("Step 3: " + "a" * 20_000, "b" * 20_000, "Objects " + "c" * 20_000):
+        objects = parse_clue(text, mode=mode).objects
+        assert objects is None or len(objects) <= 1

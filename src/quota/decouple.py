@@ -252,7 +252,8 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+(.*\S)\s*$")
 _BULLET_PREFIX = re.compile(r"^(?:[-•+]|\d{1,2}[.)])\s+")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
-_LABEL = re.compile(r"^((?:[^\W\d_]+[ \t]*){1,5}):\s*")
+# Words separated by spaces (one way to split a run of letters: matching stays linear in the line's length).
+_LABEL = re.compile(r"^((?:[^\W\d_]+[ \t]+){0,4}[^\W\d_]+)[ \t]*:\s*")
 
 _STEP_WORDS = {"1": 1, "2": 2, "3": 3, "one": 1, "two": 2, "three": 3}
 _MARKER = re.compile(
