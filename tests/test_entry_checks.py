@@ -228,16 +228,36 @@ def test_a_first_run_shows_its_downloads(monkeypatch, terminal):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
     loaded = {}
     monkeypatch.setattr(QuoTA, "from_pretrained", classmethod(lambda cls, **kw: loaded.update(kw) or "qa"))
+    # the hub itself (no network here): a file listing and a download that records what was asked for
+    import huggingface_hub
+    from types import SimpleNamespace
+
+    listing = [("config.json", 2048), ("model-00001-of-00002.safetensors", 5 * 2**30),
+               ("model-00002-of-00002.safetensors", 2**30), ("pytorch_model.bin", 6 * 2**30),
+               ("tokenizer.json", 7 * 2**20), ("chat_template.jinja", 1024), ("modeling_custom.py", 4096),
+               ("README.md", 512)]
+    fetched = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo, files_metadata=False: SimpleNamespace(
+        sha="abc", siblings=[SimpleNamespace(rfilename=n, size=z) for n, z in listing]))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name, revision=None: fetched.append(
+        (repo, name, revision)))
     args = cli.build_parser().parse_args(["ask", "v.mp4", "q?", "--base", "org/base-7b", "--scorer", "org/scorer-2b"])
     try:
         from quota.commands import load_pipeline
 
         assert load_pipeline(args) == "qa" and loaded["base"] == "org/base-7b"
-        # the hub's download bars stay on at a terminal; elsewhere a line per model says what is fetched
+        # the hub's download bars stay on at a terminal; elsewhere a line per model and then a line per file
         assert hub_utils.are_progress_bars_disabled() is (not terminal)
         lines = err.getvalue().splitlines()
         assert any(line.startswith("quota: downloading the base model org/base-7b from the Hugging Face hub")
                    for line in lines)
         assert any("downloading the scorer model org/scorer-2b" in line for line in lines)
+        needed = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                  "tokenizer.json", "chat_template.jinja"]  # no .bin beside safetensors, no code, no README
+        if terminal:
+            assert fetched == []  # the bars show the downloads while the models load
+        else:
+            assert fetched == [(repo, name, "abc") for repo in ("org/base-7b", "org/scorer-2b") for name in needed]
+            assert "quota: downloading org/base-7b/model-00001-of-00002.safetensors (5120.0 MB, file 2 of 5)" in lines
     finally:
         hub_utils.disable_progress_bars()

@@ -140,9 +140,9 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
     base = base_model(args, config, plan_only=plan_only)
     terminal = not getattr(args, "quiet", False) and sys.stderr.isatty()
     if not getattr(args, "verbose", False):
-        quiet_libraries(downloads=terminal)  # download bars on a terminal; a line per model elsewhere
+        quiet_libraries(downloads=terminal)  # download bars on a terminal; a line per file elsewhere
     from .pipeline import QuoTA
-    from .preflight import resolve_sources
+    from .preflight import hub_offline, resolve_sources
     from .scoring.registry import read_scorer
 
     scorer = read_scorer(config.scorer).checkpoint or None
@@ -150,6 +150,8 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
         if source.kind == "hub":
             status(args, f"downloading the {source.role} model {source.model_id} from the Hugging Face hub "
                          "(first use; several GB for the paper's models)" + ("" if terminal else "..."))
+            if not terminal and not hub_offline():  # no bars in a log: a line per file instead
+                download_with_lines(args, source.model_id, trust_remote_code=args.trust_remote_code)
 
     what = [f"base {base}"] if base else []
     if read_scorer(config.scorer).loads_checkpoint:
@@ -165,6 +167,30 @@ def load_pipeline(args: argparse.Namespace, *, plan_only: bool = False, config: 
     if base is not None:
         status(args, f"models ready in {time.perf_counter() - start:.1f} s")
     return qa
+
+
+#: The files of a checkpoint that loading it with transformers reads (weights, configs, tokenizer and processor
+#: files, chat templates); code files only with ``--trust-remote-code``.
+CHECKPOINT_FILES = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken")
+
+
+def download_with_lines(args: argparse.Namespace, model_id: str, *, trust_remote_code: bool = False) -> None:
+    """Fetch a hub checkpoint file by file into the hub cache, one status line per file with its size, so a log
+    (no terminal, no progress bars) shows what a first run is downloading. ``.bin`` weights are fetched only when
+    the checkpoint has no ``.safetensors``. Loading then reads the cache."""
+    from fnmatch import fnmatch
+
+    from huggingface_hub import HfApi, hf_hub_download
+
+    info = HfApi().model_info(model_id, files_metadata=True)
+    files = [(f.rfilename, f.size or 0) for f in info.siblings or []]
+    patterns = CHECKPOINT_FILES + (("*.py",) if trust_remote_code else ())
+    if not any(name.endswith(".safetensors") for name, _ in files):
+        patterns += ("*.bin",)
+    wanted = [(name, size) for name, size in files if any(fnmatch(name, p) for p in patterns)]
+    for k, (name, size) in enumerate(wanted, 1):
+        status(args, f"downloading {model_id}/{name} ({size / 2**20:.1f} MB, file {k} of {len(wanted)})")
+        hf_hub_download(model_id, name, revision=info.sha)
 
 
 def check_video(path: str) -> Any:
