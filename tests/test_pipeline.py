@@ -308,3 +308,33 @@ def test_lowmem_preset_reaches_the_scorer(tiny_llava_ov, tiny_qwen2_vl, video, l
     # same scores as the default scorer, to float rounding
     question = "Where is the dog?"
     np.testing.assert_allclose(qa.plan(video, question).scores, llava_qa.plan(video, question).scores, rtol=1e-5)
+
+
+@pytest.mark.parametrize("baseline", [False, True], ids=["quota", "baseline"])
+@pytest.mark.parametrize("which", ["llava_qa", "qwen_qa"])
+def test_the_answer_streams_in_pieces_that_make_up_the_same_text(request, video, which, baseline):
+    qa = request.getfixturevalue(which).with_config(max_new_tokens=12)
+    plain = qa.answer(video, "What happens?", options=["A. a", "B. b"], baseline=baseline)
+    pieces: list[str] = []
+    streamed = qa.answer(video, "What happens?", options=["A. a", "B. b"], baseline=baseline, on_text=pieces.append)
+    assert streamed.text == plain.text and streamed.choice == plain.choice
+    assert "".join(pieces).strip() == streamed.text and all(pieces)
+
+
+def test_text_pieces_wait_for_a_whole_character(tiny_qwen2_vl):
+    """A character split across tokens (byte-level BPE) reaches the callback once, complete."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from quota.models.base import TextPieces
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen2_vl))
+    ids = tokenizer("é猫 ok", add_special_tokens=False)["input_ids"]
+    pieces: list[str] = []
+    streamer = TextPieces(tokenizer, pieces.append, skip=2)
+    streamer.put(torch.tensor([[7, 8]]))  # the prompt: skipped
+    for token in ids:
+        streamer.put(torch.tensor([token]))
+    streamer.end()
+    assert "".join(pieces) == "é猫 ok" and not any("\ufffd" in p for p in pieces) and len(pieces) > 1
+    assert len(ids) > len("é猫 ok")  # the tiny byte-level tokenizer does split these characters

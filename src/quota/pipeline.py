@@ -313,6 +313,7 @@ class QuoTA:
         baseline: bool = False,
         formatted: str | None = None,
         on_stage: StageCallback | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Answer:
         """Answer ``question`` about ``video``.
 
@@ -328,6 +329,8 @@ class QuoTA:
             on_stage: called with each stage's name as it starts: those of :meth:`plan`, then ``encode``,
                 ``resize``, ``generate`` (with ``baseline``: ``decode``, ``generate``); the keys of
                 :attr:`Answer.timings` but ``total``, in order.
+            on_text: called with each new piece of the answer as the model writes it (streaming); the pieces
+                joined are the answer text before its ends are stripped. The answer is the same with or without.
 
         Returns:
             The :class:`Answer`; its ``timings`` hold the seconds of every stage (those served from the
@@ -336,7 +339,7 @@ class QuoTA:
         if self.adapter is None:
             raise ConfigError("answering needs a base model; load one with QuoTA.from_pretrained(base=...)")
         if baseline:
-            return self._answer_baseline(video, question, options, formatted, on_stage or _ignore)
+            return self._answer_baseline(video, question, options, formatted, on_stage or _ignore, on_text)
         plan = self.plan(video, question, options, on_stage=on_stage)
         began = on_stage or _ignore
         timings, reused = dict(plan.timings), list(plan.reused)
@@ -361,6 +364,7 @@ class QuoTA:
             text = self.adapter.generate(
                 prompt, resized, plan.kept_grids, newline=plan.newline,
                 frame_labels=labels, max_new_tokens=self._config.max_new_tokens, chat=plan.conversation,
+                on_text=on_text,
             )
         return self._finish(text, options, plan, timings, reused)
 
@@ -390,7 +394,8 @@ class QuoTA:
 
     # ------------------------------------------------------------------ internals
     def _answer_baseline(self, video: Any, question: str, options: Sequence[str] | None,
-                         formatted: str | None, began: StageCallback) -> Answer:
+                         formatted: str | None, began: StageCallback,
+                         on_text: Callable[[str], None] | None = None) -> Answer:
         check_question(question, options)
         timings: dict[str, float] = {}
         began("decode")
@@ -401,7 +406,8 @@ class QuoTA:
         began("generate")
         with _timer(timings, "generate"):
             text = self.adapter.generate_baseline(frames, prompt, newline=self._config.newline,
-                                                  max_new_tokens=self._config.max_new_tokens, chat=self.conversation)
+                                                  max_new_tokens=self._config.max_new_tokens, chat=self.conversation,
+                                                  on_text=on_text)
         return self._finish(text, options, None, timings, [], frames=frames)
 
     def _check_fits(self, prompt: str, visual_tokens: int) -> None:

@@ -195,18 +195,22 @@ class VideoLMAdapter(ABC):
         frame_labels: Sequence[str] | None = None,
         max_new_tokens: int = 64,
         chat: str = "model",
+        on_text: Callable[[str], None] | None = None,
     ) -> str:
-        """Greedy answer from resized per-frame features, in the conversation ``chat``."""
+        """Greedy answer from resized per-frame features, in the conversation ``chat``; ``on_text`` is called with
+        each new piece of the answer as it is generated (see :class:`TextPieces`)."""
         if len(features) != len(grids):
             raise BudgetError(f"{len(features)} feature tensors for {len(grids)} grids")
         inputs = self.build_inputs(prompt, features, grids, newline=newline, frame_labels=frame_labels, chat=chat)
-        return self._generate(inputs, max_new_tokens)
+        return self._generate(inputs, max_new_tokens, on_text=on_text)
 
     @torch.inference_mode()
     def generate_baseline(self, frames: Frames, prompt: str, *, newline: str = "auto", max_new_tokens: int = 64,
-                          chat: str = "model") -> str:
-        """Greedy answer through the model's own video path (no QuoTA), in the conversation ``chat``."""
-        return self._generate(self.baseline_inputs(frames, prompt, newline=newline, chat=chat), max_new_tokens)
+                          chat: str = "model", on_text: Callable[[str], None] | None = None) -> str:
+        """Greedy answer through the model's own video path (no QuoTA), in the conversation ``chat``; ``on_text`` as
+        in :meth:`generate`."""
+        return self._generate(self.baseline_inputs(frames, prompt, newline=newline, chat=chat), max_new_tokens,
+                              on_text=on_text)
 
     @torch.inference_mode()
     def generate_text(
@@ -229,7 +233,8 @@ class VideoLMAdapter(ABC):
         """Next-token logits at every position, ``[1, L, V]`` (tests and diagnostics)."""
         return self.model(**inputs.kwargs).logits
 
-    def _generate(self, inputs: ModelInputs, max_new_tokens: int, stop: Callable[[str], bool] | None = None) -> str:
+    def _generate(self, inputs: ModelInputs, max_new_tokens: int, stop: Callable[[str], bool] | None = None,
+                  on_text: Callable[[str], None] | None = None) -> str:
         kwargs = dict(inputs.kwargs)
         prompt_len = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else 0
         pad_id = self.tokenizer.pad_token_id
@@ -239,6 +244,8 @@ class VideoLMAdapter(ABC):
             from transformers import StoppingCriteriaList
 
             kwargs["stopping_criteria"] = StoppingCriteriaList([_TextStop(self.tokenizer, prompt_len, stop)])
+        if on_text is not None:
+            kwargs["streamer"] = TextPieces(self.tokenizer, on_text, skip=prompt_len)
         out = self.model.generate(
             **kwargs,
             max_new_tokens=int(max_new_tokens),
@@ -251,6 +258,43 @@ class VideoLMAdapter(ABC):
         )
         new_tokens = out[0, prompt_len:] if out.shape[1] > prompt_len else out[0, :0]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+class TextPieces:
+    """A ``transformers`` streamer: calls ``on_text(piece)`` with each new piece of the decoded answer.
+
+    The answer so far is decoded whole after every token (special tokens skipped) and only what it adds is passed
+    on, so a character split across tokens arrives once, complete; the pieces joined are the decoded answer
+    (before :meth:`VideoLMAdapter._generate` strips its ends). The first ``skip`` tokens (the prompt, which
+    ``generate`` hands to its streamer first when it has ``input_ids``) are not part of the answer.
+    """
+
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None], skip: int = 0) -> None:
+        self.tokenizer = tokenizer
+        self.on_text = on_text
+        self.skip = int(skip)
+        self.tokens: list[int] = []
+        self.sent = ""
+
+    def put(self, value: torch.Tensor) -> None:
+        ids = [int(t) for t in value.reshape(-1).tolist()]
+        if self.skip:
+            dropped = min(self.skip, len(ids))
+            self.skip -= dropped
+            ids = ids[dropped:]
+        if not ids:
+            return
+        self.tokens += ids
+        # a character still incomplete decodes as U+FFFD at the end: hold it back until its next token
+        self._send(self.tokenizer.decode(self.tokens, skip_special_tokens=True).rstrip("\ufffd"))
+
+    def end(self) -> None:
+        self._send(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
+
+    def _send(self, text: str) -> None:
+        if text.startswith(self.sent) and len(text) > len(self.sent):
+            self.on_text(text[len(self.sent):])
+            self.sent = text
 
 
 class _TextStop:
@@ -300,4 +344,4 @@ def expand_placeholder(text: str, token: str, expansion: str) -> str:
     return text.replace(token, expansion)
 
 
-__all__ = ["VideoLMAdapter", "ModelInputs", "flatten_frame_features", "video_metadata", "expand_placeholder"]
+__all__ = ["VideoLMAdapter", "ModelInputs", "TextPieces", "flatten_frame_features", "video_metadata", "expand_placeholder"]
