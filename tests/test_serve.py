@@ -642,8 +642,8 @@ class RecordingService(Service):
         super().__init__(*args, **kwargs)
         self.seen: list[tuple] = []
 
-    def answer(self, prepared):
-        done = super().answer(prepared)
+    def answer(self, prepared, on_text=None):
+        done = super().answer(prepared, on_text)
         self.seen.append((prepared.request, prepared.video.path, done))
         return done
 
@@ -702,3 +702,21 @@ def test_lmms_eval_openai_compatible_matches_quota_eval(qa, tiny_llava_ov, tiny_
         plan = done.extension["plan"]
         assert (plan["sampled"], plan["kept"], plan["tokens"]) == (row["plan"]["sampled"], row["plan"]["kept"],
                                                                     row["plan"]["tokens"])
+
+
+def test_a_stream_carries_the_answer_piece_by_piece(tiny_qwen2_vl, media):
+    """``stream: true`` sends the text as the model writes it: several content chunks that join to the plain
+    reply's text (a base whose random output decodes to text, so it arrives in pieces)."""
+    from quota import QuoTA
+
+    qa = QuoTA.from_pretrained(str(tiny_qwen2_vl), scorer="base", device="cpu", quiet=True,
+                               **{**SETTINGS, "max_new_tokens": 16})
+    settings = ServeSettings(model=MODEL, api_key=KEY, videos=str(media["folder"]), max_queue=2, timeout=120,
+                             max_upload_bytes=1 << 20)
+    with BackgroundServer(Service(qa, settings, media["root"] / "spool-stream")) as srv:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key=KEY, max_retries=0, timeout=120)
+        url = data_url(media["clip"])
+        text = client.chat.completions.create(model=MODEL, messages=messages(url)).choices[0].message.content
+        chunks = list(client.chat.completions.create(model=MODEL, messages=messages(url), stream=True))
+    contents = [c.choices[0].delta.content for c in chunks[1:] if c.choices and c.choices[0].delta.content]
+    assert "".join(contents) == text and len(contents) > 1

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from functools import partial
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -135,14 +136,20 @@ def build_app(service: Service) -> FastAPI:
                     raise RequestRefused(f"the request body did not arrive within the server's --timeout of "
                                          f"{settings.timeout:g} s", status=408, code="timeout") from None
                 prepared = await run_in_threadpool(service.prepare, body)
-                future = service.submit(prepared)
+                pieces: asyncio.Queue[str] | None = None
+                on_text = None
+                if prepared.request.stream:  # the worker hands each piece of the answer to this event loop
+                    pieces, loop = asyncio.Queue(), asyncio.get_running_loop()
+                    on_text = partial(loop.call_soon_threadsafe, pieces.put_nowait)
+                future = service.submit(prepared, on_text)
             finally:
                 arriving[0] -= 1
         except Exception as exc:
             return error_response(exc, hide)
         cid, created = completion_id(), int(time.time())
         if prepared.request.stream:
-            return StreamingResponse(_events(service, prepared, future, cid, created), media_type="text/event-stream",
+            return StreamingResponse(_events(service, prepared, future, pieces, cid, created),
+                                     media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
             done = await _wait(service, prepared, future)
@@ -164,22 +171,58 @@ async def _wait(service: Service, prepared: Prepared, future: Any) -> Completion
                              status=504, kind="timeout_error", code="timeout") from None
 
 
-async def _events(service: Service, prepared: Prepared, future: Any, cid: str, created: int) -> AsyncIterator[str]:
-    """The answer as server-sent events: the role at once, then the text when it is ready (the pipeline
-    generates the whole answer before it returns), the finish reason with the ``quota`` extension, the usage
-    when asked for, and ``[DONE]``. An error after the stream began is sent as an ``error`` event."""
+async def _events(service: Service, prepared: Prepared, future: Any, pieces: asyncio.Queue[str] | None, cid: str,
+                  created: int) -> AsyncIterator[str]:
+    """The answer as server-sent events: the role at once, then each piece of the text as the model writes it
+    (leading and trailing white space left out, so the pieces join to the plain reply's text), the finish reason
+    with the ``quota`` extension, the usage when asked for, and ``[DONE]``. An error after the stream began (a
+    timeout included) is sent as an ``error`` event."""
     model = service.settings.model
+    sent = ""  # the text streamed so far
+    held = ""  # white space not sent yet: it is sent only once more text follows it
+
+    def delta(piece: str) -> str | None:
+        nonlocal sent, held
+        text = held + piece
+        if not sent:
+            text = text.lstrip()
+        body = text.rstrip()
+        held = text[len(body):]
+        if not body:
+            return None
+        sent += body
+        return _sse(chunk_body(cid, model, created, {"content": body}))
+
     try:
         yield _sse(chunk_body(cid, model, created, {"role": "assistant", "content": ""}))
         try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + max(service.deadline(prepared), 0.0)
+            job = asyncio.wrap_future(future)
+            while pieces is not None and not job.done():
+                get = asyncio.ensure_future(pieces.get())
+                ready, _ = await asyncio.wait({get, job}, timeout=max(deadline - loop.time(), 0.0),
+                                              return_when=asyncio.FIRST_COMPLETED)
+                if get in ready:
+                    event = delta(get.result())
+                    if event:
+                        yield event
+                    continue
+                get.cancel()
+                if not ready:
+                    break  # the request's time is up: _wait says so below
             done = await _wait(service, prepared, future)
         except Exception as exc:
             response = error_response(exc, str(service.videos.spool))
             yield f"data: {response.body.decode()}\n\n"
             yield "data: [DONE]\n\n"
             return
-        if done.text:
-            yield _sse(chunk_body(cid, model, created, {"content": done.text}))
+        while pieces is not None and not pieces.empty():
+            event = delta(pieces.get_nowait())
+            if event:
+                yield event
+        if done.text.startswith(sent) and len(done.text) > len(sent):  # what the pieces did not carry
+            yield _sse(chunk_body(cid, model, created, {"content": done.text[len(sent):]}))
         yield _sse(chunk_body(cid, model, created, {}, done.finish_reason, quota=done.extension))
         if prepared.request.include_usage:
             yield _sse(usage_chunk(cid, model, created, done.usage))

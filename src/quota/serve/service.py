@@ -154,9 +154,10 @@ class Service:
         preflight(args, config, base=None, outputs={}, baseline=request.baseline)
 
     # ------------------------------------------------------------------ the queue
-    def submit(self, prepared: Prepared) -> Any:
+    def submit(self, prepared: Prepared, on_text: Any = None) -> Any:
         """Queue ``prepared`` for the worker; returns a :class:`concurrent.futures.Future` of a
-        :class:`Completion`. The video stays pinned until the job is over (or never runs).
+        :class:`Completion`. The video stays pinned until the job is over (or never runs). ``on_text`` gets each
+        piece of the answer as it is generated (on the worker thread).
 
         Raises:
             RequestRefused: 429 (queue full) or 503 (shutting down); the video is released then.
@@ -166,7 +167,7 @@ class Service:
             if remaining <= 0:
                 raise RequestRefused(f"no answer within the server's --timeout of {self.settings.timeout:g} s",
                                      status=504, kind="timeout_error", code="timeout")
-            future = self.worker.submit(lambda: self.answer(prepared), timeout=remaining)
+            future = self.worker.submit(lambda: self.answer(prepared, on_text), timeout=remaining)
         except BaseException:
             prepared.video.release()
             raise
@@ -190,13 +191,13 @@ class Service:
         self._variants.move_to_end(key)
         return self._variants[key]
 
-    def answer(self, prepared: Prepared) -> Completion:
-        """Run one request (on the worker thread)."""
+    def answer(self, prepared: Prepared, on_text: Any = None) -> Completion:
+        """Run one request (on the worker thread); ``on_text`` as in :meth:`quota.pipeline.QuoTA.answer`."""
         started = time.monotonic()
         request = prepared.request
         qa = self.pipeline_for(request.config)
         answer = qa.answer(prepared.video.path, request.question, request.options, baseline=request.baseline,
-                           formatted=request.formatted)
+                           formatted=request.formatted, on_text=on_text)
         completion_tokens = min(self._count(answer.text), request.config.max_new_tokens)
         text_tokens = self._count(request.text)
         plan = answer.plan
