@@ -12,7 +12,7 @@ import pytest
 
 from quota.cli import build_parser, main
 from quota.demo.app import answer_html, error_line, status_html, video_choices
-from quota.demo.session import STAGES, DemoResult, DemoSession, Stage, parse_budget, parse_options
+from quota.demo.session import AnswerSoFar, STAGES, DemoResult, DemoSession, Stage, parse_budget, parse_options
 from quota.errors import ConfigError, VideoDecodeError
 from quota.testing.videos import make_video
 from quota.types import Answer, Plan
@@ -36,8 +36,13 @@ def test_a_run_goes_through_the_stages_and_writes_plan_and_report(session, clip)
     events = list(session.stages(str(clip), "What is shown?", "A. a grid\nB. a cat\n\n", baseline=True))
     stages = [e.name for e in events if isinstance(e, Stage)]
     assert stages == [name for name, _ in STAGES]
-    assert [e.progress for e in events if isinstance(e, Stage)] == sorted(e.progress for e in events[:-1])
+    progress = [e.progress for e in events if isinstance(e, Stage)]
+    assert progress == sorted(progress)
     result = events[-1]
+    # the answer streamed: growing texts, the last of which is the answer
+    so_far = [e.text for e in events if isinstance(e, AnswerSoFar)]
+    assert all(b.startswith(a) for a, b in zip(so_far, so_far[1:]))
+    assert (so_far[-1].strip() if so_far else "") == result.answer.text
     assert isinstance(result, DemoResult) and result.options == ["A. a grid", "B. a cat"]
     plan = result.plan
     assert len(plan.indices) == 6 and plan.tokens <= plan.budget == 30

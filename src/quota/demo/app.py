@@ -29,7 +29,7 @@ from ..report import timings_text, frame_strip_html, render_charts
 from .example import OPTIONS as EXAMPLE_OPTIONS
 from .example import QUESTION as EXAMPLE_QUESTION
 from .example import make_example
-from .session import DemoResult, DemoSession, RunStopped, Stage
+from .session import AnswerSoFar, DemoResult, DemoSession, RunStopped, Stage
 
 #: elem_id of each element of the page.
 IDS = {
@@ -111,6 +111,12 @@ def status_html(text: str, kind: str = "stage", request: int = 0) -> str:
     """The status box: ``kind`` is ``ready``, ``stage`` (a run is in that stage), ``done``, ``stopped`` or ``error``;
     ``request`` numbers the page's requests (``data-request``), so a reader can tell two runs apart."""
     return f'<p class="quota-{kind}" data-request="{int(request)}">{_e(text)}</p>'
+
+
+def partial_answer_html(title: str, text: str) -> str:
+    """An answer box while the answer is being written: the title and the text so far."""
+    return (f'<h3>{_e(title)}</h3><div class="quota-answer-text quota-streaming">'
+            f'<span class="quota-answer-body">{_e(text)}</span></div>')
 
 
 def answer_html(title: str, answer: Any, grid: Any = None) -> str:
@@ -328,6 +334,8 @@ def _handler(gr: Any, session: DemoSession, videos: str | Path | None, names: li
                 if isinstance(event, Stage):
                     progress(event.progress, desc=event.name)
                     yield {status: status_html(f"{event.name}…", "stage", request_no)}
+                elif isinstance(event, AnswerSoFar):  # the answer as the model writes it
+                    yield {results[0]: partial_answer_html("QuoTA", event.text)}
                 else:
                     done = f"done in {time.perf_counter() - start:.1f} s"
                     files = visitors.serve(visitor, event)

@@ -47,6 +47,13 @@ class Stage:
     progress: float
 
 
+@dataclass(frozen=True)
+class AnswerSoFar:
+    """QuoTA's answer as far as the model has written it (the page shows it while it streams)."""
+
+    text: str
+
+
 def _ours(filename: str) -> bool:
     """Whether a warning was raised from quota's own code (the libraries' own notices stay off the page)."""
     return "quota" in Path(filename).parts
@@ -175,9 +182,9 @@ class DemoSession:
         return result
 
     def stages(self, video: str | None, question: str, options: Any = None, *, budget: Any = None,
-               baseline: bool = False, name: str | None = None) -> Iterator[Stage | DemoResult]:
-        """Answer ``question`` about ``video``, yielding a :class:`Stage` as each stage starts and the
-        :class:`DemoResult` last. One run at a time: a second caller waits for the first.
+               baseline: bool = False, name: str | None = None) -> Iterator[Stage | AnswerSoFar | DemoResult]:
+        """Answer ``question`` about ``video``, yielding a :class:`Stage` as each stage starts, an
+        :class:`AnswerSoFar` as QuoTA's answer is written, and the :class:`DemoResult` last. One run at a time: a second caller waits for the first.
 
         Args:
             video: path of the video file (``None``: nothing was given).
@@ -250,7 +257,7 @@ class DemoSession:
         return qa
 
     def _run(self, qa: Any, video: str, question: str, options: list[str], baseline: bool, name: str | None
-             ) -> Iterator[Stage | DemoResult]:
+             ) -> Iterator[Stage | AnswerSoFar | DemoResult]:
         stage = dict(STAGES)
 
         # The pipeline says as each of its stages starts (on_stage); Stop ends the run there, mid-answer too.
@@ -259,9 +266,9 @@ class DemoSession:
                 raise RunStopped("stopped: the run was ended with the Stop button")
             report(stage_name)
 
-        answer = yield from _staged(lambda report: self._recording(
+        answer = yield from _staged(lambda report, stream: self._recording(
             video, name, lambda: qa.answer(video, question, options=options or None,
-                                           on_stage=lambda n: began(n, report))))
+                                           on_stage=lambda n: began(n, report), on_text=stream)))
         plan = answer.plan
         assert plan is not None
         frames = plan.frames
@@ -302,17 +309,19 @@ class DemoSession:
                           options=options, warnings=notes, baseline_grid=grid)
 
 
-def _staged(work: Callable[[Callable[[str], None]], Any]) -> Generator[Stage, None, Any]:
-    """Run ``work(on_stage)`` (a pipeline call) in a worker thread, yield a :class:`Stage` as each page stage
-    starts (:data:`PIPELINE_STAGES`, each once), and return what ``work`` returned (or raise what it raised).
+def _staged(work: Callable[[Callable[[str], None], Callable[[str], None]], Any]
+            ) -> Generator[Stage | AnswerSoFar, None, Any]:
+    """Run ``work(on_stage, on_text)`` (a pipeline call) in a worker thread, yield a :class:`Stage` as each page
+    stage starts (:data:`PIPELINE_STAGES`, each once) and an :class:`AnswerSoFar` as each piece of the answer
+    arrives, and return what ``work`` returned (or raise what it raised).
 
     The worker is waited for even when the caller stops early, so the models are never used by two runs."""
-    events: queue.Queue[str | None] = queue.Queue()
+    events: queue.Queue[tuple[str, str] | None] = queue.Queue()
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            outcome["value"] = work(events.put)
+            outcome["value"] = work(lambda n: events.put(("stage", n)), lambda piece: events.put(("text", piece)))
         except BaseException as exc:  # handed to the caller below
             outcome["error"] = exc
         finally:
@@ -320,10 +329,15 @@ def _staged(work: Callable[[Callable[[str], None]], Any]) -> Generator[Stage, No
 
     worker = threading.Thread(target=target, name="quota-demo-run", daemon=True)
     worker.start()
-    progress, shown = dict(STAGES), set()
+    progress, shown, text = dict(STAGES), set(), ""
     try:
-        while (name := events.get()) is not None:
-            page = PIPELINE_STAGES.get(name)
+        while (event := events.get()) is not None:
+            kind, value = event
+            if kind == "text":
+                text += value
+                yield AnswerSoFar(text)
+                continue
+            page = PIPELINE_STAGES.get(value)
             if page is not None and page not in shown:
                 shown.add(page)
                 yield Stage(page, progress[page])
@@ -334,4 +348,4 @@ def _staged(work: Callable[[Callable[[str], None]], Any]) -> Generator[Stage, No
     return outcome["value"]
 
 
-__all__ = ["DemoSession", "DemoResult", "RunStopped", "Stage", "STAGES", "parse_options", "parse_budget"]
+__all__ = ["DemoSession", "DemoResult", "RunStopped", "Stage", "AnswerSoFar", "STAGES", "parse_options", "parse_budget"]
