@@ -176,6 +176,10 @@ class VideoLMAdapter(ABC):
             return self.paper_conversation
         return "model"
 
+    def video_turn(self, prompt: str, chat: str = "model") -> str:
+        """One user turn of the video placeholder followed by ``prompt`` (:meth:`chat_text`)."""
+        return self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
+
     def chat_text(self, content: list[dict[str, Any]], chat: str = "model") -> str:
         """One user turn, ready for the answer: rendered by the checkpoint's chat template (``chat="model"``),
         or in the conversation named ``chat`` (a family with a :attr:`paper_conversation` renders it)."""

@@ -66,9 +66,6 @@ class InternVLAdapter(VideoLMAdapter):
             raise BudgetError(f"internvl gave {feats.shape[1]} tokens per frame, expected {h}x{w}")
         return feats.view(feats.shape[0], h, w, feats.shape[-1])
 
-    def _prompt(self, prompt: str, chat: str) -> str:
-        return self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
-
     def build_inputs(
         self,
         prompt: str,
@@ -86,7 +83,7 @@ class InternVLAdapter(VideoLMAdapter):
         proc = self.processor
         frames_text = "\n".join(f"Frame{i + 1}: {proc.start_image_token}{proc.image_token * (h * w)}{proc.end_image_token}"
                                 for i, (h, w) in enumerate(grids))
-        text = expand_placeholder(self._prompt(prompt, chat), proc.video_token, frames_text)
+        text = expand_placeholder(self.video_turn(prompt, chat), proc.video_token, frames_text)
         ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
         visual = torch.cat(flat).to(self.device, self.dtype)[None]  # the model counts batch × tokens
         kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
@@ -104,7 +101,7 @@ class InternVLAdapter(VideoLMAdapter):
 
     def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
         self.require_no_newline(newline)
-        text = self._prompt(prompt, chat)
+        text = self.video_turn(prompt, chat)
         enc = self.processor(text=text, videos=[frames.pixels], return_tensors="pt")
         kwargs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
         kwargs["pixel_values"] = kwargs["pixel_values"].to(self.dtype)

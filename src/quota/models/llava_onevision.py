@@ -165,7 +165,7 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
         return qwen_1_5_prompt(text)
 
     def _prompt_ids(self, prompt: str, chat: str) -> tuple[str, torch.Tensor]:
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
+        text = self.video_turn(prompt, chat)
         ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
         return text, ids
 
@@ -209,7 +209,7 @@ class LlavaOnevisionAdapter(VideoLMAdapter):
             pooled = self.pooled_features(frames)
             grid = self.pooled_grid()
             return self.build_inputs(prompt, list(pooled), [grid] * len(pooled), newline=policy, chat=chat)
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
+        text = self.video_turn(prompt, chat)
         enc = self.processor(text=text, videos=[frames.pixels], return_tensors="pt")
         enc = to_device(enc, self.device, self.dtype, cast=("pixel_values_videos",))
         n = int((enc["input_ids"] == self.video_token_id).sum())

@@ -142,7 +142,7 @@ class QwenVLAdapter(VideoLMAdapter):
 
     def baseline_inputs(self, frames: Frames, prompt: str, *, newline: str = "auto", chat: str = "model") -> ModelInputs:
         self.require_no_newline(newline)
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
+        text = self.video_turn(prompt, chat)
         metadata = [{"total_num_frames": len(frames), "fps": max(len(frames) / max(frames.duration, 1e-6), 1e-3)}]
         try:
             enc = self.processor(text=text, videos=[frames.pixels], video_metadata=metadata, return_tensors="pt")
@@ -153,7 +153,7 @@ class QwenVLAdapter(VideoLMAdapter):
     def exact_video_inputs(self, frames: Frames, prompt: str, chat: str = "model") -> ModelInputs:
         """The processor's video path on exactly these frames (no resampling), their real frame numbers, rate and the
         video's length as the metadata its time texts come from (Qwen3-VL, GLM-4.1V)."""
-        text = self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
+        text = self.video_turn(prompt, chat)
         enc = self.processor(text=text, videos=[frames.pixels], video_metadata=[video_metadata(frames)],
                              do_sample_frames=False, return_tensors="pt")
         return self._inputs(enc, text, "pixel_values_videos")

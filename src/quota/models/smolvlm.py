@@ -97,9 +97,6 @@ class SmolVLMAdapter(VideoLMAdapter):
                 proc.fake_image_token + proc.global_image_token + proc.image_token * (h * w) + proc.fake_image_token)
         return text + stock.DEFAULT_MEDIA_OUTTRO
 
-    def _video_prompt(self, prompt: str, chat: str) -> str:
-        return self.chat_text([{"type": "video"}, {"type": "text", "text": prompt}], chat)
-
     def build_inputs(
         self,
         prompt: str,
@@ -114,7 +111,7 @@ class SmolVLMAdapter(VideoLMAdapter):
 
         self.require_no_newline(newline)
         flat = flatten_frame_features(features, grids)
-        text = expand_placeholder(self._video_prompt(prompt, chat), self.processor.video_token,
+        text = expand_placeholder(self.video_turn(prompt, chat), self.processor.video_token,
                                   self._video_text(list(grids), frame_labels))
         ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
         visual = torch.cat(flat).to(self.device, self.dtype)
@@ -125,7 +122,7 @@ class SmolVLMAdapter(VideoLMAdapter):
         return ModelInputs(kwargs=kwargs, visual_tokens=visual.shape[0], prompt=text)
 
     def _stock(self, frames: Frames, prompt: str, chat: str, with_duration: bool) -> ModelInputs:
-        text = self._video_prompt(prompt, chat)
+        text = self.video_turn(prompt, chat)
         metadata = video_metadata(frames, duration=with_duration)
         enc = self.processor(text=text, videos=[frames.pixels], video_metadata=[metadata], do_sample_frames=False,
                              return_tensors="pt")
