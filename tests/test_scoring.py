@@ -560,3 +560,21 @@ def test_chunked_prefill_refuses_a_family_whose_forward_it_does_not_rebuild(lvlm
     assert chunked.family == "qwen3_vl" and "qwen3_vl" not in _PLAIN_FORWARD_FAMILIES
     with pytest.raises(UnsupportedModelError, match="prefill_chunk=None"):
         chunked.score(_frames(2), CLUE)
+
+
+def test_lvlm_options_take_their_defaults_from_the_config_and_refuse_unknown_names() -> None:
+    from quota.config import QuotaConfig
+    from quota.scoring.lvlm import LVLMOptions
+
+    paper = QuotaConfig()
+    assert QwenVLScorer.default_options == LVLMOptions.from_config(paper)
+    assert LVLMScorer.default_options == LVLMOptions.from_config(paper).changed({"max_pixels": None}, "x")
+    assert LVLMOptions.from_config(paper.replace(score_normalize="pair", scorer_prefill_chunk=7)).prefill_chunk == 7
+    # a setting left out keeps the class's default; None given is a value of its own (no cap)
+    assert QwenVLScorer.default_options.changed({"batch_size": 4}, "x").max_pixels == paper.scorer_max_pixels
+    assert QwenVLScorer.default_options.changed({"max_pixels": None}, "x").max_pixels is None
+    with pytest.raises(ConfigError, match="batch_sise"):
+        LVLMOptions().changed({"batch_sise": 4}, "QwenVLScorer")
+    for bad in ({"batch_size": 0}, {"normalize": "softmax"}, {"max_pixels": -3}, {"prefill_chunk": 0}):
+        with pytest.raises(ConfigError):
+            LVLMOptions(**bad)

@@ -21,14 +21,14 @@ pixels per frame).
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..config import SCORE_NORMALIZATIONS
+from ..config import SCORE_NORMALIZATIONS, QuotaConfig
 from .question import NO_LETTER, YES_LETTER, scoring_question
 from ..errors import ConfigError, ProcessorNotFoundError, UnsupportedModelError
 from ..types import Clue, Frames
@@ -49,31 +49,80 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
+def _positive_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and int(value) >= 1
+
+
+def _check_options(batch_size: Any, normalize: Any, vision_batch_size: Any = None, prefill_chunk: Any = None) -> None:
+    if normalize not in SCORE_NORMALIZATIONS:
+        raise ConfigError(f"normalize={normalize!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
+    if not _positive_int(batch_size):
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if vision_batch_size is not None and not _positive_int(vision_batch_size):
+        raise ConfigError(f"vision_batch_size must be a positive integer or None, got {vision_batch_size!r}")
+    if prefill_chunk is not None and not _positive_int(prefill_chunk):
+        raise ConfigError(f"prefill_chunk must be a positive integer or None, got {prefill_chunk!r}")
+
+
+#: The paper's settings (the defaults of :class:`~quota.config.QuotaConfig`): the scorer's defaults come from them.
+_DEFAULTS = QuotaConfig()
 #: The paper's scoring model.
-DEFAULT_QWEN_SCORER = "Qwen/Qwen2-VL-2B-Instruct"
+DEFAULT_QWEN_SCORER = _DEFAULTS.scorer
 #: The paper's cap on pixels per frame for the Qwen-VL scorer (1280 merged tokens of 28x28 pixels).
-DEFAULT_MAX_PIXELS = 1280 * 28 * 28
+DEFAULT_MAX_PIXELS = _DEFAULTS.scorer_max_pixels
 #: The paper's frames per scoring forward pass.
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = _DEFAULTS.scorer_batch_size
+#: Frames per vision-encoder pass inside one scoring batch (bounds the vision tower's activations).
+DEFAULT_VISION_BATCH_SIZE = _DEFAULTS.scorer_vision_batch
 #: Families whose forward is exactly what :meth:`LVLMScorer._forward_chunked` rebuilds (token embeddings with the
 #: image features scattered in, their rotary positions, the language model, the head): checked by the scorer
 #: contract tests against the model's own forward. Any other family is refused on that path, never approximated.
 _PLAIN_FORWARD_FAMILIES: tuple[str, ...] = ("qwen2_vl", "qwen2_5_vl", "llava_onevision", "smolvlm")
-#: Frames per vision-encoder pass inside one scoring batch (bounds the vision tower's activations).
-DEFAULT_VISION_BATCH_SIZE = 8
 
 
-class _ClassDefault(enum.Enum):
-    """Marks an argument left out, so the class's own default applies (``None`` stays a value of its own)."""
+@dataclass(frozen=True)
+class LVLMOptions:
+    """How an LVLM scorer reads frames and splits its work: the scorer settings of a
+    :class:`~quota.config.QuotaConfig` (``scorer_max_pixels``, ``scorer_batch_size``, ``score_normalize``,
+    ``scorer_vision_batch``, ``scorer_prefill_chunk``), with the same defaults except ``max_pixels``, which is
+    the processor's own (``None``) unless a class sets it (:class:`QwenVLScorer`: the paper's 1280·28·28).
 
-    TOKEN = "class default"
+    Attributes:
+        max_pixels: most pixels per frame for Qwen-VL models (``None``: the processor's own setting); other
+            families use fixed tile sizes and ignore it.
+        batch_size: frames per forward pass to start with (halved on out-of-memory, down to 1).
+        normalize: ``"none"`` P(yes) over the whole vocabulary (the paper) or ``"pair"`` P(yes)/(P(yes)+P(no)).
+        vision_batch_size: frames per vision-encoder pass within a batch (``None``: the model encodes the whole
+            batch itself); bounds the vision tower's activations, scores unchanged.
+        prefill_chunk: the language model reads each prompt this many tokens at a time on a cache (``None``: one
+            pass); bounds activation memory, scores equal to float rounding.
+    """
 
-    def __repr__(self) -> str:
-        return "<class default>"
+    max_pixels: int | None = None
+    batch_size: int = _DEFAULTS.scorer_batch_size
+    normalize: str = _DEFAULTS.score_normalize
+    vision_batch_size: int | None = _DEFAULTS.scorer_vision_batch
+    prefill_chunk: int | None = _DEFAULTS.scorer_prefill_chunk
 
+    def __post_init__(self) -> None:
+        _check_options(self.batch_size, self.normalize, self.vision_batch_size, self.prefill_chunk)
+        if self.max_pixels is not None and not _positive_int(self.max_pixels):
+            raise ConfigError(f"max_pixels must be a positive integer or None, got {self.max_pixels!r}")
 
-#: Default of ``max_pixels``: the :attr:`LVLMScorer.default_max_pixels` of the class being built.
-_CLASS_DEFAULT = _ClassDefault.TOKEN
+    @classmethod
+    def from_config(cls, config: Any) -> "LVLMOptions":
+        """The scorer settings of a :class:`~quota.config.QuotaConfig`."""
+        return cls(max_pixels=config.scorer_max_pixels, batch_size=config.scorer_batch_size,
+                   normalize=config.score_normalize, vision_batch_size=config.scorer_vision_batch,
+                   prefill_chunk=config.scorer_prefill_chunk)
+
+    def changed(self, settings: dict[str, Any], owner: str) -> "LVLMOptions":
+        """These options with ``settings`` (option name -> value) changed; an unknown name is a ConfigError."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)} for {owner}; it takes {', '.join(sorted(names))}")
+        return replace(self, **settings) if settings else self
 
 
 def letter_token_id(tokenizer: Any, letter: str) -> int:
@@ -131,19 +180,9 @@ class LVLMScorer(CheckpointScorer):
         model_id: Hugging Face id or local folder of a Qwen2-VL, Qwen2.5-VL or LLaVA-OneVision checkpoint.
             ``None``: the class's :attr:`default_model_id` (:class:`QwenVLScorer`: the paper's scorer;
             :class:`LVLMScorer` has none, so it is a :class:`ConfigError` there).
-        max_pixels: most pixels per frame for Qwen-VL models (``None``: the processor's own setting);
-            ignored for other families, whose processors use fixed tile sizes. Left out: the class's
-            :attr:`default_max_pixels` (``None`` here, the paper's 1280·28·28 for :class:`QwenVLScorer`).
-        batch_size: frames per forward pass to start with (halved on out-of-memory, down to 1).
-        normalize: ``"none"`` P(yes) over the whole vocabulary (the paper), or ``"pair"``
-            P(yes) / (P(yes) + P(no)).
-        vision_batch_size: frames per vision-encoder pass within a batch; the image features are then
-            handed to the language model together. Bounds the vision tower's activation memory, which
-            otherwise grows with the whole batch. ``None``: the model encodes the whole batch itself.
-        prefill_chunk: run the language model over the prompt this many tokens at a time (keeping the
-            attention cache between chunks) instead of all at once; its activation memory then grows with
-            the chunk, not the frame's token count. ``None`` (default): one pass, as the paper. Scores agree
-            with the one-pass ones to float rounding (about 1e-6 in float32).
+        **settings: :class:`LVLMOptions` fields (``max_pixels``, ``batch_size``, ``normalize``,
+            ``vision_batch_size``, ``prefill_chunk``) changed from the class's :attr:`default_options` (for
+            ``max_pixels``: ``None`` here, the paper's 1280·28·28 for :class:`QwenVLScorer`).
         dtype: torch dtype or its name; ``None`` means bfloat16 on CUDA and float32 on the CPU.
         device: torch device; ``None`` means CUDA when available, else the CPU.
         quiet: no progress bar.
@@ -161,19 +200,17 @@ class LVLMScorer(CheckpointScorer):
     families: ClassVar[tuple[str, ...]] = LVLM_FAMILIES
     #: The checkpoint used when ``model_id`` is left out (``None``: it must be given).
     default_model_id: ClassVar[str | None] = None
-    #: ``max_pixels`` when left out.
-    default_max_pixels: ClassVar[int | None] = None
+    #: The options of a scorer built without settings.
+    default_options: ClassVar[LVLMOptions] = LVLMOptions()
     #: The keyword options the constructor takes (besides the checkpoint).
-    options: ClassVar[tuple[str, ...]] = ("max_pixels", "batch_size", "normalize", "vision_batch_size",
-                                          "prefill_chunk", "dtype", "device", "quiet", "trust_remote_code")
+    options: ClassVar[tuple[str, ...]] = tuple(f.name for f in fields(LVLMOptions)) + (
+        "dtype", "device", "quiet", "trust_remote_code")
 
     @staticmethod
     def options_from_config(config: Any) -> dict[str, Any]:
         """The scorer settings of a :class:`~quota.config.QuotaConfig` as keyword options of this class
         (``max_pixels`` only matters for Qwen-VL checkpoints; other families ignore it)."""
-        return {"max_pixels": config.scorer_max_pixels, "batch_size": config.scorer_batch_size,
-                "normalize": config.score_normalize, "vision_batch_size": config.scorer_vision_batch,
-                "prefill_chunk": config.scorer_prefill_chunk}
+        return asdict(LVLMOptions.from_config(config))
 
     def reconfigured(self, config: Any) -> "LVLMScorer":
         """A scorer on the same loaded model and processor with the scorer settings of ``config``."""
@@ -184,75 +221,47 @@ class LVLMScorer(CheckpointScorer):
         self,
         model_id: str | os.PathLike[str] | None = None,
         *,
-        max_pixels: int | None | _ClassDefault = _CLASS_DEFAULT,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        normalize: str = "none",
-        vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
-        prefill_chunk: int | None = None,
         dtype: Any = None,
         device: Any = None,
         quiet: bool = False,
         trust_remote_code: bool = False,
+        **settings: Any,
     ) -> None:
         if model_id is None:
             if self.default_model_id is None:
                 raise ConfigError(f"{type(self).__name__} needs a model id or checkpoint folder")
             model_id = self.default_model_id
-        max_pixels = self._max_pixels(max_pixels)
-        _check_options(batch_size, normalize, vision_batch_size, prefill_chunk)
+        options = self.default_options.changed(settings, type(self).__name__)
         model, processor, family = self._load_checkpoint(
             model_id, model_class=_model_class, chat_template=True, dtype=dtype, device=device,
             trust_remote_code=trust_remote_code,
         )
-        self._setup(model, processor, family, str(model_id), max_pixels, batch_size, normalize, vision_batch_size, quiet)
-        self.prefill_chunk = prefill_chunk
+        self._setup(model, processor, family, str(model_id), options, quiet)
 
     @classmethod
-    def from_model(
-        cls,
-        model: Any,
-        processor: Any,
-        *,
-        max_pixels: int | None | _ClassDefault = _CLASS_DEFAULT,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        normalize: str = "none",
-        vision_batch_size: int | None = DEFAULT_VISION_BATCH_SIZE,
-        prefill_chunk: int | None = None,
-        quiet: bool = False,
-        model_id: str | None = None,
-    ) -> "LVLMScorer":
-        """A scorer around an already loaded model and processor (for example the answering model).
+    def from_model(cls, model: Any, processor: Any, *, quiet: bool = False, model_id: str | None = None,
+                   **settings: Any) -> "LVLMScorer":
+        """A scorer around an already loaded model and processor (for example the answering model); ``settings``
+        are :class:`LVLMOptions` fields changed from the class's :attr:`default_options`.
 
         The model is used on its own device and in its own dtype, and is not copied. The processor's
         tokenizer is switched to left padding (what batched scoring and batched generation both need).
         """
-        max_pixels = cls._max_pixels(max_pixels)
-        _check_options(batch_size, normalize, vision_batch_size, prefill_chunk)
+        options = cls.default_options.changed(settings, cls.__name__)
         obj, family, name = cls._adopt(model, model_id)
-        obj._setup(model, processor, family, name, max_pixels, batch_size, normalize, vision_batch_size, quiet)
-        obj.prefill_chunk = prefill_chunk
+        obj._setup(model, processor, family, name, options, quiet)
         return obj
 
     # -----------------------------------------------------------------------------------------------------
     # Set-up
     # -----------------------------------------------------------------------------------------------------
 
-    @classmethod
-    def _max_pixels(cls, max_pixels: int | None | _ClassDefault) -> int | None:
-        return cls.default_max_pixels if max_pixels is _CLASS_DEFAULT else max_pixels  # type: ignore[return-value]
-
-    def _setup(
-        self,
-        model: Any,
-        processor: Any,
-        family: str,
-        model_id: str,
-        max_pixels: int | None,
-        batch_size: int,
-        normalize: str,
-        vision_batch_size: int | None,
-        quiet: bool,
-    ) -> None:
+    def _setup(self, model: Any, processor: Any, family: str, model_id: str, options: LVLMOptions, quiet: bool) -> None:
+        max_pixels, batch_size, normalize = options.max_pixels, options.batch_size, options.normalize
+        vision_batch_size = options.vision_batch_size
+        #: The options this scorer runs with.
+        self.settings = options
+        self.prefill_chunk = options.prefill_chunk
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None or not hasattr(processor, "apply_chat_template"):
             raise ProcessorNotFoundError(
@@ -745,7 +754,7 @@ class QwenVLScorer(LVLMScorer):
 
     families: ClassVar[tuple[str, ...]] = QWEN_FAMILIES
     default_model_id: ClassVar[str | None] = DEFAULT_QWEN_SCORER
-    default_max_pixels: ClassVar[int | None] = DEFAULT_MAX_PIXELS
+    default_options: ClassVar[LVLMOptions] = LVLMOptions.from_config(_DEFAULTS)
 
 
 def scores_from_log_probs(logp: np.ndarray, normalize: str = "none") -> np.ndarray:
@@ -759,21 +768,6 @@ def scores_from_log_probs(logp: np.ndarray, normalize: str = "none") -> np.ndarr
     if normalize == "pair":
         return np.exp(logp[:, 0] - np.logaddexp(logp[:, 0], logp[:, 1]))
     raise ConfigError(f"normalize={normalize!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
-
-
-def _positive_int(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and int(value) >= 1
-
-
-def _check_options(batch_size: Any, normalize: Any, vision_batch_size: Any = None, prefill_chunk: Any = None) -> None:
-    if normalize not in SCORE_NORMALIZATIONS:
-        raise ConfigError(f"normalize={normalize!r} is not one of {', '.join(SCORE_NORMALIZATIONS)}")
-    if not _positive_int(batch_size):
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if vision_batch_size is not None and not _positive_int(vision_batch_size):
-        raise ConfigError(f"vision_batch_size must be a positive integer or None, got {vision_batch_size!r}")
-    if prefill_chunk is not None and not _positive_int(prefill_chunk):
-        raise ConfigError(f"prefill_chunk must be a positive integer or None, got {prefill_chunk!r}")
 
 
 def _per_image(output: Any) -> list[Any]:
